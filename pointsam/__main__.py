@@ -1,0 +1,3 @@
+from pointsam.cli import main
+
+raise SystemExit(main())

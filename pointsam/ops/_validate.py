@@ -1,0 +1,68 @@
+"""One validation helper for every public op: clear ``ValueError``s naming the argument."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_pos", "check_batch", "check_features", "check_positive_int"]
+
+
+def check_pos(pos: Tensor, name: str = "pos", *, allow_empty: bool = False) -> None:
+    """Check ``pos`` is a floating [N, 3] tensor of finite values."""
+    if not isinstance(pos, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(pos).__name__}")
+    if pos.dim() != 2 or pos.size(1) != 3:
+        raise ValueError(f"{name} must have shape [N, 3], got {list(pos.shape)}")
+    if not pos.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {pos.dtype}")
+    if pos.size(0) == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty (0 points)")
+    if not bool(torch.isfinite(pos).all()):
+        bad = int((~torch.isfinite(pos)).any(dim=1).sum())
+        raise ValueError(f"{name} contains NaN or Inf coordinates ({bad} points)")
+
+
+def check_batch(batch: Tensor | None, num: int, name: str = "batch") -> None:
+    """Check ``batch`` is a sorted non-negative int64 vector of length ``num``."""
+    if batch is None:
+        return
+    if not isinstance(batch, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(batch).__name__}")
+    if batch.dim() != 1:
+        raise ValueError(f"{name} must be 1-D [N], got shape {list(batch.shape)}")
+    if batch.dtype != torch.long:
+        raise ValueError(f"{name} must be int64 (torch.long), got {batch.dtype}")
+    if batch.numel() != num:
+        raise ValueError(
+            f"{name} has {batch.numel()} entries but the points number {num}"
+        )
+    if num == 0:
+        return
+    if bool((batch < 0).any()):
+        raise ValueError(f"{name} has negative cloud ids")
+    if num > 1 and bool((batch[1:] < batch[:-1]).any()):
+        raise ValueError(f"{name} must be sorted (points of one cloud contiguous)")
+
+
+def check_features(x: Tensor | None, num: int, name: str = "x",
+                   channels: int | None = None) -> None:
+    """Check ``x`` is a floating [N, C] tensor matching ``num`` points."""
+    if x is None:
+        return
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"{name} must have shape [N, C], got {list(x.shape)}")
+    if x.size(0) != num:
+        raise ValueError(f"{name} has {x.size(0)} rows but pos has {num} points")
+    if channels is not None and x.size(1) != channels:
+        raise ValueError(f"{name} has {x.size(1)} channels, expected {channels}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+def check_positive_int(value: int, name: str) -> None:
+    """Check ``value`` is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

@@ -1,0 +1,67 @@
+"""Ragged-batch helpers: ``batch`` <-> ``ptr``, dense padding and back."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["batch_to_ptr", "ptr_to_batch", "batch_size_of", "to_dense", "from_dense"]
+
+
+def batch_size_of(batch: Tensor | None, batch_size: int | None = None) -> int:
+    """Number of clouds B (``batch.max() + 1``; a host sync unless given)."""
+    if batch_size is not None:
+        return batch_size
+    if batch is None or batch.numel() == 0:
+        return 1
+    return int(batch.max()) + 1
+
+
+def batch_to_ptr(batch: Tensor, batch_size: int | None = None) -> Tensor:
+    r"""CSR offsets ``ptr`` [B + 1] (leading 0) of a sorted ``batch`` vector.
+
+    Example:
+        >>> batch_to_ptr(torch.tensor([0, 0, 1, 1, 1]))
+        tensor([0, 2, 5])
+    """
+    b = batch_size_of(batch, batch_size)
+    counts = torch.bincount(batch, minlength=b)  # [B]
+    return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+
+
+def ptr_to_batch(ptr: Tensor) -> Tensor:
+    """Inverse of :func:`batch_to_ptr`."""
+    counts = ptr[1:] - ptr[:-1]
+    return torch.repeat_interleave(torch.arange(counts.numel(), device=ptr.device), counts)
+
+
+def to_dense(x: Tensor, batch: Tensor | None = None, *, fill_value: float = 0.0,
+             batch_size: int | None = None,
+             max_num_points: int | None = None) -> tuple[Tensor, Tensor]:
+    r"""Pad a ragged tensor to ``[B, N_max, C]`` with a mask ``[B, N_max]``.
+
+    The model is PyG's ``to_dense_batch``.
+
+    Example:
+        >>> d, m = to_dense(torch.arange(3.).view(3, 1), torch.tensor([0, 1, 1]))
+        >>> d.shape, m.tolist()
+        (torch.Size([2, 2, 1]), [[True, False], [True, True]])
+    """
+    if batch is None:
+        batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+    b = batch_size_of(batch, batch_size)
+    counts = torch.bincount(batch, minlength=b)  # [B]
+    n_max = int(counts.max()) if max_num_points is None else max_num_points
+    ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    local = torch.arange(x.size(0), device=x.device) - ptr[batch]  # [N]
+    keep = local < n_max
+    dense = x.new_full((b, n_max) + tuple(x.shape[1:]), fill_value)
+    mask = torch.zeros(b, n_max, dtype=torch.bool, device=x.device)
+    dense[batch[keep], local[keep]] = x[keep]
+    mask[batch[keep], local[keep]] = True
+    return dense, mask
+
+
+def from_dense(dense: Tensor, mask: Tensor) -> Tensor:
+    """Inverse of :func:`to_dense`: the rows where ``mask`` is true, [N, ...]."""
+    return dense[mask]

@@ -1,0 +1,63 @@
+r"""Voxel-grid subsampling per cloud."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ._validate import check_batch, check_pos
+from .segment import segment_mean
+
+__all__ = ["GridSample", "grid_subsample"]
+
+
+class GridSample(NamedTuple):
+    """Result of :func:`grid_subsample`."""
+
+    pos: Tensor  #: [M, 3] one point per occupied voxel
+    batch: Tensor  #: [M] cloud of each voxel, sorted
+    cluster: Tensor  #: [N] voxel of every input point, in 0..M-1
+    index: Tensor  #: [M] the first input point (lowest index) of each voxel
+
+
+def grid_subsample(pos: Tensor, size: float, batch: Tensor | None = None, *,
+                   mode: str = "mean") -> GridSample:
+    r"""One point per occupied voxel of edge ``size`` (metres), per cloud.
+
+    Voxel of point i: :math:`v_i = (b_i, \lfloor (p_i - o_{b_i}) / s \rfloor)` with
+    :math:`o_b` the cloud's minimum corner, so a translated cloud gets the same
+    voxels. ``mode="mean"`` returns the mean of each voxel's points,
+    ``mode="first"`` its lowest-index point (``pos[index]``). Carry other fields
+    with ``cluster`` (``segment_mean(x, cluster)``) or ``index``.
+
+    Example:
+        >>> pos = torch.tensor([[0., 0, 0], [0.1, 0, 0], [1.5, 0, 0]])
+        >>> g = grid_subsample(pos, 1.0)
+        >>> g.pos.tolist(), g.cluster.tolist()
+        ([[0.05000000074505806, 0.0, 0.0], [1.5, 0.0, 0.0]], [0, 0, 1])
+    """
+    check_pos(pos, "pos")
+    check_batch(batch, pos.size(0), "batch")
+    if not (isinstance(size, (int, float)) and size > 0):
+        raise ValueError(f"size must be a positive voxel edge, got {size!r}")
+    if mode not in ("mean", "first"):
+        raise ValueError(f"mode must be 'mean' or 'first', got {mode!r}")
+    if batch is None:
+        batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+    b = int(batch.max()) + 1
+    origin = torch.full((b, 3), float("inf"), dtype=pos.dtype, device=pos.device)
+    origin = origin.scatter_reduce(0, batch.view(-1, 1).expand(-1, 3), pos, "amin")
+    v = torch.floor((pos - origin[batch]) / size).long()  # [N, 3]
+    key = torch.cat([batch.view(-1, 1), v], 1)  # [N, 4]
+    uniq, cluster = torch.unique(key, dim=0, return_inverse=True)  # sorted by batch
+    m = uniq.size(0)
+    ar = torch.arange(pos.size(0), device=pos.device)
+    index = torch.full((m,), pos.size(0), dtype=torch.long, device=pos.device)
+    index = index.scatter_reduce(0, cluster, ar, "amin")
+    if mode == "mean":
+        out = segment_mean(pos, cluster, m)
+    else:
+        out = pos[index]
+    return GridSample(out, uniq[:, 0].contiguous(), cluster, index)

@@ -1,0 +1,388 @@
+r"""k-nearest-neighbour search on ragged batches, with several backends.
+
+One API, :func:`knn`, and backends chosen by what is installed and by the size and
+device of the input (see DESIGN.md section 7):
+
+=============  ==============================================================
+``"dense"``    batched ``[B, M_max, N_max]`` distances + ``topk`` (many small
+               clouds, CPU or GPU)
+``"chunked"``  per cloud, query blocks of bounded memory (GPU, export, large
+               clouds without Open3D); exact differences, the reference
+``"open3d"``   Open3D ``core.nns.NearestNeighborSearch`` per cloud (CPU)
+``"scipy"``    SciPy ``cKDTree`` per cloud, all cores (CPU)
+``"cluster"``  ``torch_cluster.knn`` when installed
+``"pyg"``      ``torch_geometric.nn.pool.knn`` when pyg-lib is installed
+=============  ==============================================================
+
+Every backend returns the same neighbour *sets* (up to ties at equal distance),
+sorted by increasing distance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._validate import check_batch, check_pos, check_positive_int
+from .batch import batch_size_of, batch_to_ptr, to_dense
+
+__all__ = ["knn", "radius", "knn_backends", "available_knn_backends"]
+
+_DENSE_MAX_POINTS = 4096  # auto: clouds up to this size use the dense backend
+_BLOCK = 1 << 24  # elements of one distance block (64 MB in float32)
+
+
+# ----------------------------------------------------------------------------
+# backends: each returns idx [M, kk] int64 global indices into pos, -1 where a
+# cloud has fewer than kk points, rows sorted by increasing distance.
+# ----------------------------------------------------------------------------
+
+
+def _centred(pos: Tensor, query: Tensor, batch: Tensor, query_batch: Tensor,
+             b: int) -> tuple[Tensor, Tensor]:
+    """Subtract each cloud's mean from both sets (better float32 distances)."""
+    from .segment import segment_mean
+
+    c = segment_mean(pos.double(), batch, b).to(pos.dtype)  # [B, 3]
+    return pos - c[batch], query - c[query_batch]
+
+
+def _knn_dense(pos: Tensor, batch: Tensor, query: Tensor, query_batch: Tensor,
+               kk: int, b: int) -> Tensor:
+    pos, query = _centred(pos, query, batch, query_batch, b)
+    p, pmask = to_dense(pos, batch, batch_size=b)  # [B, N_max, 3], [B, N_max]
+    q, qmask = to_dense(query, query_batch, batch_size=b)  # [B, M_max, 3]
+    n_max, m_max = p.size(1), q.size(1)
+    kq = min(kk, n_max)
+    ptr = batch_to_ptr(batch, b)  # [B + 1]
+    out = torch.full((b, m_max, kk), -1, dtype=torch.long, device=pos.device)
+    step = max(1, _BLOCK // max(1, n_max * m_max))
+    p2 = (p * p).sum(-1)  # [B, N_max]
+    for s in range(0, b, step):
+        e = min(b, s + step)
+        qs, ps = q[s:e], p[s:e]
+        d = (q[s:e] * q[s:e]).sum(-1, keepdim=True) + p2[s:e].unsqueeze(1) \
+            - 2.0 * torch.bmm(qs, ps.transpose(1, 2))  # [b', M_max, N_max]
+        d = d.masked_fill(~pmask[s:e].unsqueeze(1), float("inf"))
+        dist, idx = d.topk(kq, dim=-1, largest=False, sorted=True)  # [b', M_max, kq]
+        idx = idx + ptr[s:e].view(-1, 1, 1)
+        out[s:e, :, :kq] = idx.masked_fill(torch.isinf(dist), -1)
+    return out[qmask]  # [M, kk]
+
+
+def _knn_chunked(pos: Tensor, batch: Tensor, query: Tensor, query_batch: Tensor,
+                 kk: int, b: int) -> Tensor:
+    ptr = batch_to_ptr(batch, b).tolist()
+    qptr = batch_to_ptr(query_batch, b).tolist()
+    out = torch.full((query.size(0), kk), -1, dtype=torch.long, device=pos.device)
+    for i in range(b):
+        p = pos[ptr[i]:ptr[i + 1]]  # [n_b, 3]
+        if p.size(0) == 0:
+            continue
+        c = p.mean(0, keepdim=True)
+        p = p - c
+        kq = min(kk, p.size(0))
+        rows = max(1, _BLOCK // max(1, 3 * p.size(0)))
+        for s in range(qptr[i], qptr[i + 1], rows):
+            e = min(qptr[i + 1], s + rows)
+            diff = (query[s:e] - c).unsqueeze(1) - p.unsqueeze(0)  # [m', n_b, 3]
+            d = (diff * diff).sum(-1)  # [m', n_b]
+            idx = d.topk(kq, dim=1, largest=False, sorted=True).indices  # [m', kq]
+            out[s:e, :kq] = idx + ptr[i]
+    return out
+
+
+def _per_cloud_cpu(search: Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+                   ) -> Callable[..., Tensor]:
+    def run(pos: Tensor, batch: Tensor, query: Tensor, query_batch: Tensor,
+            kk: int, b: int) -> Tensor:
+        if pos.device.type != "cpu":
+            raise ValueError("this knn backend runs on the CPU only; "
+                             "use backend='chunked' or 'dense' on a GPU")
+        ptr = batch_to_ptr(batch, b).tolist()
+        qptr = batch_to_ptr(query_batch, b).tolist()
+        pn = pos.detach().float().numpy()
+        qn = query.detach().float().numpy()
+        out = np.full((query.size(0), kk), -1, dtype=np.int64)
+        for i in range(b):
+            n_b = ptr[i + 1] - ptr[i]
+            if n_b == 0 or qptr[i + 1] == qptr[i]:
+                continue
+            p = pn[ptr[i]:ptr[i + 1]]
+            c = p.mean(0, keepdims=True)
+            kq = min(kk, n_b)
+            idx = search(np.ascontiguousarray(p - c),
+                         np.ascontiguousarray(qn[qptr[i]:qptr[i + 1]] - c), kq)
+            out[qptr[i]:qptr[i + 1], :kq] = idx + ptr[i]
+        return torch.from_numpy(out)
+    return run
+
+
+def _o3d_search(p: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    import open3d.core as o3c
+
+    nns = o3c.nns.NearestNeighborSearch(o3c.Tensor.from_numpy(p))
+    nns.knn_index()
+    idx, _ = nns.knn_search(o3c.Tensor.from_numpy(q), k)
+    return idx.numpy().astype(np.int64).reshape(q.shape[0], k)
+
+
+def _scipy_search(p: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    _, idx = cKDTree(p).query(q, k=k, workers=-1)
+    return np.asarray(idx, dtype=np.int64).reshape(q.shape[0], k)
+
+
+def _edges_to_table(row: Tensor, col: Tensor, query: Tensor, pos: Tensor,
+                    kk: int) -> Tensor:
+    """A [2, E] edge list (row = query, col = neighbour) to a distance-sorted table."""
+    m = query.size(0)
+    d = ((query[row] - pos[col]) ** 2).sum(-1)  # [E]
+    order = torch.argsort(d, stable=True)
+    order = order[torch.argsort(row[order], stable=True)]  # by row, then distance
+    row, col = row[order], col[order]
+    counts = torch.bincount(row, minlength=m)
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(row.numel(), device=row.device) - start[row]
+    out = torch.full((m, kk), -1, dtype=torch.long, device=pos.device)
+    keep = slot < kk
+    out[row[keep], slot[keep]] = col[keep]
+    return out
+
+
+def _knn_cluster(pos: Tensor, batch: Tensor, query: Tensor, query_batch: Tensor,
+                 kk: int, b: int) -> Tensor:
+    import torch_cluster
+
+    row, col = torch_cluster.knn(pos, query, kk, batch, query_batch)
+    return _edges_to_table(row, col, query, pos, kk)
+
+
+def _knn_pyg(pos: Tensor, batch: Tensor, query: Tensor, query_batch: Tensor,
+             kk: int, b: int) -> Tensor:
+    from torch_geometric.nn.pool import knn as pyg_knn
+
+    row, col = pyg_knn(pos, query, kk, batch, query_batch)
+    return _edges_to_table(row, col, query, pos, kk)
+
+
+_BACKENDS: dict[str, Callable[..., Tensor]] = {
+    "dense": _knn_dense,
+    "chunked": _knn_chunked,
+    "open3d": _per_cloud_cpu(_o3d_search),
+    "scipy": _per_cloud_cpu(_scipy_search),
+    "cluster": _knn_cluster,
+    "pyg": _knn_pyg,
+}
+knn_backends: tuple[str, ...] = tuple(_BACKENDS)
+_AVAILABLE: dict[str, bool] = {}
+
+
+def _is_available(name: str) -> bool:
+    if name in ("dense", "chunked"):
+        return True
+    if name not in _AVAILABLE:
+        try:
+            if name == "open3d":
+                import open3d.core  # noqa: F401
+            elif name == "scipy":
+                import scipy.spatial  # noqa: F401
+            elif name == "cluster":
+                import torch_cluster  # noqa: F401
+            elif name == "pyg":
+                import pyg_lib  # noqa: F401
+            _AVAILABLE[name] = True
+        except Exception:  # ImportError, or a broken binary (OSError)
+            _AVAILABLE[name] = False
+    return _AVAILABLE[name]
+
+
+def available_knn_backends() -> list[str]:
+    """The knn backends that can run here."""
+    return [n for n in knn_backends if _is_available(n)]
+
+
+def _auto(pos: Tensor, n_max: int) -> str:
+    if pos.device.type != "cpu":
+        if _is_available("cluster"):
+            return "cluster"
+        return "dense" if n_max <= _DENSE_MAX_POINTS else "chunked"
+    if n_max <= _DENSE_MAX_POINTS:
+        return "dense"
+    for name in ("open3d", "scipy", "cluster"):
+        if _is_available(name):
+            return name
+    return "chunked"
+
+
+def _resolve_backend(backend: str, pos: Tensor, n_max: int) -> str:
+    if backend == "auto":
+        return _auto(pos, n_max)
+    if backend not in _BACKENDS:
+        raise ValueError(f"unknown knn backend {backend!r}; "
+                         f"choose from {['auto', *knn_backends]}")
+    if not _is_available(backend):
+        hint = {"cluster": "pip install torch-cluster (or the conda pytorch-cluster)",
+                "pyg": "install pyg-lib for your torch/CUDA",
+                "open3d": "pip install open3d", "scipy": "pip install scipy"}[backend]
+        raise ValueError(f"knn backend {backend!r} is not installed: {hint}")
+    return backend
+
+
+def _prepare(pos: Tensor, batch: Tensor | None, query: Tensor | None,
+             query_batch: Tensor | None, scale: Sequence[float] | Tensor | None,
+             batch_size: int | None) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+    check_pos(pos, "pos")
+    check_batch(batch, pos.size(0), "batch")
+    if query is None:
+        if query_batch is not None:
+            raise ValueError("query_batch given without query")
+        query, query_batch = pos, batch
+    else:
+        check_pos(query, "query", allow_empty=True)
+        if (batch is None) != (query_batch is None):
+            raise ValueError("give both batch and query_batch, or neither")
+        check_batch(query_batch, query.size(0), "query_batch")
+    if batch is None:
+        batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+        query_batch = torch.zeros(query.size(0), dtype=torch.long, device=pos.device)
+    assert query_batch is not None
+    if query.dtype != pos.dtype:
+        raise ValueError(f"query dtype {query.dtype} differs from pos dtype {pos.dtype}")
+    b = batch_size if batch_size is not None else max(
+        batch_size_of(batch), batch_size_of(query_batch) if query_batch.numel() else 1)
+    if scale is not None:
+        s = torch.as_tensor(scale, dtype=pos.dtype, device=pos.device).flatten()
+        if s.numel() != 3 or not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
+            raise ValueError(f"scale must be 3 positive finite numbers, got {scale!r}")
+        pos, query = pos * s, query * s
+    if pos.dtype in (torch.float16, torch.bfloat16):
+        pos, query = pos.float(), query.float()
+    return pos, batch, query, query_batch, b
+
+
+def knn(pos: Tensor, k: int, batch: Tensor | None = None, *,
+        query: Tensor | None = None, query_batch: Tensor | None = None,
+        dilation: int = 1, random_dilation: bool = False,
+        generator: torch.Generator | None = None,
+        scale: Sequence[float] | Tensor | None = None, backend: str = "auto",
+        batch_size: int | None = None) -> tuple[Tensor, Tensor]:
+    r"""The k nearest neighbours in ``pos`` of each query point, per cloud.
+
+    A query point only sees points of its own cloud. With ``query=None`` the
+    queries are the points of ``pos`` themselves and **each point is its own first
+    neighbour** (distance 0). Rows are sorted by increasing distance.
+
+    Dilation (`"Dilated Point Convolutions" <https://arxiv.org/abs/1904.12023>`_,
+    DeepGCN): the ``k * dilation`` nearest are found and every ``dilation``-th is
+    kept, :math:`\mathcal{N}^{(d)}_i = \{j_0, j_d, j_{2d}, \dots, j_{(k-1)d}\}`.
+    With ``random_dilation=True`` (training) ``k`` of the ``k * dilation`` are
+    drawn uniformly instead (always keeping the nearest). A cloud with fewer than
+    ``k * dilation`` points uses the largest stride ``<= dilation`` that still
+    gives ``min(k, n_b)`` neighbours.
+
+    ``scale`` :math:`(s_x, s_y, s_z)` stretches the metric:
+    :math:`d^2 = \sum_a s_a^2 (p_{ia} - p_{ja})^2` (the anisotropic tubes of
+    :class:`~pointsam.nn.AxialAttention`).
+
+    Args:
+        pos: Points :math:`(N, 3)`.
+        k: Neighbours per query (>= 1).
+        batch: Sorted cloud ids :math:`(N)`; ``None`` means one cloud.
+        query: Query points :math:`(M, 3)`; default ``pos``.
+        query_batch: Cloud ids of the queries :math:`(M)`, needed with ``batch``.
+        dilation: Dilation rate d (>= 1).
+        random_dilation: Draw k of the k*d nearest at random (stochastic dilation).
+        generator: Random generator for ``random_dilation``.
+        scale: Per-axis metric stretch (3 positive numbers).
+        backend: ``"auto"`` or one of :data:`knn_backends`.
+        batch_size: Number of clouds B, to skip a host sync.
+
+    Returns:
+        ``(nbr_idx, nbr_mask)``: int64 :math:`(M, k)` indices into ``pos`` and bool
+        :math:`(M, k)`, ``False`` where a cloud has fewer than k points; masked
+        entries repeat the row's nearest neighbour, so gathers stay in range.
+
+    Example:
+        >>> pos = torch.tensor([[0., 0, 0], [1, 0, 0], [3, 0, 0], [0, 0, 9]])
+        >>> idx, mask = knn(pos, 2, torch.tensor([0, 0, 0, 1]))
+        >>> idx.tolist(), mask.tolist()
+        ([[0, 1], [1, 0], [2, 1], [3, 3]], [[True, True], [True, True], [True, True], [True, False]])
+    """
+    check_positive_int(k, "k")
+    check_positive_int(dilation, "dilation")
+    pos, batch, query, query_batch, b = _prepare(pos, batch, query, query_batch,
+                                                 scale, batch_size)
+    m = query.size(0)
+    if m == 0:
+        empty = torch.empty(0, k, dtype=torch.long, device=pos.device)
+        return empty, empty.bool()
+    counts = torch.bincount(batch, minlength=b)  # [B]
+    qcounts = torch.bincount(query_batch, minlength=b)
+    if bool(((counts == 0) & (qcounts > 0)).any()):
+        bad = torch.nonzero((counts == 0) & (qcounts > 0)).flatten().tolist()
+        raise ValueError(f"query points of clouds {bad} have no points in pos")
+    kk = k * dilation
+    name = _resolve_backend(backend, pos, int(counts.max()))
+    table = _BACKENDS[name](pos, batch, query, query_batch, kk, b)  # [M, kk]
+    table = table.to(pos.device)
+    return _dilate(table, k, dilation, random_dilation, generator)
+
+
+def _dilate(table: Tensor, k: int, d: int, random_dilation: bool,
+            generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Pick k of the kk = k*d sorted candidates per row; pad with the nearest."""
+    valid = table >= 0  # [M, kk]
+    n_valid = valid.sum(1)  # [M]
+    kk = table.size(1)
+    if d == 1:
+        sel = torch.arange(k, device=table.device).expand(table.size(0), k)
+    elif random_dilation:
+        # keep slot 0, draw k - 1 of the other valid slots, then sort the slots
+        r = torch.rand(table.shape, generator=generator,
+                       device="cpu").to(table.device)  # [M, kk]
+        r = r.masked_fill(~valid, 2.0)
+        r[:, 0] = -1.0
+        sel = r.topk(k, dim=1, largest=False).indices.sort(dim=1).values  # [M, k]
+    else:
+        stride = (n_valid // k).clamp(min=1, max=d)  # [M]
+        sel = torch.arange(k, device=table.device).unsqueeze(0) * stride.unsqueeze(1)
+        sel = sel.clamp(max=kk - 1)
+    idx = table.gather(1, sel)  # [M, k]
+    mask = (idx >= 0) & (sel < n_valid.unsqueeze(1))
+    idx = torch.where(mask, idx, table[:, :1].expand_as(idx))
+    return idx, mask
+
+
+def radius(pos: Tensor, r: float, batch: Tensor | None = None, *,
+           query: Tensor | None = None, query_batch: Tensor | None = None,
+           max_num_neighbors: int = 32, backend: str = "auto",
+           batch_size: int | None = None) -> tuple[Tensor, Tensor]:
+    r"""Neighbours within distance ``r``, capped at the ``max_num_neighbors`` nearest.
+
+    The ball query of PointNet++, as a fixed-width table: the nearest
+    ``max_num_neighbors`` points of the query's cloud with :math:`\|p_j - q_i\|
+    \le r`, sorted by distance; the rest of the row is masked. Unlike a ball query
+    that keeps whichever points it meets first, the kept points are the nearest.
+
+    Returns:
+        ``(nbr_idx, nbr_mask)``, :math:`(M, \text{max\_num\_neighbors})`.
+
+    Example:
+        >>> pos = torch.tensor([[0., 0, 0], [0.5, 0, 0], [3, 0, 0]])
+        >>> radius(pos, 1.0, max_num_neighbors=3)[1].tolist()
+        [[True, True, False], [True, True, False], [True, False, False]]
+    """
+    if not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+        raise ValueError(f"r must be a positive finite number, got {r!r}")
+    idx, mask = knn(pos, max_num_neighbors, batch, query=query,
+                    query_batch=query_batch, backend=backend, batch_size=batch_size)
+    q = pos if query is None else query
+    d2 = ((q.unsqueeze(1).float() - pos[idx].float()) ** 2).sum(-1)  # [M, K]
+    mask = mask & (d2 <= r * r)
+    return idx, mask

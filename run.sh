@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# pointsam set-up and entry point. Idempotent; safe to re-run.
+#
+#   bash run.sh demo     set up, then run the demo (the main job)
+#   bash run.sh test     set up, then run the test suite
+#   bash run.sh setup    set up only
+#
+# Set-up: Debian packages Open3D needs (when root with apt), a .venv beside this
+# file, torch pinned to the CPU wheel (no multi-GB CUDA download), then pointsam
+# with its dev extras in editable mode. torch-cluster is never compiled here.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=${PYTHON:-python3}
+VENV=${POINTSAM_VENV:-.venv}
+TORCH_SPEC=${POINTSAM_TORCH:-torch==2.13.0}
+DEB_PKGS="libusb-1.0-0 libvulkan1 mesa-vulkan-drivers libgl1 libegl1 libgomp1"
+
+say() { printf '[pointsam] %s\n' "$*"; }
+
+setup_system() {
+  local missing=()
+  for p in $DEB_PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    say "missing Debian packages (Open3D needs them): ${missing[*]}"
+    say "install them with: sudo apt-get install -y ${missing[*]}"
+  fi
+}
+
+setup_python() {
+  if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    say "Python >= 3.10 is required (found $("$PY" --version 2>&1))"; exit 1
+  fi
+  [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PY" -m venv "$VENV"; }
+  local pip="$VENV/bin/python -m pip"
+  if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+    say "installing $TORCH_SPEC"
+    $pip install -q "$TORCH_SPEC"
+  fi
+  local stamp="$VENV/.pointsam-installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$VENV/bin/python" -c 'import pointsam' 2>/dev/null; then
+    say "installing pointsam[dev] (editable)"
+    $pip install -q -e ".[dev]"
+    touch "$stamp"
+  fi
+}
+
+setup() { setup_system; setup_python; }
+
+cmd=${1:-demo}; shift || true
+case "$cmd" in
+  setup) setup ;;
+  demo) setup; exec "$VENV/bin/pointsam" demo "$@" ;;
+  test) setup; exec "$VENV/bin/python" -m pytest -n 2 "$@" ;;
+  *) echo "usage: bash run.sh {demo|test|setup} [args...]"; exit 2 ;;
+esac
