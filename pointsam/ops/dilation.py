@@ -14,7 +14,7 @@ def hdc_rates(depth: int, rates: Sequence[int] = (1, 2, 5)) -> list[int]:
     <https://arxiv.org/abs/1702.08502>`_: the rates repeat the saw-tooth
     ``rates`` cyclically; the rates of one cycle must have no common factor
     greater than 1 (else the stacked layers only ever see a sub-lattice of
-    neighbours, the gridding effect), and must start at 1.
+    neighbours, the gridding effect).
 
     Example:
         >>> hdc_rates(4)
@@ -27,8 +27,6 @@ def hdc_rates(depth: int, rates: Sequence[int] = (1, 2, 5)) -> list[int]:
     rates = list(rates)
     if not rates or any((not isinstance(r, int)) or r < 1 for r in rates):
         raise ValueError(f"rates must be positive integers, got {rates}")
-    if rates[0] != 1:
-        raise ValueError(f"rates must start at 1 (every neighbour reachable), got {rates}")
     g = 0
     for r in rates:
         g = gcd(g, r)

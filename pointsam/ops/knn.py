@@ -32,7 +32,8 @@ from .batch import batch_size_of, batch_to_ptr, to_dense
 
 __all__ = ["knn", "radius", "knn_backends", "available_knn_backends"]
 
-_DENSE_MAX_POINTS = 4096  # auto: clouds up to this size use the dense backend
+_DENSE_MAX_POINTS = 4096  # auto on a GPU: clouds up to this size use "dense"
+_DENSE_MAX_POINTS_CPU = 128  # auto on the CPU: tiny clouds skip the per-cloud loop
 _BLOCK = 1 << 24  # elements of one distance block (64 MB in float32)
 
 
@@ -212,7 +213,7 @@ def _auto(pos: Tensor, n_max: int) -> str:
         if _is_available("cluster"):
             return "cluster"
         return "dense" if n_max <= _DENSE_MAX_POINTS else "chunked"
-    if n_max <= _DENSE_MAX_POINTS:
+    if n_max <= _DENSE_MAX_POINTS_CPU:
         return "dense"
     for name in ("open3d", "scipy", "cluster"):
         if _is_available(name):

@@ -1,0 +1,95 @@
+"""Neighbour-search benchmark: every installed backend of pointsam.ops.
+
+    python -m bench.ops [--repeat 3] [--device cpu|cuda] [--slow]
+
+Prints a markdown table (median of ``--repeat`` runs) for kNN (k = 16) on one
+synthetic ~120k-point LiDAR scan and on 32 clouds of 1024 points, and FPS
+120k -> 4096 and 32 x 1024 -> 512, with the ratio of ``auto`` to torch-cluster
+when torch-cluster is installed. Backends that would take minutes (the chunked
+pure-torch kNN on 120k points on a CPU, ~65 s) run only with ``--slow``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+import torch
+
+from bench.common import lidar_scan, median_time
+from pointsam.ops import available_fps_backends, available_knn_backends, fps, knn
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--slow", action="store_true", help="also run minute-long cases")
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    sync = dev.type == "cuda"
+
+    scan = lidar_scan().to(dev)
+    g = torch.Generator().manual_seed(1)
+    small = torch.randn(32 * 1024, 3, generator=g).to(dev)
+    sb = torch.arange(32, device=dev).repeat_interleave(1024)
+    one = torch.zeros(scan.size(0), dtype=torch.long, device=dev)
+
+    def run_knn(backend: str, pos: torch.Tensor, batch: torch.Tensor) -> float:
+        return median_time(lambda: knn(pos, 16, batch, backend=backend),
+                           args.repeat, sync=sync)
+
+    def run_fps(backend: str, pos: torch.Tensor, batch: torch.Tensor, num: int) -> float:
+        return median_time(lambda: fps(pos, batch, num=num, backend=backend),
+                           args.repeat, sync=sync)
+
+    rows: dict[str, list[str]] = {}
+    times: dict[tuple[str, str], float] = {}
+    cpu = dev.type == "cpu"
+    for be in ["auto", *available_knn_backends()]:
+        if not cpu and be in ("open3d", "scipy"):
+            continue
+        r = rows.setdefault(be, ["-"] * 4)
+        big_ok = be not in ("dense",) and (be != "chunked" or not cpu or args.slow)
+        if big_ok:
+            times[be, "knn_big"] = t = run_knn(be, scan, one)
+            r[0] = f"{t:.3f} s"
+        elif be == "chunked":
+            r[0] = "(--slow)"
+        times[be, "knn_small"] = t = run_knn(be, small, sb)
+        r[1] = f"{t:.3f} s"
+    for be in ["auto", *available_fps_backends()]:
+        if not cpu and be == "fpsample":
+            continue
+        r = rows.setdefault(be, ["-"] * 4)
+        times[be, "fps_big"] = t = run_fps(be, scan, one, 4096)
+        r[2] = f"{t:.3f} s"
+        times[be, "fps_small"] = t = run_fps(be, small, sb, 512)
+        r[3] = f"{t:.3f} s"
+
+    print(f"device: {dev} ({platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads), scan: {scan.size(0)} points, "
+          f"median of {args.repeat}\n")
+    print(f"| backend | kNN k=16, {scan.size(0) // 1000}k scan | kNN 32 x 1024 "
+          f"| FPS {scan.size(0) // 1000}k -> 4096 | FPS 32 x 1024 -> 512 |")
+    print("| --- | --- | --- | --- | --- |")
+    for be, r in rows.items():
+        print(f"| {be} | " + " | ".join(r) + " |")
+    keys = ["knn_big", "knn_small", "fps_big", "fps_small"]
+    if ("cluster", "knn_big") in times:
+        print()
+        for key, target in [("knn_big", 4.0), ("fps_big", 15.0)]:
+            ratio = times["cluster", key] / times["auto", key]
+            print(f"auto_vs_torch_cluster_{key} speed={ratio:.2f}x "
+                  f"target>={target:.0f}x {'ok' if ratio >= target else 'MISSED'}")
+        for key in keys:
+            if ("cluster", key) in times:
+                print(f"auto_vs_torch_cluster_{key} "
+                      f"speed={times['cluster', key] / times['auto', key]:.2f}x")
+    else:
+        print("\ntorch-cluster is not installed: no ratio to it "
+              "(pip install torch-cluster, ~23 min build on 2 cores).")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+from pointsam.ops import available_fps_backends, canonical_start, fps
+from tests.reference.ops import fps_min_dist, fps_naive
+
+BACKENDS = available_fps_backends()
+
+
+def ragged(sizes, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randn(sum(sizes), 3, generator=g)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    return pos, batch
+
+
+def test_torch_backend_equals_textbook_fps():
+    pos, batch = ragged([50, 80], seed=1)
+    idx = fps(pos, batch, num=10, backend="torch")
+    start = canonical_start(pos, batch, 2)
+    assert idx[:10].tolist() == fps_naive(pos[:50], 10, int(start[0]))
+    assert (idx[10:] - 50).tolist() == fps_naive(pos[50:], 10, int(start[1]))
+
+
+def test_canonical_start_is_farthest_from_centroid():
+    pos, batch = ragged([40], seed=2)
+    d = (pos - pos.mean(0)).norm(dim=1)
+    assert int(canonical_start(pos, batch, 1)[0]) == int(d.argmax())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_counts_distinct_and_within_cloud(backend):
+    pos, batch = ragged([100, 7, 64, 1], seed=3)
+    idx = fps(pos, batch, ratio=0.25, backend=backend)
+    ptr = [0, 100, 107, 171, 172]
+    counts = [25, 2, 16, 1]  # ceil(ratio * n)
+    assert idx.numel() == sum(counts)
+    off = 0
+    for b, c in enumerate(counts):
+        part = idx[off:off + c]
+        off += c
+        assert part.unique().numel() == c
+        assert bool(((part >= ptr[b]) & (part < ptr[b + 1])).all())
+    idx = fps(pos, batch, num=10, backend=backend)
+    assert idx.numel() == 10 + 7 + 10 + 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deterministic_and_order_independent(backend):
+    pos, batch = ragged([120, 90], seed=4)
+    a = fps(pos, batch, num=16, backend=backend)
+    assert torch.equal(a, fps(pos, batch, num=16, backend=backend))
+    perm = torch.cat([torch.randperm(120), 120 + torch.randperm(90)])
+    b = fps(pos[perm], batch, num=16, backend=backend)
+    # the same points are chosen whatever the stored order
+    assert set(perm[b].tolist()) == set(a.tolist())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_coverage_close_to_reference(backend):
+    pos, batch = ragged([2000], seed=5)
+    ref = fps(pos, batch, num=64, backend="torch")
+    idx = fps(pos, batch, num=64, backend=backend)
+    assert fps_min_dist(pos, idx) <= 1.5 * fps_min_dist(pos, ref)
+    rnd = torch.randperm(2000)[:64]
+    assert fps_min_dist(pos, idx) < fps_min_dist(pos, rnd)
+
+
+def test_explicit_start_and_random_start():
+    pos, batch = ragged([30, 30], seed=6)
+    idx = fps(pos, batch, num=5, start=torch.tensor([3, 7]))
+    assert idx[0] == 3 and idx[5] == 37
+    g = torch.Generator().manual_seed(0)
+    r = fps(pos, batch, num=5, random_start=True, generator=g)
+    assert r.numel() == 10
+    with pytest.raises(ValueError, match="cannot take a start"):
+        fps(pos, batch, num=5, start=torch.tensor([0, 0]), backend="fpsample")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(), "exactly one of ratio and num"),
+    (dict(ratio=0.5, num=3), "exactly one"),
+    (dict(ratio=0.0), "ratio must be in"),
+    (dict(ratio=1.5), "ratio must be in"),
+    (dict(num=0), "num must be"),
+    (dict(num=2, backend="x"), "unknown fps backend"),
+    (dict(num=2, start=torch.tensor([99])), "start must"),
+])
+def test_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fps(torch.randn(10, 3), **kwargs)
+
+
+def test_nan_rejected():
+    pos = torch.randn(10, 3)
+    pos[3, 1] = float("inf")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        fps(pos, num=3)

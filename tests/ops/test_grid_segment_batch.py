@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from pointsam.ops import (batch_to_ptr, from_dense, grid_subsample, hdc_rates,
+                          ptr_to_batch, segment_max, segment_mean, segment_softmax,
+                          segment_sum, to_dense)
+
+
+def test_grid_subsample_hand_computed_and_per_cloud():
+    pos = torch.tensor([[0.1, 0.1, 0.1], [0.2, 0.3, 0.1], [1.5, 0.1, 0.1],
+                        [5.0, 5.0, 5.0], [5.1, 5.1, 5.1]])
+    batch = torch.tensor([0, 0, 0, 1, 1])
+    g = grid_subsample(pos, 1.0, batch)
+    assert g.batch.tolist() == [0, 0, 1]
+    assert g.cluster.tolist() == [0, 0, 1, 2, 2]
+    torch.testing.assert_close(g.pos[0], torch.tensor([0.15, 0.2, 0.1]))
+    assert g.index.tolist() == [0, 2, 3]
+    first = grid_subsample(pos, 1.0, batch, mode="first")
+    assert torch.equal(first.pos, pos[first.index])
+
+
+def test_grid_translation_invariant():
+    pos = torch.rand(200, 3) * 5
+    a = grid_subsample(pos, 0.7)
+    b = grid_subsample(pos + torch.tensor([100.0, -7.0, 3.0]), 0.7)
+    assert torch.equal(a.cluster, b.cluster)
+
+
+def test_grid_bad_input():
+    with pytest.raises(ValueError, match="size"):
+        grid_subsample(torch.rand(5, 3), 0.0)
+    with pytest.raises(ValueError, match="mode"):
+        grid_subsample(torch.rand(5, 3), 1.0, mode="median")
+
+
+def test_segment_ops_against_loops():
+    src = torch.randn(10, 4, dtype=torch.float64)
+    index = torch.tensor([0, 0, 1, 1, 1, 3, 3, 3, 3, 3])
+    for fn, red in [(segment_sum, torch.sum), (segment_mean, torch.mean),
+                    (segment_max, lambda t, dim: t.max(dim).values)]:
+        out = fn(src, index, 4)
+        for s in (0, 1, 3):
+            torch.testing.assert_close(out[s], red(src[index == s], dim=0))
+        assert bool((out[2] == 0).all())  # empty segment
+    sm = segment_softmax(src, index, 4)
+    for s in (0, 1, 3):
+        torch.testing.assert_close(sm[index == s], src[index == s].softmax(0))
+
+
+def test_segment_softmax_gradcheck():
+    src = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([0, 0, 1, 1, 1, 2])
+    assert torch.autograd.gradcheck(lambda s: segment_softmax(s, index, 3), (src,))
+
+
+def test_ptr_dense_round_trip():
+    batch = torch.tensor([0, 0, 1, 1, 1, 3])
+    ptr = batch_to_ptr(batch)
+    assert ptr.tolist() == [0, 2, 5, 5, 6]
+    assert torch.equal(ptr_to_batch(ptr), batch)
+    x = torch.randn(6, 5)
+    d, m = to_dense(x, batch)
+    assert d.shape == (4, 3, 5) and m.sum().item() == 6
+    assert torch.equal(from_dense(d, m), x)
+
+
+def test_hdc_rates():
+    assert hdc_rates(5, (1, 2, 5)) == [1, 2, 5, 1, 2]
+    with pytest.raises(ValueError, match="gridding"):
+        hdc_rates(3, (2, 4))
+    with pytest.raises(ValueError, match="positive"):
+        hdc_rates(3, (1, 0))

@@ -1,0 +1,192 @@
+import pytest
+import torch
+
+from pointsam.ops import available_knn_backends, knn, radius
+from tests.reference.ops import knn_sets
+
+BACKENDS = available_knn_backends()
+
+
+def ragged(sizes, seed=0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randn(sum(sizes), 3, generator=g) * scale
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    return pos, batch
+
+
+def check_against_reference(pos, batch, idx, mask, k, query=None, query_batch=None,
+                            scale=None):
+    q = pos if query is None else query
+    qb = batch if query is None else query_batch
+    ref = knn_sets(pos, k, batch, query, query_batch, scale=scale)
+    p, qq = pos.double(), q.double()
+    if scale is not None:
+        p, qq = p * scale.double(), qq * scale.double()
+    for i in range(q.size(0)):
+        got = idx[i][mask[i]]
+        assert len(set(got.tolist())) == got.numel(), "duplicate neighbours"
+        assert bool((batch[got] == qb[i]).all()), "neighbour from another cloud"
+        d = ((p[got] - qq[i]) ** 2).sum(-1)
+        assert got.numel() == ref[i].numel()
+        torch.testing.assert_close(d, ref[i], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knn_matches_reference_ragged(backend):
+    pos, batch = ragged([40, 3, 25, 1, 60])
+    idx, mask = knn(pos, 8, batch, backend=backend)
+    assert idx.shape == (pos.size(0), 8) and idx.dtype == torch.long
+    assert mask.shape == idx.shape and mask.dtype == torch.bool
+    check_against_reference(pos, batch, idx, mask, 8)
+    # small clouds: real neighbours then masked padding repeating the nearest
+    assert mask[40:43].sum(1).tolist() == [3, 3, 3]
+    assert bool((idx[40:43, 3:] == idx[40:43, :1]).all())
+    assert mask[68].tolist() == [True] + [False] * 7
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knn_self_first_and_sorted(backend):
+    pos, batch = ragged([50, 70], seed=1)
+    idx, _ = knn(pos, 6, batch, backend=backend)
+    assert torch.equal(idx[:, 0], torch.arange(pos.size(0)))
+    d = ((pos.unsqueeze(1) - pos[idx]) ** 2).sum(-1)
+    assert bool((d[:, 1:] >= d[:, :-1] - 1e-6).all())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knn_bipartite_query(backend):
+    pos, batch = ragged([30, 20], seed=2)
+    query, qb = ragged([5, 7], seed=3)
+    idx, mask = knn(pos, 4, batch, query=query, query_batch=qb, backend=backend)
+    assert idx.shape == (12, 4)
+    check_against_reference(pos, batch, idx, mask, 4, query, qb)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knn_duplicates_and_ties(backend):
+    # a lattice has many equal distances; duplicates have distance 0
+    g = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij"), -1)
+    pos = torch.cat([g.reshape(-1, 3), g.reshape(-1, 3)[:5]])
+    batch = torch.zeros(pos.size(0), dtype=torch.long)
+    idx, mask = knn(pos, 7, batch, backend=backend)
+    check_against_reference(pos, batch, idx, mask, 7)
+
+
+def test_knn_large_coordinates_far_from_origin():
+    # LiDAR-like offsets: distances must stay exact enough to rank neighbours
+    pos, batch = ragged([300, 200], seed=4)
+    pos = pos * 0.5 + torch.tensor([6.4e4, -3.2e4, 100.0])
+    for backend in BACKENDS:
+        idx, mask = knn(pos, 5, batch, backend=backend)
+        assert torch.equal(idx[:, 0], torch.arange(pos.size(0))), backend
+
+
+def test_knn_per_cloud_isolation():
+    pos, batch = ragged([30, 40, 25], seed=5)
+    idx, _ = knn(pos, 6, batch)
+    pos2 = pos.clone()
+    pos2[30:70] = torch.randn(40, 3) * 10  # change cloud 1 only
+    idx2, _ = knn(pos2, 6, batch)
+    assert torch.equal(idx[:30], idx2[:30]) and torch.equal(idx[70:], idx2[70:])
+    alone, _ = knn(pos[70:], 6)
+    assert torch.equal(idx[70:] - 70, alone)
+
+
+def test_knn_permutation_equivariance():
+    pos, batch = ragged([35, 45], seed=6)
+    perm = torch.cat([torch.randperm(35), 35 + torch.randperm(45)])
+    inv = torch.argsort(perm)
+    idx, _ = knn(pos, 5, batch)
+    idx_p, _ = knn(pos[perm], 5, batch)
+    # neighbour j of permuted point i is perm[...]; map back to original ids
+    assert torch.equal(perm[idx_p][inv].sort(1).values, idx.sort(1).values)
+
+
+def test_dilation_hand_computed():
+    pos = torch.tensor([[float(i), 0.0, 0.0] for i in range(10)])
+    idx, mask = knn(pos, 3, dilation=2)
+    assert idx[0].tolist() == [0, 2, 4]  # 6 nearest are 0..5; keep every 2nd
+    assert mask.all()
+    idx, _ = knn(pos, 3, dilation=3)
+    assert idx[0].tolist() == [0, 3, 6]
+    # a 4-point cloud with k=2, d=3 falls back to the largest stride that fits
+    idx, mask = knn(pos[:4], 2, dilation=3)
+    assert idx[0].tolist() == [0, 2] and mask.all()
+
+
+def test_random_dilation_keeps_nearest_and_candidates():
+    pos = torch.tensor([[float(i), 0.0, 0.0] for i in range(20)])
+    g = torch.Generator().manual_seed(0)
+    idx, mask = knn(pos, 4, dilation=3, random_dilation=True, generator=g)
+    assert torch.equal(idx[:, 0], torch.arange(20))
+    cand, _ = knn(pos, 12)
+    for i in range(20):
+        assert set(idx[i].tolist()) <= set(cand[i].tolist())
+        assert len(set(idx[i].tolist())) == 4
+
+
+def test_scale_hand_computed():
+    # along x the neighbour at 2 is nearer than the one at 1 along y when y is
+    # stretched by 4: d^2 = 4 vs 16
+    pos = torch.tensor([[0.0, 0, 0], [2.0, 0, 0], [0.0, 1, 0]])
+    idx, _ = knn(pos, 2, scale=(1.0, 4.0, 4.0))
+    assert idx[0].tolist() == [0, 1]
+    idx, _ = knn(pos, 2)
+    assert idx[0].tolist() == [0, 2]
+    for backend in BACKENDS:
+        p, b = ragged([40], seed=7)
+        s = torch.tensor([1.0, 3.0, 0.5])
+        i, m = knn(p, 6, b, scale=s, backend=backend)
+        check_against_reference(p, b, i, m, 6, scale=s)
+
+
+def test_radius_masks_far_points():
+    pos, batch = ragged([50, 30], seed=8)
+    idx, mask = radius(pos, 0.8, batch, max_num_neighbors=10)
+    d = (pos.unsqueeze(1) - pos[idx]).norm(dim=-1)
+    assert bool((d[mask] <= 0.8 + 1e-6).all())
+    full, fmask = knn(pos, 10, batch)
+    df = (pos.unsqueeze(1) - pos[full]).norm(dim=-1)
+    assert torch.equal(mask.sum(1), (fmask & (df <= 0.8)).sum(1))
+
+
+def test_half_precision_input():
+    pos, batch = ragged([20, 30], seed=9)
+    a, _ = knn(pos.half(), 4, batch)
+    assert a.shape == (50, 4)
+    assert torch.equal(a[:, 0], torch.arange(50))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(pos=torch.tensor([[0.0, float("nan"), 0]] * 3)), "NaN or Inf"),
+    (dict(pos=torch.zeros(5, 2)), r"shape \[N, 3\]"),
+    (dict(pos=torch.zeros(5, 3, dtype=torch.long)), "floating-point"),
+    (dict(pos=torch.zeros(0, 3)), "empty"),
+    (dict(k=0), "k must be"),
+    (dict(dilation=0), "dilation must be"),
+    (dict(batch=torch.tensor([1, 0, 0, 0, 0])), "sorted"),
+    (dict(batch=torch.tensor([0, 0, 0])), "entries"),
+    (dict(batch=torch.zeros(5, dtype=torch.int32)), "int64"),
+    (dict(scale=(1.0, -1.0, 1.0)), "scale"),
+    (dict(backend="nope"), "unknown knn backend"),
+])
+def test_bad_input(bad, match):
+    args = dict(pos=torch.randn(5, 3), k=2, batch=None)
+    args.update(bad)
+    pos, k, batch = args.pop("pos"), args.pop("k"), args.pop("batch")
+    with pytest.raises(ValueError, match=match):
+        knn(pos, k, batch, **args)
+
+
+def test_query_without_points_in_its_cloud():
+    pos = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="no points in pos"):
+        knn(pos, 2, torch.zeros(4, dtype=torch.long), query=torch.randn(2, 3),
+            query_batch=torch.tensor([0, 1]))
+
+
+def test_forced_backend_not_installed():
+    if "cluster" in BACKENDS:
+        pytest.skip("torch-cluster is installed here")
+    with pytest.raises(ValueError, match="not installed"):
+        knn(torch.randn(5, 3), 2, backend="cluster")
