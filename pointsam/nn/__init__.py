@@ -9,6 +9,23 @@ collects the weights of every module of a model in one forward pass.
 from .base import AttentionRecord, PointModule, record_attention
 
 # helpers add their imports below, one line per file
+from .common import MLP, check_inputs, neighbours
+from .laff import LAFF, LAFFMultiLevel
+from .gates import CBAM, ChannelGate, PointGate
+from .multihead import MultiHeadPointAttention
+from .temporal import TemporalAttention
+from .cross_modal import CrossModalAttention
+from .block import AttentionBlock
+from .multi_branch import MultiBranchAttention
+from .local_attention import LocalAttention
+from .global_attention import GlobalPooledAttention, LocalGlobalAttention
+from .axial import AxialAttention
 
 __all__ = ["PointModule", "AttentionRecord", "record_attention"]
 # helpers extend __all__ below
+__all__ += ["MLP", "check_inputs", "neighbours", "LAFF", "LAFFMultiLevel"]
+__all__ += ["LocalAttention", "GlobalPooledAttention", "LocalGlobalAttention",
+            "AxialAttention"]
+__all__ += ["ChannelGate", "PointGate", "CBAM", "MultiHeadPointAttention",
+            "TemporalAttention", "CrossModalAttention", "AttentionBlock",
+            "MultiBranchAttention"]

@@ -96,3 +96,14 @@ def test_nan_rejected():
     pos[3, 1] = float("inf")
     with pytest.raises(ValueError, match="NaN or Inf"):
         fps(pos, num=3)
+
+
+def test_torch_fps_on_device(device):
+    pos, batch = ragged([200, 50], seed=11)
+    a = fps(pos, batch, num=20, backend="torch")
+    b = fps(pos.to(device), batch.to(device), num=20)
+    assert b.device.type == device.type
+    if device.type == "cpu":
+        assert set(b.tolist()) == set(fps(pos, batch, num=20).tolist())
+    else:
+        assert torch.equal(a, b.cpu())

@@ -190,3 +190,11 @@ def test_forced_backend_not_installed():
         pytest.skip("torch-cluster is installed here")
     with pytest.raises(ValueError, match="not installed"):
         knn(torch.randn(5, 3), 2, backend="cluster")
+
+
+@pytest.mark.parametrize("backend", ["auto", "dense", "chunked"])
+def test_torch_backends_on_device(device, backend):
+    pos, batch = ragged([300, 40, 5], seed=10)
+    idx, mask = knn(pos.to(device), 8, batch.to(device), backend=backend)
+    assert idx.device.type == device.type
+    check_against_reference(pos, batch, idx.cpu(), mask.cpu(), 8)

@@ -1,0 +1,231 @@
+"""Attention benchmark: LocalAttention(vector) against PyG, and O(N) scaling.
+
+    python -m bench.attention [--quick] [--device cpu|cuda] [--repeat 3]
+
+1. ``LocalAttention(mode="vector")`` against PyG ``PointTransformerConv`` with the
+   same ``pos_nn``/``attn_nn`` and weights (loaded with ``LocalAttention.from_pyg``),
+   C = 64, k = 16, the same kNN table (PyG gets it as ``edge_index``), at 20k and
+   100k points: forward + backward, median wall time and peak memory. Outputs are
+   asserted equal first. Each measurement runs in its own subprocess: peak CPU
+   memory is the ``ru_maxrss`` rise over the process's resident size before the
+   first forward (CUDA: ``torch.cuda.max_memory_allocated`` rise).
+2. Scaling of ``LocalGlobalAttention``, ``AxialAttention`` and ``CBAM`` (when part B
+   is present) from 1k to 200k points, C = 64: time and peak memory per point.
+3. One line per target, e.g. ``local_vector_vs_pyg_100k speed=2.31x memory=0.42x``
+   (targets: speed >= 2x, memory <= 0.5x).
+
+``--quick`` uses small sizes (2k/5k points; scaling 1k..8k) to check the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+C, K = 64, 16
+
+
+def _cloud(n: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """n points uniform in a cube of constant density (1000 points per unit^3)."""
+    g = torch.Generator().manual_seed(seed)
+    side = (n / 1000.0) ** (1 / 3)
+    pos = torch.rand(n, 3, generator=g) * side
+    x = torch.randn(n, C, generator=g)
+    return pos.to(device), x.to(device)
+
+
+def _pyg_pair(device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A PyG PointTransformerConv (PyG example MLPs) and our copy of it."""
+    from torch_geometric.nn import MLP as PygMLP
+    from torch_geometric.nn import PointTransformerConv
+
+    from pointsam.nn import LocalAttention
+
+    torch.manual_seed(0)
+    pos_nn = PygMLP([3, 64, C], norm=None, plain_last=False)
+    attn_nn = PygMLP([C, 64, C], norm=None, plain_last=False)
+    conv = PointTransformerConv(C, C, pos_nn=pos_nn, attn_nn=attn_nn).to(device)
+    ours = LocalAttention.from_pyg(conv, k=K).to(device)
+    return conv, ours
+
+
+def _edge_index(nbr_idx: torch.Tensor, nbr_mask: torch.Tensor) -> torch.Tensor:
+    """PyG edge_index [2, E] (row 0 source j, row 1 target i) of a kNN table."""
+    tgt = torch.arange(nbr_idx.size(0), device=nbr_idx.device).unsqueeze(1)
+    tgt = tgt.expand_as(nbr_idx)  # [N, K]
+    return torch.stack([nbr_idx[nbr_mask], tgt[nbr_mask]])  # [2, E]
+
+
+def _module(case: str, device: torch.device) -> torch.nn.Module:
+    from pointsam import nn as pnn
+
+    torch.manual_seed(0)
+    if case == "lga":
+        return pnn.LocalGlobalAttention(C, C, num_heads=8, k=K).to(device)
+    if case == "axial":
+        return pnn.AxialAttention(C, C, num_heads=8, k=K).to(device)
+    if case == "cbam":
+        return pnn.CBAM(C).to(device)  # part B
+    raise ValueError(case)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def worker(case: str, n: int, device: str, repeat: int) -> dict[str, float]:
+    """One measurement in this process: forward + backward time and peak memory."""
+    import statistics
+    import time
+
+    from pointsam import ops
+
+    dev = torch.device(device)
+    torch.set_grad_enabled(True)
+    pos, x = _cloud(n, 0, dev)
+    x.requires_grad_(True)
+    if case in ("ours", "ours_plain", "pyg"):
+        conv, ours = _pyg_pair(dev)
+        nbr_idx, nbr_mask = ops.knn(pos, K)  # [N, K]
+        if case == "pyg":
+            ei = _edge_index(nbr_idx, nbr_mask)
+            fn = lambda: conv(x, pos, ei)  # noqa: E731
+        else:
+            ours.fused = case == "ours"
+            fn = lambda: ours(x, pos, None, nbr_idx, nbr_mask)  # noqa: E731
+    else:
+        m = _module(case, dev)
+        fn = lambda: m(x, pos)  # noqa: E731
+
+    def step() -> None:
+        out = fn()
+        out.sum().backward()
+
+    sync = dev.type == "cuda"
+    if sync:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_bytes()
+    step()  # the first run sets the peak
+    if sync:
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    times = []
+    for _ in range(repeat):
+        x.grad = None
+        if sync:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        step()
+        if sync:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return {"time": statistics.median(times), "mem": max(peak, 0) / 2 ** 20}
+
+
+def check_equal(n: int, device: str) -> float:
+    """Max |ours - PyG| of the outputs and input gradients on n points (asserted)."""
+    from pointsam import ops
+
+    dev = torch.device(device)
+    pos, x = _cloud(n, 1, dev)
+    conv, ours = _pyg_pair(dev)
+    nbr_idx, nbr_mask = ops.knn(pos, K)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a = conv(xa, pos, _edge_index(nbr_idx, nbr_mask))
+    b = ours(xb, pos, None, nbr_idx, nbr_mask)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    err = max(float((a - b).detach().abs().max()), float((xa.grad - xb.grad).abs().max()))
+    scale = max(1.0, float(a.detach().abs().max()))
+    assert err <= 1e-4 * scale, f"ours != PyG on {n} points: max error {err:.3g}"
+    return err
+
+
+def _run(case: str, n: int, device: str, repeat: int) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "bench.attention", "--worker", case, str(n),
+           "--device", device, "--repeat", str(repeat)]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if res.returncode != 0:
+        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "?"}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--worker", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        case, n = args.worker
+        print(json.dumps(worker(case, int(n), args.device, args.repeat)))
+        return
+
+    sizes = [2000, 5000] if args.quick else [20000, 100000]
+    scaling = [1000, 2000, 4000, 8000] if args.quick else \
+        [1000, 5000, 20000, 50000, 100000, 200000]
+    print(f"# pointsam attention benchmark ({platform.processor() or platform.machine()},"
+          f" {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device})")
+    print(f"\n## LocalAttention(vector) vs PyG PointTransformerConv, C={C}, k={K}, "
+          f"forward+backward, median of {args.repeat}\n")
+    err = check_equal(sizes[0], args.device)
+    print(f"outputs and input gradients equal on {sizes[0]} points "
+          f"(max abs error {err:.2e})\n")
+    print("| points | PyG time | PyG peak | ours plain time | ours plain peak "
+          "| ours fused time | ours fused peak | speed | memory |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    targets = []
+    for n in sizes:
+        r = {c: _run(c, n, args.device, args.repeat) for c in ("pyg", "ours_plain", "ours")}
+        if any("error" in v for v in r.values()):
+            print(f"| {n} | " + " | ".join(str(v) for v in r.values()) + " |")
+            continue
+        speed = r["pyg"]["time"] / r["ours"]["time"]
+        mem = r["ours"]["mem"] / max(r["pyg"]["mem"], 1e-9)
+        print(f"| {n} | {r['pyg']['time']:.3f} s | {r['pyg']['mem']:.0f} MiB "
+              f"| {r['ours_plain']['time']:.3f} s | {r['ours_plain']['mem']:.0f} MiB "
+              f"| {r['ours']['time']:.3f} s | {r['ours']['mem']:.0f} MiB "
+              f"| {speed:.2f}x | {mem:.2f}x |")
+        targets.append((f"local_vector_vs_pyg_{n // 1000}k", speed, mem))
+
+    if not args.skip_scaling:
+        print(f"\n## Scaling, C={C}, k={K}, forward+backward (per point: us, KiB)\n")
+        print("| module | " + " | ".join(f"{n // 1000}k" for n in scaling) + " |")
+        print("|---|" + "---|" * len(scaling))
+        for case, name in (("lga", "LocalGlobalAttention"), ("axial", "AxialAttention"),
+                           ("cbam", "CBAM")):
+            cells = []
+            for n in scaling:
+                r = _run(case, n, args.device, args.repeat)
+                if "error" in r:
+                    cells.append("n/a")
+                    if "CBAM" in r["error"] or "import" in r["error"].lower():
+                        break
+                    continue
+                cells.append(f"{r['time'] / n * 1e6:.1f} us, {r['mem'] * 1024 / n:.2f} KiB")
+            print(f"| {name} | " + " | ".join(cells) + " |")
+
+    print("\n## Targets (speed >= 2x, memory <= 0.5x)\n")
+    for name, speed, mem in targets:
+        print(f"{name} speed={speed:.2f}x memory={mem:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+r"""Build the datasets, task and model a :class:`~pointsam.engine.config.Config` names.
+
+``data.name`` maps to a class of :mod:`pointsam.data` (a small fixed table, not a
+registry); ``model.name`` goes to :func:`pointsam.models.create_model`, with
+``num_classes`` (and the part-segmentation sizes) filled from the dataset unless
+``model.args`` sets them.
+
+Each split is loaded once without a transform and wrapped by
+:class:`TransformedDataset`: the train part gets the training transform
+(normalise, fixed-size sampling, augmentation), the validation carve-out and the
+test split the deterministic evaluation transform.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from .config import Config
+from .tasks import ClsTask, PartSegTask, SemSegTask, Task
+
+__all__ = ["DATASETS", "DEFAULT_TASK", "TransformedDataset", "build_dataset",
+           "build_datasets", "build_transform", "build_task", "build_model",
+           "dataset_info"]
+
+#: ``data.name`` -> (class name in :mod:`pointsam.data`, fixed keyword arguments)
+DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "modelnet10": ("ModelNet", {"name": "10"}),
+    "modelnet40": ("ModelNet", {"name": "40"}),
+    "shapenetpart": ("ShapeNetPart", {}),
+    "semantickitti": ("SemanticKITTI", {}),
+    "synthetic_shapes": ("SyntheticShapes", {}),
+    "synthetic_parts": ("SyntheticParts", {}),
+    "synthetic_lidar": ("SyntheticLidar", {}),
+}
+
+DEFAULT_TASK: dict[str, str] = {
+    "modelnet10": "cls", "modelnet40": "cls", "synthetic_shapes": "cls",
+    "shapenetpart": "partseg", "synthetic_parts": "partseg",
+    "semantickitti": "semseg", "synthetic_lidar": "semseg",
+}
+
+
+class TransformedDataset(Dataset):
+    """``base[indices[i]]`` passed through ``transform`` (a copy, base untouched).
+
+    Args:
+        base: Any indexable dataset of PyG ``Data``.
+        indices: Which items (default: all).
+        transform: Callable ``Data -> Data`` or ``None``.
+    """
+
+    def __init__(self, base: Any, indices: list[int] | None = None,
+                 transform: Callable[[Any], Any] | None = None) -> None:
+        self.base = base
+        self.indices = list(range(len(base))) if indices is None else list(indices)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        data = self.base[self.indices[i]]
+        if self.transform is not None:
+            data = self.transform(data.clone())
+        return data
+
+    def __getattr__(self, name: str) -> Any:  # class names etc. of the base set
+        if name in ("base", "indices", "transform"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+
+def _data_module() -> Any:
+    try:
+        import pointsam.data as data_mod
+    except ImportError as e:  # pragma: no cover - the data package is missing
+        raise RuntimeError(f"pointsam.data is not available: {e}") from e
+    return data_mod
+
+
+def build_transform(cfg: Config, *, train: bool) -> Callable[[Any], Any] | None:
+    """Normalise (objects) + fixed-size sampling (+ augmentation in training).
+
+    Training samples ``data.num_points`` at random and augments with an
+    anisotropic scale in [0.8, 1.25], a shift of up to 0.1 and a clipped jitter
+    (global RNG: restored on resume). Evaluation samples by farthest-point
+    sampling from the canonical start, so it is deterministic.
+    """
+    T = _data_module().transforms
+    d = cfg.data
+    steps: list[Any] = []
+    task = cfg.train.task or DEFAULT_TASK.get(d.name, "cls")
+    if task != "semseg":
+        steps.append(T.NormalizeScale())
+    if d.num_points > 0:
+        steps.append(T.FixedPoints(d.num_points, method="random" if train else "fps"))
+    if train and d.augment:
+        steps += [T.RandomScale(0.8, 1.25), T.RandomShift(0.1), T.Jitter(0.01, 0.05)]
+    return T.Compose(steps) if steps else None
+
+
+def build_dataset(cfg: Config, split: str) -> Any:
+    """The raw ``split`` of ``cfg.data.name`` (no transform)."""
+    d = cfg.data
+    cls_name, fixed = DATASETS[d.name]
+    mod = _data_module()
+    cls = getattr(mod, cls_name, None)
+    if cls is None:
+        raise RuntimeError(f"pointsam.data has no {cls_name} (needed by data.name="
+                           f"{d.name!r})")
+    kwargs = {**fixed, **d.args}
+    params = inspect.signature(cls).parameters
+    if d.root is not None:
+        kwargs["root"] = d.root
+    if "split" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        kwargs["split"] = split
+    return cls(**kwargs)
+
+
+def build_datasets(cfg: Config) -> dict[str, Dataset]:
+    """``{"train", "val", "test"}``: val carved from train with ``data.split_seed``."""
+    from .trainer import split_train_val
+
+    train_base = build_dataset(cfg, "train")
+    tr, va = split_train_val(len(train_base), cfg.data.val_fraction, cfg.data.split_seed)
+    eval_t = build_transform(cfg, train=False)
+    out: dict[str, Dataset] = {
+        "train": TransformedDataset(train_base, tr, build_transform(cfg, train=True)),
+        "val": TransformedDataset(train_base, va, eval_t),
+    }
+    out["test"] = TransformedDataset(build_dataset(cfg, cfg.data.test_split), None, eval_t)
+    return out
+
+
+def dataset_info(ds: Any) -> dict[str, Any]:
+    """Class count, names, part table and ignore label a dataset exposes."""
+    info: dict[str, Any] = {}
+    for attr in ("num_classes", "num_parts", "ignore_index"):
+        v = getattr(ds, attr, None)
+        if isinstance(v, int):
+            info[attr] = v
+    for attr in ("category_parts", "seg_classes", "parts"):
+        v = getattr(ds, attr, None)
+        if v is not None:
+            if isinstance(v, dict):
+                v = list(v.values())
+            info["category_parts"] = [list(map(int, p)) for p in v]
+            break
+    return info
+
+
+def build_task(cfg: Config, ds: Any) -> Task:
+    """The task of the config (``train.task`` or the dataset's default)."""
+    name = cfg.train.task or DEFAULT_TASK.get(cfg.data.name, "cls")
+    info = dataset_info(ds)
+    ls = cfg.optim.label_smoothing
+    if name == "partseg":
+        if "category_parts" not in info:
+            raise ValueError(f"{type(ds).__name__} has no category -> parts table "
+                             "(category_parts); part segmentation needs it")
+        parts = info["category_parts"]
+        num_parts = info.get("num_parts", 1 + max(max(p) for p in parts))
+        return PartSegTask(parts, num_parts, label_smoothing=ls)
+    if "num_classes" not in info:
+        raise ValueError(f"{type(ds).__name__} does not say its num_classes")
+    if name == "semseg":
+        ignore = info.get("ignore_index", cfg.train.ignore_index)
+        return SemSegTask(info["num_classes"], ignore_index=ignore, label_smoothing=ls)
+    return ClsTask(info["num_classes"], label_smoothing=ls)
+
+
+def build_model(cfg: Config, task: Task) -> nn.Module:
+    """``create_model(model.name, **model.args)`` with sizes filled from the task."""
+    from pointsam.models import create_model
+
+    args = dict(cfg.model.args)
+    args.setdefault("num_classes", task.num_classes)
+    if isinstance(task, PartSegTask):
+        args.setdefault("num_categories", len(task.category_parts))
+    model = create_model(cfg.model.name, **args)
+    model._pointsam_args = args  # type: ignore[assignment]  # stored in checkpoints
+    return model

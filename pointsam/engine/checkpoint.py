@@ -1,0 +1,147 @@
+r"""Atomic, code-free checkpoints and RNG state capture.
+
+A checkpoint is a dict of tensors, plain containers, numbers and strings only,
+so it loads with ``torch.load(..., weights_only=True)``: a file that carries
+pickled code or objects is refused with :class:`CheckpointError` before anything
+in it runs. Saving writes a temporary file in the same folder, ``fsync``\ s it and
+renames it over the target (``os.replace``, atomic on POSIX), so a process
+killed while saving leaves the previous checkpoint intact.
+
+Layout (``format == "pointsam-checkpoint"``, ``version == 1``)::
+
+    {"format", "version", "config": dict, "meta": dict, "model": state_dict,
+     "optimizer", "scheduler", "scaler": state dicts, "epoch": int,
+     "rng": {"torch", "cuda", "numpy", "python": Tensor}, "history": list[dict],
+     "best": dict}
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint",
+           "get_rng_state", "set_rng_state", "FORMAT", "VERSION"]
+
+FORMAT = "pointsam-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, unsafe or not a pointsam one."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` atomically (tmp file, fsync, ``os.replace``).
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> p = save_checkpoint({"w": torch.ones(2)}, f"{d}/ck.pt")
+        >>> load_checkpoint(p, check_format=False)["w"]
+        tensor([1., 1.])
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *,
+                    check_format: bool = True) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: missing or truncated file, pickled code or objects in it,
+            or (with ``check_format``) not a pointsam checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refusing to load {path}: it contains pickled code or objects that "
+            "weights_only=True does not allow (pointsam checkpoints hold only "
+            f"tensors, numbers, strings and plain containers). Detail: {e}") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a "
+                              f"torch file): {e}") from None
+    if check_format:
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is not a pointsam checkpoint "
+                                  f"(no format={FORMAT!r} entry)")
+        if state.get("version", 0) > VERSION:
+            raise CheckpointError(f"{path} has checkpoint version {state['version']}; "
+                                  f"this pointsam reads up to {VERSION}")
+    return state
+
+
+def get_rng_state() -> dict[str, torch.Tensor]:
+    """Torch, CUDA, NumPy and Python RNG states, as tensors only."""
+    np_state = np.random.get_state()
+    assert np_state[0] == "MT19937"
+    py_version, py_state, py_gauss = random.getstate()
+    out = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+        "numpy_pos": torch.tensor([np_state[2], np_state[3]], dtype=torch.int64),
+        "numpy_gauss": torch.tensor([np_state[4]], dtype=torch.float64),
+        "python": torch.tensor(py_state, dtype=torch.int64),
+        "python_meta": torch.tensor(
+            [py_version, 0 if py_gauss is None else 1], dtype=torch.int64),
+        "python_gauss": torch.tensor([0.0 if py_gauss is None else py_gauss],
+                                     dtype=torch.float64),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return out
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    """Restore what :func:`get_rng_state` returned."""
+    torch.set_rng_state(state["torch"].cpu().to(torch.uint8))
+    pos, has_gauss = (int(v) for v in state["numpy_pos"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32),
+                         pos, has_gauss, float(state["numpy_gauss"][0])))
+    version, has_py_gauss = (int(v) for v in state["python_meta"])
+    gauss = float(state["python_gauss"][0]) if has_py_gauss else None
+    random.setstate((version, tuple(int(v) for v in state["python"]), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"].cpu().to(torch.uint8)
+        if cuda.size(0) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(list(cuda))

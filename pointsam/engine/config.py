@@ -1,0 +1,366 @@
+r"""Typed training configuration, loaded from YAML with ``key=value`` overrides.
+
+A config file in ``train/`` lists only what differs from the defaults below, in
+four sections (``model``, ``data``, ``optim``, ``train``)::
+
+    model: {name: pointnet2_lite_cls, args: {attention: cbam}}
+    data: {name: modelnet10, root: ../shared/data/modelnet10_pcd_1024, num_points: 512}
+    train: {epochs: 30, out_dir: runs/mn10_pn2_cbam}
+
+``pointsam train CONFIG --set train.epochs=5 --set model.args.k=16`` overrides a
+value (parsed as YAML, so ``5`` is an int and ``[1, 2]`` a list). An unknown key
+or a bad value raises :class:`ConfigError` listing the valid keys or values.
+``model.args`` and ``data.args`` are free dicts passed as keyword arguments to
+``create_model`` and to the dataset class, which check them.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ConfigError", "ModelConfig", "DataConfig", "OptimConfig", "TrainConfig", "Config",
+    "load_config", "config_from_dict", "config_to_dict", "apply_overrides",
+    "valid_keys",
+]
+
+TASKS = ("cls", "partseg", "semseg")
+
+
+class ConfigError(ValueError):
+    """A config file or override names an unknown key or holds a bad value."""
+
+
+@dataclass
+class ModelConfig:
+    """Which model to build: ``create_model(name, **args)``.
+
+    Attributes:
+        name: A registered model name (``pointsam.models.list_models()``).
+        args: Keyword overrides for the model factory (``attention``, ``k``, ...).
+            ``num_classes`` (and ``num_parts``/``num_categories`` for part
+            segmentation) are filled from the dataset when not given.
+    """
+
+    name: str = "pointnet2_lite_cls"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Which dataset and how it is batched.
+
+    Attributes:
+        name: One of ``modelnet10``, ``modelnet40``, ``shapenetpart``,
+            ``semantickitti``, ``synthetic_shapes``, ``synthetic_parts``,
+            ``synthetic_lidar``.
+        root: Dataset folder (``None``: the class's default / ``POINTSAM_DATA``).
+        args: Extra keyword arguments for the dataset class.
+        num_points: Points per sample after fixed-size sampling (0 keeps all).
+        augment: Random rotation about z, scaling and jitter in training.
+        val_fraction: Share of the train split carved out for model selection.
+        split_seed: Seed of that carve-out (fixed, so every run agrees).
+        batch_size: Global batch size (divided over DDP ranks).
+        eval_batch_size: Batch size at evaluation (default: ``batch_size``).
+        num_workers: DataLoader worker processes.
+        test_split: The split evaluated once at the end.
+    """
+
+    name: str = "synthetic_shapes"
+    root: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    num_points: int = 1024
+    augment: bool = True
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    batch_size: int = 16
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+    test_split: str = "test"
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser, learning-rate schedule and loss options.
+
+    Attributes:
+        name: ``adamw``, ``adam`` or ``sgd``.
+        lr: Peak learning rate.
+        weight_decay: Decoupled (AdamW) or L2 weight decay.
+        momentum: SGD momentum.
+        scheduler: ``cosine`` (to ``min_lr`` over all epochs), ``step`` or ``none``.
+        step_size: Epochs between decays for ``step``.
+        gamma: Decay factor for ``step``.
+        min_lr: Final learning rate for ``cosine``.
+        grad_clip: Max gradient norm (0: off).
+        label_smoothing: Cross-entropy label smoothing.
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    scheduler: str = "cosine"
+    step_size: int = 20
+    gamma: float = 0.5
+    min_lr: float = 1e-5
+    grad_clip: float = 0.0
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """The run itself.
+
+    Attributes:
+        task: ``cls``, ``partseg`` or ``semseg`` (default: from the dataset).
+        epochs: Training epochs.
+        seed: Seed of weights, shuffling and augmentation.
+        out_dir: Where checkpoints, logs and the summary go.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        amp: Automatic mixed precision (CUDA only; ignored on the CPU).
+        max_batches: Batches per epoch and per evaluation (0: all); for smoke runs.
+        eval_every: Validate every this many epochs (and after the last).
+        votes: Test-time augmentation passes at the final test evaluation.
+        ignore_index: Label ignored by the semantic-segmentation loss and metrics.
+        voxel_size: Whole-scan semseg evaluation: voxel edge in metres (0: off).
+        chunk_points: Whole-scan semseg evaluation: max points per chunk (0: off).
+        progress: Show a tqdm bar per epoch.
+        tensorboard: Write TensorBoard scalars.
+    """
+
+    task: str | None = None
+    epochs: int = 10
+    seed: int = 0
+    out_dir: str = "runs/default"
+    device: str = "auto"
+    amp: bool = True
+    max_batches: int = 0
+    eval_every: int = 1
+    votes: int = 1
+    ignore_index: int = -1
+    voxel_size: float = 0.0
+    chunk_points: int = 0
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    """A whole training config (see the module docstring)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+#: Values allowed for string options, checked after every load.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.name": ("modelnet10", "modelnet40", "shapenetpart", "semantickitti",
+                  "synthetic_shapes", "synthetic_parts", "synthetic_lidar"),
+    "optim.name": ("adamw", "adam", "sgd"),
+    "optim.scheduler": ("cosine", "step", "none"),
+    "train.task": TASKS,
+    "train.device": ("auto", "cpu", "cuda"),
+}
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key a config may set (``model.args.*`` and ``data.args.*`` free).
+
+    Example:
+        >>> "train.epochs" in valid_keys()
+        True
+    """
+    keys = []
+    for sec, cls in _hints(Config).items():
+        keys += [f"{sec}.{k}" for k in _hints(cls)]
+    return keys
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against annotation ``tp``; int -> float is allowed."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: expected {tp}, got {value!r}")
+    if tp is Any:
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return list(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover
+
+
+def _validate(cfg: Config) -> None:
+    for key, allowed in CHOICES.items():
+        sec, name = key.split(".")
+        value = getattr(getattr(cfg, sec), name)
+        if value is not None and value not in allowed:
+            raise ConfigError(
+                f"{key}: bad value {value!r}; valid values: {', '.join(allowed)}")
+    positive = ["train.epochs", "data.batch_size", "train.eval_every", "train.votes"]
+    for key in positive:
+        sec, name = key.split(".")
+        if getattr(getattr(cfg, sec), name) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(getattr(cfg, sec), name)}")
+    nonneg = ["data.num_points", "data.num_workers", "train.max_batches",
+              "train.chunk_points", "train.voxel_size", "optim.lr", "optim.grad_clip"]
+    for key in nonneg:
+        sec, name = key.split(".")
+        if getattr(getattr(cfg, sec), name) < 0:
+            raise ConfigError(f"{key} must be >= 0, got {getattr(getattr(cfg, sec), name)}")
+    if not 0.0 <= cfg.data.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+    if cfg.data.eval_batch_size is not None and cfg.data.eval_batch_size < 1:
+        raise ConfigError("data.eval_batch_size must be >= 1")
+
+
+def config_from_dict(d: dict[str, Any] | None) -> Config:
+    """Build a :class:`Config` from a nested dict, checking every key and value.
+
+    Example:
+        >>> config_from_dict({"train": {"epochs": 3}}).train.epochs
+        3
+        >>> try:
+        ...     config_from_dict({"train": {"epoch": 3}})
+        ... except ConfigError as e:
+        ...     print(e)
+        unknown key 'train.epoch'; valid keys in 'train': task, epochs, ...
+    """
+    d = {} if d is None else d
+    if not isinstance(d, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(d).__name__}")
+    sections = _hints(Config)
+    kwargs = {}
+    for sec, body in d.items():
+        if sec not in sections:
+            raise ConfigError(
+                f"unknown section {sec!r}; valid sections: {', '.join(sections)}")
+        cls = sections[sec]
+        body = {} if body is None else body
+        if not isinstance(body, dict):
+            raise ConfigError(f"section {sec!r} must be a mapping, got {body!r}")
+        hints = _hints(cls)
+        vals = {}
+        for k, v in body.items():
+            if k not in hints:
+                raise ConfigError(
+                    f"unknown key '{sec}.{k}'; valid keys in '{sec}': "
+                    f"{', '.join(hints)}")
+            vals[k] = _coerce(v, hints[k], f"{sec}.{k}")
+        kwargs[sec] = cls(**vals)
+    cfg = Config(**kwargs)
+    _validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict of ``cfg`` (YAML/JSON-safe, storable in a checkpoint)."""
+    return copy.deepcopy(dataclasses.asdict(cfg))
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key=value`` strings (value parsed as YAML) to a nested config dict.
+
+    Example:
+        >>> apply_overrides({}, ["train.epochs=5", "model.args.k=8"])
+        {'train': {'epochs': 5}, 'model': {'args': {'k': 8}}}
+    """
+    d = copy.deepcopy(d)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) < 2:
+            raise ConfigError(
+                f"override key {key!r} must be section.key; valid keys: "
+                f"{', '.join(valid_keys())}")
+        free = len(parts) > 2 and parts[0] in ("model", "data") and parts[1] == "args"
+        if len(parts) > 2 and not free:
+            raise ConfigError(
+                f"unknown key {key!r}; valid keys: {', '.join(valid_keys())} "
+                "(and model.args.*, data.args.*)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from e
+        node = d
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a mapping")
+        node[parts[-1]] = value
+    return d
+
+
+def load_config(path: str | Path | None = None,
+                overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) plus overrides.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: an unknown key or a bad value.
+    """
+    d: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            d = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of sections")
+    try:
+        return config_from_dict(apply_overrides(d, overrides))
+    except ConfigError as e:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{e}") from None

@@ -1,0 +1,129 @@
+r"""Whole-scan inference for semantic segmentation of large LiDAR scans.
+
+A 120k-point scan is too big (or too dense) to push through a model at once on
+a small machine. :func:`predict_scan` therefore
+
+1. optionally voxel-subsamples the scan (``voxel_size`` metres, one point per
+   occupied voxel, features averaged per voxel: :func:`pointsam.ops.grid_subsample`);
+2. optionally cuts the (subsampled) cloud into chunks of at most ``chunk_points``
+   points: :math:`S = \lceil M / \text{chunk\_points} \rceil` farthest-point
+   centres, each point assigned to its nearest centre, a chunk larger than the
+   limit split again along its longest axis; each chunk is a separate cloud of
+   one batch (so a chunk sees only its own points);
+3. carries the class scores back to every original point: a point takes the
+   scores of its voxel (``cluster``), so every input point gets a prediction.
+
+Scores are softmax probabilities, ``[N, C]`` for the N original points.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from pointsam import ops
+
+__all__ = ["predict_scan", "chunk_assignment"]
+
+
+def _split_longest(pos: Tensor, idx: Tensor, limit: int) -> list[Tensor]:
+    """Recursively halve ``idx`` along the longest axis until each part <= limit."""
+    if idx.numel() <= limit:
+        return [idx]
+    p = pos[idx]  # [n, 3]
+    axis = int((p.max(0).values - p.min(0).values).argmax())
+    order = p[:, axis].argsort()
+    half = idx.numel() // 2
+    return (_split_longest(pos, idx[order[:half]], limit)
+            + _split_longest(pos, idx[order[half:]], limit))
+
+
+def chunk_assignment(pos: Tensor, chunk_points: int) -> list[Tensor]:
+    """Disjoint index sets covering ``range(N)``, each of at most ``chunk_points``.
+
+    Example:
+        >>> parts = chunk_assignment(torch.rand(1000, 3), 300)
+        >>> sorted(torch.cat(parts).tolist()) == list(range(1000)), max(len(p) for p in parts) <= 300
+        (True, True)
+    """
+    ops.check_positive_int(chunk_points, "chunk_points")
+    n = pos.size(0)
+    if n <= chunk_points:
+        return [torch.arange(n, device=pos.device)]
+    s = math.ceil(n / chunk_points)
+    centres = ops.fps(pos, num=s)  # [S]
+    nearest, _ = ops.knn(pos[centres], 1, query=pos)  # [N, 1] index into centres
+    owner = nearest[:, 0]  # [N]
+    out: list[Tensor] = []
+    for c in range(s):
+        idx = (owner == c).nonzero().view(-1)
+        if idx.numel():
+            out += _split_longest(pos, idx, chunk_points)
+    return out
+
+
+@torch.no_grad()
+def predict_scan(model: nn.Module, data: Any, *, voxel_size: float = 0.0,
+                 chunk_points: int = 0, chunks_per_batch: int = 4,
+                 device: torch.device | str | None = None) -> Tensor:
+    r"""Class probabilities for every point of one scan.
+
+    Args:
+        model: A segmentation model: ``model(Batch) -> [N, C]`` logits.
+        data: One PyG ``Data`` scan with ``pos`` ``[N, 3]`` and optional ``x``.
+        voxel_size: Voxel edge in metres for subsampling (0: no subsampling).
+        chunk_points: Max points per chunk (0: the whole (subsampled) scan at once).
+        chunks_per_batch: Chunks pushed through the model together.
+        device: Where the model runs (default: the model's device).
+
+    Returns:
+        ``[N, C]`` probabilities for the N original points.
+
+    Example:
+        >>> from torch_geometric.data import Data
+        >>> class Tiny(torch.nn.Module):
+        ...     def forward(self, b):  # class 0 left of x=0, class 1 right of it
+        ...         return torch.stack([-b.pos[:, 0], b.pos[:, 0]], 1) * 100
+        >>> scan = Data(pos=torch.randn(500, 3))
+        >>> p = predict_scan(Tiny(), scan, voxel_size=0.05, chunk_points=128)
+        >>> p.shape, bool(((p[:, 1] > 0.5) == (scan.pos[:, 0] > 0)).float().mean() > 0.95)
+        (torch.Size([500, 2]), True)
+    """
+    from torch_geometric.data import Batch, Data
+
+    pos = data.pos
+    ops.check_pos(pos, "data.pos")
+    x = getattr(data, "x", None)
+    if device is None:
+        p0 = next(iter(model.parameters()), None)
+        device = p0.device if p0 is not None else pos.device
+    n = pos.size(0)
+    if voxel_size > 0:
+        g = ops.grid_subsample(pos, float(voxel_size))
+        sub_pos, cluster = g.pos, g.cluster  # [M, 3], [N]
+        m = sub_pos.size(0)
+        sub_x = ops.segment_mean(x, cluster, m) if x is not None else None  # [M, C]
+    else:
+        sub_pos, cluster, sub_x = pos, None, x
+        m = n
+    parts = (chunk_assignment(sub_pos, chunk_points) if chunk_points > 0
+             else [torch.arange(m, device=pos.device)])
+    scores: Tensor | None = None
+    for start in range(0, len(parts), max(1, chunks_per_batch)):
+        group = parts[start:start + max(1, chunks_per_batch)]
+        datas = [Data(pos=sub_pos[i], x=None if sub_x is None else sub_x[i])
+                 for i in group]
+        if all(d.x is None for d in datas):
+            for d in datas:
+                del d.x
+        batch = Batch.from_data_list(datas).to(device)
+        logits = model(batch)  # [sum n_i, C]
+        prob = logits.float().softmax(-1).to(pos.device)  # [sum n_i, C]
+        if scores is None:
+            scores = torch.zeros(m, prob.size(1), dtype=prob.dtype, device=pos.device)
+        scores[torch.cat(group)] = prob  # chunk order = concatenation order
+    assert scores is not None
+    return scores[cluster] if cluster is not None else scores  # [N, C]

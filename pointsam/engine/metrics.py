@@ -1,0 +1,221 @@
+r"""Metrics for classification, part segmentation and semantic segmentation.
+
+Each metric accumulates integer or float *state tensors* batch by batch, so that
+the state of several DDP ranks is summed with one ``all_reduce``
+(:meth:`Metric.reduce`) before :meth:`Metric.compute`.
+
+- :class:`ClsMetrics`: confusion matrix :math:`M_{ij}` (true i, predicted j),
+  overall accuracy :math:`\mathrm{OA} = \sum_i M_{ii} / \sum_{ij} M_{ij}`, mean
+  class accuracy :math:`\mathrm{mAcc} = \frac{1}{|C'|}\sum_{i \in C'} M_{ii} /
+  \sum_j M_{ij}` over the classes :math:`C'` present in the truth.
+- :class:`PartSegMetrics`: the ShapeNetPart rule. For shape s of category c with
+  parts :math:`P_c`, :math:`\mathrm{IoU}_s = \frac{1}{|P_c|}\sum_{p \in P_c}
+  \mathrm{IoU}_{s,p}` with :math:`\mathrm{IoU}_{s,p} = 1` when part p is in
+  neither prediction nor truth. Instance mIoU averages over shapes, class mIoU
+  over categories (each the mean of its shapes; categories with no shape skipped).
+  Predictions should already be restricted to the category's parts
+  (:func:`restrict_to_category`).
+- :class:`SemSegMetrics`: confusion over points whose label is not
+  ``ignore_index``; :math:`\mathrm{IoU}_c = TP_c / (TP_c + FP_c + FN_c)`, NaN for a
+  class absent from both prediction and truth; mIoU averages the non-NaN classes;
+  OA over the non-ignored points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["Metric", "ClsMetrics", "PartSegMetrics", "SemSegMetrics",
+           "restrict_to_category", "category_part_mask"]
+
+
+class Metric:
+    """Base: named state tensors that add up over batches and ranks."""
+
+    _state: tuple[str, ...] = ()
+
+    def state(self) -> list[Tensor]:
+        return [getattr(self, n) for n in self._state]
+
+    def reduce(self) -> None:
+        """Sum the state over DDP ranks (no-op outside a process group)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for t in self.state():
+                dist.all_reduce(t)
+
+    def compute(self) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _confusion(target: Tensor, pred: Tensor, num_classes: int) -> Tensor:
+    idx = target.long() * num_classes + pred.long()  # [N]
+    return torch.bincount(idx, minlength=num_classes * num_classes).view(
+        num_classes, num_classes).cpu()  # [C, C] rows = truth
+
+
+def _check_pair(pred: Tensor, target: Tensor, num_classes: int) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} "
+                         "must have the same shape")
+    if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= num_classes):
+        raise ValueError(f"pred holds a class outside 0..{num_classes - 1}")
+
+
+class ClsMetrics(Metric):
+    r"""Overall accuracy, mean class accuracy and the confusion matrix.
+
+    Example:
+        >>> m = ClsMetrics(3)
+        >>> m.update(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]))
+        >>> r = m.compute(); r["oa"], r["macc"]
+        (0.75, 0.8333333333333334)
+    """
+
+    _state = ("confusion",)
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add a batch: ``pred`` and ``target`` are class ids of shape ``[B]``."""
+        _check_pair(pred, target, self.num_classes)
+        if target.numel() and (int(target.min()) < 0
+                               or int(target.max()) >= self.num_classes):
+            raise ValueError(f"target holds a class outside 0..{self.num_classes - 1}")
+        self.confusion += _confusion(target, pred, self.num_classes)
+
+    def compute(self) -> dict[str, float]:
+        cm = self.confusion.double()
+        total = cm.sum()
+        support = cm.sum(1)
+        present = support > 0
+        acc = cm.diag()[present] / support[present]
+        return {
+            "oa": float(cm.diag().sum() / total) if total > 0 else float("nan"),
+            "macc": float(acc.mean()) if present.any() else float("nan"),
+        }
+
+
+def category_part_mask(category_parts: Sequence[Sequence[int]],
+                       num_parts: int) -> Tensor:
+    """Bool ``[num_categories, num_parts]``: which global part ids each category has."""
+    mask = torch.zeros(len(category_parts), num_parts, dtype=torch.bool)
+    for c, parts in enumerate(category_parts):
+        mask[c, list(parts)] = True
+    return mask
+
+
+def restrict_to_category(logits: Tensor, category: Tensor, batch: Tensor,
+                         part_mask: Tensor) -> Tensor:
+    r"""Set the logits of parts outside each point's category to :math:`-\infty`.
+
+    Args:
+        logits: ``[N, P]`` per-point part logits.
+        category: ``[B]`` category of each shape.
+        batch: ``[N]`` shape of each point.
+        part_mask: ``[num_categories, P]`` from :func:`category_part_mask`.
+
+    Returns:
+        ``[N, P]`` masked logits (argmax gives an allowed part).
+    """
+    allowed = part_mask.to(logits.device)[category.long()[batch]]  # [N, P]
+    return logits.masked_fill(~allowed, float("-inf"))
+
+
+class PartSegMetrics(Metric):
+    r"""Instance and class mIoU with the ShapeNetPart rule (see module docstring).
+
+    Example:
+        >>> # one category with parts {0, 1}; one shape of 4 points
+        >>> m = PartSegMetrics([[0, 1]], num_parts=2)
+        >>> m.update(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 1]),
+        ...          category=torch.tensor([0]), batch=torch.zeros(4, dtype=torch.long))
+        >>> r = m.compute(); r["instance_miou"]  # (1/2 + 2/3) / 2
+        0.5833333333333333
+    """
+
+    _state = ("iou_sum", "count")
+
+    def __init__(self, category_parts: Sequence[Sequence[int]], num_parts: int) -> None:
+        self.num_parts = num_parts
+        self.part_mask = category_part_mask(category_parts, num_parts)  # [Cat, P]
+        self.iou_sum = torch.zeros(len(category_parts), dtype=torch.float64)
+        self.count = torch.zeros(len(category_parts), dtype=torch.float64)
+
+    def update(self, pred: Tensor, target: Tensor, category: Tensor,
+               batch: Tensor) -> None:
+        """Add shapes: ``pred``/``target`` ``[N]`` part ids, ``category`` ``[B]``."""
+        _check_pair(pred, target, self.num_parts)
+        pred, target = pred.cpu().long(), target.cpu().long()
+        batch, category = batch.cpu().long(), category.cpu().long().view(-1)
+        b, p = category.numel(), self.num_parts
+        eq = pred == target
+        inter = torch.bincount(batch[eq] * p + target[eq], minlength=b * p)  # [B*P]
+        n_pred = torch.bincount(batch * p + pred, minlength=b * p)  # [B*P]
+        n_true = torch.bincount(batch * p + target, minlength=b * p)  # [B*P]
+        inter, union = inter.view(b, p).double(), (n_pred + n_true).view(b, p) - inter.view(b, p)
+        iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+        mask = self.part_mask[category].double()  # [B, P]
+        shape_iou = (iou * mask).sum(1) / mask.sum(1)  # [B]
+        self.iou_sum.index_add_(0, category, shape_iou)
+        self.count.index_add_(0, category, torch.ones_like(shape_iou))
+
+    def compute(self) -> dict[str, float]:
+        seen = self.count > 0
+        if not seen.any():
+            return {"instance_miou": float("nan"), "class_miou": float("nan")}
+        per_cat = self.iou_sum[seen] / self.count[seen]
+        return {
+            "instance_miou": float(self.iou_sum.sum() / self.count.sum()),
+            "class_miou": float(per_cat.mean()),
+        }
+
+
+class SemSegMetrics(Metric):
+    r"""Per-class IoU, mIoU and overall accuracy with an ignore label.
+
+    Example:
+        >>> m = SemSegMetrics(3, ignore_index=-1)
+        >>> m.update(torch.tensor([0, 0, 1, 2, 1]), torch.tensor([0, 1, 1, -1, 1]))
+        >>> r = m.compute(); r["iou"], r["miou"]  # class 2 absent everywhere: NaN
+        ([0.5, 0.6666666666666666, nan], 0.5833333333333333)
+    """
+
+    _state = ("confusion",)
+
+    def __init__(self, num_classes: int, ignore_index: int = -1) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add points: ``pred`` and ``target`` ``[N]``; ``ignore_index`` skipped."""
+        _check_pair(pred, target, self.num_classes)
+        keep = target != self.ignore_index
+        pred, target = pred[keep], target[keep]
+        if target.numel() and (int(target.min()) < 0
+                               or int(target.max()) >= self.num_classes):
+            raise ValueError(
+                f"target holds a class outside 0..{self.num_classes - 1} that is not "
+                f"the ignore label {self.ignore_index}")
+        self.confusion += _confusion(target, pred, self.num_classes)
+
+    def compute(self) -> dict[str, float | list[float]]:  # type: ignore[override]
+        cm = self.confusion.double()
+        tp = cm.diag()
+        denom = cm.sum(0) + cm.sum(1) - tp
+        iou = torch.where(denom > 0, tp / denom.clamp(min=1),
+                          torch.full_like(tp, float("nan")))
+        valid = ~iou.isnan()
+        total = cm.sum()
+        return {
+            "miou": float(iou[valid].mean()) if valid.any() else float("nan"),
+            "oa": float(tp.sum() / total) if total > 0 else float("nan"),
+            "iou": [float(v) for v in iou],
+        }

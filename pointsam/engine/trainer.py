@@ -1,0 +1,441 @@
+r"""The training loop: fit with validation-based model selection, test once.
+
+:class:`Trainer` builds everything from a :class:`~pointsam.engine.config.Config`
+(or takes a ready model and datasets), then :meth:`Trainer.fit`:
+
+1. carves a validation split out of the train split (``data.val_fraction``, fixed
+   ``data.split_seed``: every run and every rank gets the same carve-out);
+2. per epoch: trains (tqdm bar with loss and metric), evaluates on the validation
+   split, logs CSV/TensorBoard, saves ``last.pt`` and, when the validation score
+   improves, ``best.pt`` (atomic, rank 0 only);
+3. at the end loads ``best.pt`` and evaluates the test split **once**
+   (``train.votes`` test-time augmentation passes), reported as ``test_*``;
+4. writes ``summary.json`` (config, seed, versions, machine, results).
+
+Resume (``resume=True``) restores model, optimiser, scheduler, AMP scaler,
+epoch, RNG states and the log history from ``last.pt``: on the CPU a resumed run
+equals an uninterrupted one. Shuffling uses a :class:`DistributedSampler` whose
+order depends only on ``(seed, epoch)``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, DistributedSampler, Subset
+
+from .checkpoint import (FORMAT, VERSION, get_rng_state, load_checkpoint,
+                         save_checkpoint, set_rng_state)
+from .config import Config, config_to_dict
+from .distributed import (DistInfo, ShardSampler, all_reduce_sum, barrier,
+                          init_distributed)
+from .logger import RunLogger, environment, package_versions
+from .tasks import Task, make_task
+
+__all__ = ["Trainer", "split_train_val", "evaluate", "vote_augment", "seed_everything"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def split_train_val(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Fixed-seed carve-out of ``round(fraction * n)`` validation indices.
+
+    Example:
+        >>> tr, va = split_train_val(10, 0.2, seed=0)
+        >>> len(tr), len(va), sorted(tr + va) == list(range(10))
+        (8, 2, True)
+    """
+    if n < 1:
+        raise ValueError("the train split is empty")
+    k = int(round(fraction * n))
+    if fraction > 0 and n >= 2:
+        k = min(max(k, 1), n - 1)
+    else:
+        k = 0
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(perm[k:]), sorted(perm[:k])
+
+
+def vote_augment(data: Any, vote: int, seed: int = 0) -> Any:
+    r"""Test-time augmentation for vote ``vote`` (0: identity).
+
+    Random anisotropic scale :math:`s \sim U(0.8, 1.25)^3` per vote, drawn from a
+    private generator so evaluation never touches the global RNG.
+    """
+    if vote == 0:
+        return data
+    g = torch.Generator().manual_seed(seed * 1000 + vote)
+    s = torch.empty(3).uniform_(0.8, 1.25, generator=g).to(data.pos)
+    out = data.clone()
+    out.pos = data.pos * s
+    return out
+
+
+def _autocast(device: torch.device, amp: bool) -> Any:
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Any, task: Task, device: torch.device, *,
+             votes: int = 1, amp: bool = False, max_batches: int = 0,
+             voxel_size: float = 0.0, chunk_points: int = 0, seed: int = 0,
+             progress: bool = False, desc: str = "eval") -> dict[str, Any]:
+    """Loss and metrics of ``model`` over ``loader``, summed over DDP ranks.
+
+    With ``votes > 1`` the softmax scores of ``votes`` augmented passes are
+    averaged. For ``semseg`` with ``voxel_size`` or ``chunk_points`` each scan goes
+    through :func:`~pointsam.engine.inference.predict_scan`.
+    """
+    from tqdm.auto import tqdm
+
+    from .inference import predict_scan
+
+    model.eval()
+    metrics = task.new_metrics()
+    loss_sum = torch.zeros(2, dtype=torch.float64)  # [sum of loss * count, count]
+    whole_scan = task.name == "semseg" and (voxel_size > 0 or chunk_points > 0)
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr)
+    for i, data in enumerate(bar):
+        if max_batches and i >= max_batches:
+            break
+        data = data.to(device)
+        if whole_scan:
+            scores = torch.cat([predict_scan(model, d, voxel_size=voxel_size,
+                                             chunk_points=chunk_points, device=device)
+                                for d in data.to_data_list()])  # [N, C]
+            logits = scores.clamp_min(1e-12).log()
+        else:
+            with _autocast(device, amp):
+                logits = model(data).float()
+            scores = logits.softmax(-1)
+            for v in range(1, votes):
+                with _autocast(device, amp):
+                    scores = scores + model(vote_augment(data, v, seed)).float().softmax(-1)
+            if votes > 1:
+                scores = scores / votes
+        c = task.count(data)
+        if c:
+            loss_sum += torch.tensor([float(task.loss(logits, data)) * c, c],
+                                     dtype=torch.float64)
+        task.update(metrics, scores, data)
+    metrics.reduce()
+    all_reduce_sum(loss_sum)
+    out: dict[str, Any] = {"loss": float(loss_sum[0] / loss_sum[1])
+                           if loss_sum[1] > 0 else float("nan")}
+    out.update(metrics.compute())
+    if hasattr(metrics, "confusion"):
+        out["confusion"] = metrics.confusion.tolist()
+    return out
+
+
+def _underlying(ds: Any) -> Any:
+    while isinstance(ds, Subset):
+        ds = ds.dataset
+    return ds
+
+
+class Trainer:
+    """Builds and runs one training run from a :class:`Config`.
+
+    Args:
+        cfg: The run's config.
+        model: A ready model (default: ``create_model(cfg.model.name, ...)``).
+        datasets: Ready datasets ``{"train", "val", "test"}`` (default: built from
+            ``cfg.data``; ``"val"`` then comes from the fixed-seed carve-out).
+        task: A ready :class:`Task` (default: from the config and dataset).
+        resume: Continue from ``out_dir/last.pt``.
+    """
+
+    def __init__(self, cfg: Config, *, model: nn.Module | None = None,
+                 datasets: dict[str, Dataset] | None = None, task: Task | None = None,
+                 resume: bool = False) -> None:
+        self.cfg = cfg
+        self.info: DistInfo
+        self.info, self.device = init_distributed(cfg.train.device)
+        self.out_dir = Path(cfg.train.out_dir)
+        seed_everything(cfg.train.seed)
+        if datasets is None:
+            from .builders import build_datasets
+
+            datasets = build_datasets(cfg)
+        self.datasets = datasets
+        if task is None:
+            from .builders import build_task
+
+            task = build_task(cfg, _underlying(datasets["train"]))
+        self.task = task
+        if model is None:
+            from .builders import build_model
+
+            model = build_model(cfg, task)
+        seed_everything(cfg.train.seed + 7919 * self.info.rank)
+        self.model = model.to(self.device)
+        self.net: nn.Module = self.model
+        if self.info.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            if any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                   for m in self.model.modules()):
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            dev_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DDP(self.model, device_ids=dev_ids, find_unused_parameters=True)
+        self.optimizer = self._build_optimizer()
+        self.scheduler = self._build_scheduler()
+        self.amp = cfg.train.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {}
+        self.logger = RunLogger(self.out_dir, enabled=self.info.is_main,
+                                tensorboard=cfg.train.tensorboard)
+        self._loaders()
+        if resume:
+            self.resume(self.out_dir / "last.pt")
+
+    # ------------------------------------------------------------------ build
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        if o.name == "adamw":
+            return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        if o.name == "adam":
+            return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum,
+                               weight_decay=o.weight_decay)
+
+    def _build_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        o = self.cfg.optim
+        if o.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=self.cfg.train.epochs, eta_min=o.min_lr)
+        if o.scheduler == "step":
+            return torch.optim.lr_scheduler.StepLR(self.optimizer, o.step_size, o.gamma)
+        return torch.optim.lr_scheduler.ConstantLR(self.optimizer, factor=1.0,
+                                                   total_iters=0)
+
+    def _loaders(self) -> None:
+        from torch_geometric.loader import DataLoader
+
+        d, info = self.cfg.data, self.info
+        per_rank = max(1, d.batch_size // info.world_size)
+        eval_bs = max(1, (d.eval_batch_size or d.batch_size) // info.world_size)
+        train = self.datasets["train"]
+        self.train_sampler = DistributedSampler(
+            train, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+            seed=self.cfg.train.seed, drop_last=False)
+        drop_last = len(train) // info.world_size > per_rank  # no size-1 BN batches
+        self.train_loader = DataLoader(train, batch_size=per_rank,
+                                       sampler=self.train_sampler,
+                                       num_workers=d.num_workers, drop_last=drop_last)
+        self.eval_loaders = {}
+        for split in ("val", "test"):
+            ds = self.datasets.get(split)
+            if ds is None or len(ds) == 0:
+                continue
+            self.eval_loaders[split] = DataLoader(
+                ds, batch_size=eval_bs, num_workers=d.num_workers,
+                sampler=ShardSampler(len(ds), info.rank, info.world_size))
+
+    # -------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs (tensors, numbers, strings, plain containers)."""
+        return {
+            "format": FORMAT, "version": VERSION,
+            "config": config_to_dict(self.cfg),
+            "meta": {**self.task.meta(), "model_name": self.cfg.model.name,
+                     "model_args": dict(self.model_args),
+                     "class_names": list(self.class_names)},
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "rng": get_rng_state(),
+            "history": self.history,
+            "best": self.best,
+        }
+
+    @property
+    def model_args(self) -> dict[str, Any]:
+        return getattr(self.model, "_pointsam_args", dict(self.cfg.model.args))
+
+    @property
+    def class_names(self) -> list[str]:
+        ds = _underlying(self.datasets["train"])
+        for attr in ("class_names", "classes", "categories"):
+            names = getattr(ds, attr, None)
+            if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+                return list(names)
+        return []
+
+    def resume(self, path: str | Path) -> None:
+        """Restore a run from ``last.pt`` (model, optimiser, scheduler, RNG, logs)."""
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.best = dict(state["best"])
+        set_rng_state(state["rng"])
+        self.logger.write_csv(self.history)
+
+    def _save(self, name: str) -> Path | None:
+        path = None
+        if self.info.is_main:
+            path = save_checkpoint(self.state_dict(), self.out_dir / name)
+        barrier()
+        return path
+
+    # -------------------------------------------------------------- loops
+    def train_epoch(self) -> dict[str, Any]:
+        """One pass over the train split; returns ``train_loss`` and the train metric."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        self.net.train()
+        self.train_sampler.set_epoch(self.epoch)
+        metrics = self.task.new_metrics()
+        loss_sum = torch.zeros(2, dtype=torch.float64)
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}",
+                   leave=False, file=sys.stderr,
+                   disable=not (cfg.train.progress and self.info.is_main))
+        for i, data in enumerate(bar):
+            if cfg.train.max_batches and i >= cfg.train.max_batches:
+                break
+            data = data.to(self.device)
+            with _autocast(self.device, self.amp):
+                logits = self.net(data)
+            loss = self.task.loss(logits.float(), data)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {float(loss)} at epoch "
+                                         f"{self.epoch + 1}, batch {i}")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.optim.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            c = self.task.count(data)
+            loss_sum += torch.tensor([float(loss.detach()) * c, c], dtype=torch.float64)
+            self.task.update(metrics, logits.detach().float(), data)
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+        self.scheduler.step()
+        metrics.reduce()
+        all_reduce_sum(loss_sum)
+        out = {"loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] else float("nan")}
+        out.update({k: v for k, v in metrics.compute().items() if not isinstance(v, list)})
+        return out
+
+    def evaluate(self, split: str = "val", *, votes: int = 1) -> dict[str, Any]:
+        """Metrics of the current model on ``val`` or ``test``."""
+        if split not in self.eval_loaders:
+            raise ValueError(f"no {split!r} split to evaluate; have "
+                             f"{sorted(self.eval_loaders)}")
+        t = self.cfg.train
+        return evaluate(self.model, self.eval_loaders[split], self.task, self.device,
+                        votes=votes, amp=self.amp, max_batches=t.max_batches,
+                        voxel_size=t.voxel_size, chunk_points=t.chunk_points,
+                        seed=t.seed, progress=t.progress and self.info.is_main,
+                        desc=split)
+
+    def fit(self, *, stop_after: int | None = None) -> dict[str, Any]:
+        """Train to ``train.epochs`` (or stop after ``stop_after`` more epochs).
+
+        Returns:
+            The summary dict (also written to ``summary.json`` when finished).
+        """
+        t = self.cfg.train
+        start = time.time()
+        key = self.task.score_key
+        done = 0
+        while self.epoch < t.epochs:
+            if stop_after is not None and done >= stop_after:
+                return {"stopped_at_epoch": self.epoch}
+            tick = time.time()
+            tr = self.train_epoch()
+            self.epoch += 1
+            done += 1
+            row: dict[str, Any] = {"epoch": self.epoch,
+                                   "lr": self.optimizer.param_groups[0]["lr"]}
+            row.update({f"train_{k}": v for k, v in tr.items()})
+            improved = False
+            if "val" in self.eval_loaders and (self.epoch % t.eval_every == 0
+                                               or self.epoch == t.epochs):
+                va = self.evaluate("val")
+                row.update({f"val_{k}": v for k, v in va.items()
+                            if not isinstance(v, list)})
+                score = va.get(key, float("nan"))
+                if not math.isnan(score) and score > self.best.get(key, -math.inf):
+                    self.best = {"epoch": self.epoch, key: score, "val_loss": va["loss"]}
+                    improved = True
+            elif "val" not in self.eval_loaders:
+                self.best = {"epoch": self.epoch, "note": "no validation split: last epoch"}
+                improved = True
+            row["epoch_time_s"] = round(time.time() - tick, 3)
+            self.history.append(row)
+            self.logger.log_epoch(row, self.history)
+            if self.info.is_main:
+                msg = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in row.items())
+                print(f"[pointsam] {msg}", file=sys.stderr, flush=True)
+            if improved:
+                self._save("best.pt")
+            self._save("last.pt")
+        return self.finish(train_time=time.time() - start)
+
+    def finish(self, train_time: float | None = None) -> dict[str, Any]:
+        """Load ``best.pt``, evaluate the test split once, write ``summary.json``."""
+        t = self.cfg.train
+        best_path = self.out_dir / "best.pt"
+        if best_path.is_file():
+            self.model.load_state_dict(load_checkpoint(best_path, self.device)["model"])
+        test: dict[str, Any] = {}
+        if "test" in self.eval_loaders:
+            test = self.evaluate("test", votes=t.votes)
+        summary = {
+            "config": config_to_dict(self.cfg),
+            "seed": t.seed,
+            "task": self.task.name,
+            "model": self.cfg.model.name,
+            "num_parameters": sum(p.numel() for p in self.model.parameters()),
+            "dataset_sizes": {k: len(v) for k, v in self.datasets.items()
+                              if v is not None},
+            "selection": f"best validation {self.task.score_key} "
+                         f"(val carved from train, seed {self.cfg.data.split_seed})",
+            "best": self.best,
+            "test": {"split": self.cfg.data.test_split, "votes": t.votes,
+                     "evaluated_once": True, **test},
+            "history": self.history,
+            "train_time_s": train_time,
+            "world_size": self.info.world_size,
+            "device": str(self.device),
+            "versions": package_versions(),
+            "machine": environment(),
+            "checkpoint": str(best_path),
+        }
+        self.logger.write_summary(summary)
+        self.logger.close()
+        return summary

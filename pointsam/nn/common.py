@@ -1,0 +1,187 @@
+r"""Small building blocks shared by the attention modules.
+
+- :class:`MLP`: a stack of ``Linear`` layers on the last dimension, so it runs on
+  ``[N, C]``, ``[N, K, C]`` or any ``[..., C]`` tensor.
+- :func:`check_inputs`: the one input check every module calls at the top of
+  ``forward`` (clear ``ValueError``s naming the argument).
+- :func:`neighbours`: the neighbour table of a module, computed with
+  :func:`pointsam.ops.knn` only when the caller did not pass one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .. import ops
+
+__all__ = ["MLP", "check_inputs", "neighbours"]
+
+
+class MLP(nn.Module):
+    r"""Multi-layer perceptron on the last dimension.
+
+    .. math::
+        \mathbf{h}_0 = \mathbf{x},\quad
+        \mathbf{h}_{l} = \sigma\big(\mathrm{norm}(\mathbf{W}_l \mathbf{h}_{l-1}
+        + \mathbf{b}_l)\big),\quad l = 1 \dots L
+
+    with the last layer left plain (no norm, no activation) when
+    ``plain_last=True``.
+
+    Args:
+        channels: Sizes ``[C_in, C_1, ..., C_out]`` (at least two entries).
+        act_layer: Activation constructor. (default: ``nn.ReLU``)
+        norm_layer: Normalisation constructor called with the width, or ``None``.
+            It sees the features flattened to ``[-1, C]``, so ``nn.BatchNorm1d``
+            and ``nn.LayerNorm`` both work. (default: ``None``)
+        bias: Learn the biases of the linear layers. (default: ``True``)
+        plain_last: No norm and no activation after the last layer.
+            (default: ``True``)
+
+    Shapes:
+        - **input:** :math:`(*, C_{in})`
+        - **output:** :math:`(*, C_{out})`
+
+    Example:
+        >>> mlp = MLP([3, 16, 8])
+        >>> mlp(torch.randn(10, 4, 3)).shape
+        torch.Size([10, 4, 8])
+    """
+
+    def __init__(self, channels: Sequence[int], *,
+                 act_layer: Callable[[], nn.Module] = nn.ReLU,
+                 norm_layer: Callable[[int], nn.Module] | None = None,
+                 bias: bool = True, plain_last: bool = True,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        channels = list(channels)
+        if len(channels) < 2:
+            raise ValueError(f"MLP needs at least [in, out] channels, got {channels}")
+        for c in channels:
+            ops.check_positive_int(c, "channels")
+        dd = {"device": device, "dtype": dtype}
+        self.channels = channels
+        self.plain_last = plain_last
+        n = len(channels) - 1
+        self.lins = nn.ModuleList(
+            nn.Linear(channels[i], channels[i + 1], bias=bias, **dd) for i in range(n))
+        last_plain = 1 if plain_last else 0
+        self.norms = nn.ModuleList(
+            norm_layer(channels[i + 1]) if norm_layer is not None else nn.Identity()
+            for i in range(n - last_plain))
+        self.acts = nn.ModuleList(act_layer() for _ in range(n - last_plain))
+        if norm_layer is not None:
+            self.norms.to(**dd)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for lin in self.lins:
+            lin.reset_parameters()
+        for norm in self.norms:
+            if hasattr(norm, "reset_parameters"):
+                norm.reset_parameters()
+
+    @property
+    def in_channels(self) -> int:
+        return self.channels[0]
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i, lin in enumerate(self.lins):
+            x = lin(x)
+            if i < len(self.acts):
+                norm = self.norms[i]
+                if not isinstance(norm, nn.Identity):
+                    shape = x.shape
+                    x = norm(x.reshape(-1, shape[-1])).reshape(shape)  # [*, C_l]
+                x = self.acts[i](x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, plain_last={self.plain_last}"
+
+
+def check_inputs(x: Tensor | None, pos: Tensor, batch: Tensor | None = None,
+                 nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None,
+                 in_channels: int | None = None) -> None:
+    r"""Validate the standard ``(x, pos, batch, nbr_idx, nbr_mask)`` inputs.
+
+    Raises a ``ValueError`` (``TypeError`` for a non-tensor) that names the
+    argument when: ``pos`` is not a finite float ``[N, 3]`` or is empty; ``batch``
+    is not a sorted int64 ``[N]``; ``x`` is not a float ``[N, in_channels]``;
+    ``nbr_idx`` is not an int64 ``[N, K]`` with values in ``[0, N)``, or links
+    points of different clouds (where ``nbr_mask`` is true); ``nbr_mask`` is not a
+    bool ``[N, K]`` or is given without ``nbr_idx``.
+
+    Example:
+        >>> check_inputs(torch.randn(5, 4), torch.randn(5, 3), in_channels=3)
+        Traceback (most recent call last):
+        ...
+        ValueError: x has 4 channels, expected 3
+    """
+    ops.check_pos(pos, "pos")
+    n = pos.size(0)
+    ops.check_batch(batch, n, "batch")
+    ops.check_features(x, n, "x", channels=in_channels)
+    if x is not None and x.device != pos.device:
+        raise ValueError(f"x is on {x.device} but pos is on {pos.device}")
+    if nbr_idx is None:
+        if nbr_mask is not None:
+            raise ValueError("nbr_mask given without nbr_idx")
+        return
+    if not isinstance(nbr_idx, Tensor):
+        raise TypeError(f"nbr_idx must be a torch.Tensor, got {type(nbr_idx).__name__}")
+    if nbr_idx.dim() != 2 or nbr_idx.size(0) != n or nbr_idx.size(1) < 1:
+        raise ValueError(f"nbr_idx must have shape [N, K] = [{n}, K] with K >= 1, "
+                         f"got {list(nbr_idx.shape)}")
+    if nbr_idx.dtype != torch.long:
+        raise ValueError(f"nbr_idx must be int64 (torch.long), got {nbr_idx.dtype}")
+    if nbr_idx.numel() and bool(((nbr_idx < 0) | (nbr_idx >= n)).any()):
+        raise ValueError(f"nbr_idx has entries outside [0, {n}) "
+                         f"(min {int(nbr_idx.min())}, max {int(nbr_idx.max())})")
+    if nbr_mask is not None:
+        if not isinstance(nbr_mask, Tensor):
+            raise TypeError(
+                f"nbr_mask must be a torch.Tensor, got {type(nbr_mask).__name__}")
+        if nbr_mask.shape != nbr_idx.shape:
+            raise ValueError(f"nbr_mask must have the shape of nbr_idx "
+                             f"{list(nbr_idx.shape)}, got {list(nbr_mask.shape)}")
+        if nbr_mask.dtype != torch.bool:
+            raise ValueError(f"nbr_mask must be bool, got {nbr_mask.dtype}")
+        if n and not bool(nbr_mask.any(1).all()):
+            raise ValueError("nbr_mask has a row with no valid neighbour")
+    if batch is not None and n:
+        cross = batch[nbr_idx] != batch.unsqueeze(1)  # [N, K]
+        if nbr_mask is not None:
+            cross = cross & nbr_mask
+        if bool(cross.any()):
+            raise ValueError("nbr_idx links points of different clouds "
+                             "(neighbours must lie in the point's own cloud)")
+
+
+def neighbours(pos: Tensor, batch: Tensor | None, k: int, dilation: int = 1,
+               nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None
+               ) -> tuple[Tensor, Tensor]:
+    r"""The neighbour table ``(nbr_idx [N, K], nbr_mask [N, K])`` of a module.
+
+    Calls :func:`pointsam.ops.knn` ``(pos, k, batch, dilation=dilation)`` only when
+    ``nbr_idx`` is ``None``; a given table is returned with an all-true mask when
+    ``nbr_mask`` is ``None``.
+
+    Example:
+        >>> idx, mask = neighbours(torch.randn(6, 3), None, k=4)
+        >>> idx.shape, bool(mask.all())
+        (torch.Size([6, 4]), True)
+    """
+    if nbr_idx is None:
+        return ops.knn(pos, k, batch, dilation=dilation)
+    if nbr_mask is None:
+        nbr_mask = torch.ones_like(nbr_idx, dtype=torch.bool)
+    return nbr_idx, nbr_mask

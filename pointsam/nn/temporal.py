@@ -1,0 +1,260 @@
+r"""Temporal attention: points of the current frame attend to earlier frames."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .. import ops
+from .base import PointModule
+from .common import MLP, check_inputs
+
+__all__ = ["TemporalAttention"]
+
+
+def sinusoidal_encoding(t: Tensor, channels: int) -> Tensor:
+    r"""Transformer sinusoidal encoding of (possibly fractional) times ``t``.
+
+    .. math::
+        \mathrm{enc}(t)_{2i} = \sin(t\,\omega_i),\quad
+        \mathrm{enc}(t)_{2i+1} = \cos(t\,\omega_i),\quad
+        \omega_i = 10000^{-2i/C}
+
+    Example:
+        >>> sinusoidal_encoding(torch.tensor([0., 1.]), 4).shape
+        torch.Size([2, 4])
+    """
+    half = (channels + 1) // 2
+    freq = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32)
+                     * (-2.0 * math.log(10000.0) / channels))  # [C/2]
+    ang = t.float().unsqueeze(-1) * freq  # [T, C/2]
+    enc = torch.stack([ang.sin(), ang.cos()], dim=-1).flatten(-2)  # [T, 2 * C/2]
+    return enc[..., :channels]
+
+
+class TemporalAttention(PointModule):
+    r"""Multi-head attention of each point of frame :math:`t` over its k
+    nearest points in each of the T previous frames (multi-scan LiDAR: tells
+    moving from static objects).
+
+    The frames must already be in one coordinate frame (scans registered with
+    their poses). For past frame :math:`\tau = 1 \dots T` (frame
+    :math:`t - \tau`), :math:`\mathcal{N}^\tau_k(i)` are the k points of that
+    frame nearest to :math:`\mathbf{p}_i`, in the same cloud (sample) as i.
+    With the relative-position encoding
+    :math:`\delta_{ij} = \theta(\mathbf{p}_j - \mathbf{p}_i)` and the time
+    encoding :math:`\mathbf{e}_\tau` (a learned table when ``num_frames`` is
+    given, else a learned linear map of the sinusoidal encoding of
+    :math:`\tau`), per head :math:`h` of width :math:`D = C / H`:
+
+    .. math::
+        \mathbf{q}_i = \mathbf{W}_q \mathbf{x}_i,\quad
+        \mathbf{k}_{j} = \mathbf{W}_k \mathbf{x}^\tau_j + \delta_{ij}
+        + \mathbf{e}_\tau,\quad
+        \mathbf{v}_{j} = \mathbf{W}_v \mathbf{x}^\tau_j + \delta_{ij}
+        + \mathbf{e}_\tau
+
+    .. math::
+        a^h_{i,\tau j} = \mathrm{softmax}_{\tau, j \in \mathcal{N}^\tau_k(i)}
+        \Big(\frac{\mathbf{q}^h_i \cdot \mathbf{k}^h_j}{\sqrt{D}}\Big),\qquad
+        \mathbf{x}'_i = \mathbf{W}_o \big\Vert_h \sum_{\tau, j}
+        a^h_{i,\tau j}\, \mathbf{v}^h_j
+
+    The softmax runs jointly over all T k candidates. Only relative positions
+    are used: a common translation of all frames leaves the output unchanged.
+
+    The previous frames are passed as lists, most recent first:
+    ``past_x[0]`` is frame :math:`t-1`, ``past_x[T-1]`` frame :math:`t-T`.
+    Each past frame is a ragged batch of its own with the same samples
+    (clouds) as the current frame: cloud b of ``past_batch[τ]`` is the same
+    scene as cloud b of ``batch``, and every cloud of the current frame must
+    have points in every past frame. A cloud with fewer than k points in a
+    past frame is handled by masking.
+
+    Args:
+        channels: Feature size :math:`C` of current and past points (input and
+            output), divisible by ``num_heads``.
+        num_heads: Heads H. (default: 8)
+        k: Neighbours per past frame. (default: 16)
+        num_frames: Largest T accepted, with a learned time table
+            :math:`\mathbf{e}_1 \dots \mathbf{e}_{T_{max}}`; ``None`` uses the
+            sinusoidal encoding (any T). (default: ``None``)
+        hidden_channels: Width of :math:`\theta`; ``None`` means C.
+            (default: ``None``)
+
+    Shapes:
+        - **input:** x :math:`(N, C)`, pos :math:`(N, 3)`, batch :math:`(N)`
+          sorted (optional); keyword-only ``past_x`` list of T tensors
+          :math:`(N_\tau, C)`, ``past_pos`` list of T :math:`(N_\tau, 3)`,
+          ``past_batch`` list of T :math:`(N_\tau)` (required when ``batch``
+          is given). ``nbr_idx`` / ``nbr_mask`` (current-frame neighbours) are
+          accepted and ignored.
+        - **output:** :math:`(N, C)`; with ``return_attention=True`` also
+          ``{"attn": (N, T k, H)}``, column :math:`\tau k + j` the weight of
+          the j-th nearest point of past frame :math:`\tau` (0 where masked);
+          it sums to 1 over the T k columns
+
+    Example:
+        >>> ta = TemporalAttention(16, num_heads=4, k=4)
+        >>> x, pos = torch.randn(30, 16), torch.randn(30, 3)
+        >>> past_x = [torch.randn(25, 16), torch.randn(28, 16)]
+        >>> past_pos = [torch.randn(25, 3), torch.randn(28, 3)]
+        >>> out, attn = ta(x, pos, past_x=past_x, past_pos=past_pos,
+        ...                return_attention=True)
+        >>> out.shape, attn["attn"].shape
+        (torch.Size([30, 16]), torch.Size([30, 8, 4]))
+    """
+
+    def __init__(self, channels: int, *, num_heads: int = 8, k: int = 16,
+                 num_frames: int | None = None, hidden_channels: int | None = None,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        ops.check_positive_int(channels, "channels")
+        ops.check_positive_int(num_heads, "num_heads")
+        ops.check_positive_int(k, "k")
+        if num_frames is not None:
+            ops.check_positive_int(num_frames, "num_frames")
+        if channels % num_heads:
+            raise ValueError(f"channels ({channels}) must be divisible by num_heads "
+                             f"({num_heads})")
+        hidden = channels if hidden_channels is None else hidden_channels
+        ops.check_positive_int(hidden, "hidden_channels")
+        dd = {"device": device, "dtype": dtype}
+        self.channels = channels
+        self.num_heads = num_heads
+        self.head_dim = channels // num_heads
+        self.k = k
+        self.num_frames = num_frames
+        self.q = nn.Linear(channels, channels, **dd)
+        self.kv = nn.Linear(channels, 2 * channels, **dd)
+        self.pos_nn = MLP([3, hidden, channels], **dd)
+        self.time_emb: nn.Embedding | None = None
+        self.time_proj: nn.Linear | None = None
+        if num_frames is not None:
+            self.time_emb = nn.Embedding(num_frames, channels, **dd)
+        else:
+            self.time_proj = nn.Linear(channels, channels, **dd)
+        self.proj = nn.Linear(channels, channels, **dd)
+        self.reset_parameters()
+
+    @property
+    def in_channels(self) -> int:
+        return self.channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    def reset_parameters(self) -> None:
+        for m in (self.q, self.kv, self.pos_nn, self.proj):
+            m.reset_parameters()
+        if self.time_emb is not None:
+            nn.init.normal_(self.time_emb.weight, std=0.02)
+        if self.time_proj is not None:
+            self.time_proj.reset_parameters()
+
+    def time_encoding(self, num_past: int, device: torch.device,
+                      dtype: torch.dtype) -> Tensor:
+        r"""The encodings :math:`\mathbf{e}_1 \dots \mathbf{e}_T`, :math:`(T, C)`."""
+        if self.time_emb is not None:
+            idx = torch.arange(num_past, device=device)  # [T]
+            return self.time_emb(idx).to(dtype)  # [T, C]
+        assert self.time_proj is not None
+        tau = torch.arange(1, num_past + 1, device=device)  # [T]
+        enc = sinusoidal_encoding(tau, self.channels).to(dtype)  # [T, C]
+        return self.time_proj(enc)  # [T, C]
+
+    def _check_past(self, x: Tensor, batch: Tensor | None, past_x: Sequence[Tensor],
+                    past_pos: Sequence[Tensor],
+                    past_batch: Sequence[Tensor | None] | None
+                    ) -> list[Tensor | None]:
+        for name, seq in (("past_x", past_x), ("past_pos", past_pos)):
+            if isinstance(seq, Tensor) or not isinstance(seq, Sequence):
+                raise ValueError(f"{name} must be a list of tensors (one per past "
+                                 f"frame), got {type(seq).__name__}")
+        t = len(past_x)
+        if t == 0:
+            raise ValueError("TemporalAttention needs at least one past frame "
+                             "(past_x is empty)")
+        if len(past_pos) != t:
+            raise ValueError(f"past_x has {t} frames but past_pos has "
+                             f"{len(past_pos)}")
+        if self.num_frames is not None and t > self.num_frames:
+            raise ValueError(f"got {t} past frames, more than num_frames="
+                             f"{self.num_frames}")
+        if past_batch is None:
+            if batch is not None:
+                raise ValueError("batch is given, so past_batch (one per past "
+                                 "frame) is required")
+            past_batch = [None] * t
+        elif isinstance(past_batch, Tensor) or len(past_batch) != t:
+            raise ValueError(f"past_batch must be a list of {t} tensors, one per "
+                             f"past frame")
+        out = list(past_batch)
+        for tau, (fx, fp, fb) in enumerate(zip(past_x, past_pos, out)):
+            if (fb is None) != (batch is None):
+                raise ValueError(f"give both batch and past_batch[{tau}], or neither")
+            try:
+                check_inputs(fx, fp, fb, in_channels=self.channels)
+            except ValueError as err:
+                raise ValueError(f"past frame {tau}: {err}") from None
+            if fx is None:
+                raise ValueError(f"past_x[{tau}] is None")
+            if fx.dtype != x.dtype or fx.device != x.device:
+                raise ValueError(f"past_x[{tau}] is {fx.dtype} on {fx.device}, "
+                                 f"x is {x.dtype} on {x.device}")
+        return out
+
+    def forward(self, x: Tensor, pos: Tensor, batch: Tensor | None = None,
+                nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None, *,
+                past_x: Sequence[Tensor], past_pos: Sequence[Tensor],
+                past_batch: Sequence[Tensor | None] | None = None,
+                return_attention: bool = False
+                ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        want = self.wants_attention(return_attention)
+        if x is None:
+            raise ValueError("TemporalAttention needs point features x, got None")
+        check_inputs(x, pos, batch, in_channels=self.channels)
+        pbatch = self._check_past(x, batch, past_x, past_pos, past_batch)
+        n, t, kk = x.size(0), len(past_x), self.k
+        h, d = self.num_heads, self.head_dim
+        b = ops.batch_size_of(batch)
+        idx_list, mask_list, offset = [], [], 0
+        for tau in range(t):
+            try:
+                idx, msk = ops.knn(past_pos[tau], kk, pbatch[tau], query=pos,
+                                   query_batch=batch, batch_size=b)  # [N, k]
+            except ValueError as err:
+                raise ValueError(f"past frame {tau}: {err} (every cloud of the "
+                                 f"current frame needs points in every past "
+                                 f"frame)") from None
+            idx_list.append(idx + offset)
+            mask_list.append(msk)
+            offset += past_pos[tau].size(0)
+        nbr = torch.cat(idx_list, dim=1)  # [N, T k]
+        valid = torch.cat(mask_list, dim=1)  # [N, T k]
+        all_x = torch.cat(list(past_x), dim=0)  # [P, C]
+        all_pos = torch.cat(list(past_pos), dim=0)  # [P, 3]
+        q = self.q(x).view(n, h, d)  # [N, H, D]
+        kv = self.kv(all_x)[nbr]  # [N, T k, 2C]
+        rel_pos = (all_pos[nbr] - pos.unsqueeze(1)).to(x.dtype)  # [N, T k, 3]
+        delta = self.pos_nn(rel_pos)  # [N, T k, C]
+        e = self.time_encoding(t, x.device, x.dtype)  # [T, C]
+        e = e.repeat_interleave(kk, dim=0)  # [T k, C]
+        extra = delta + e  # [N, T k, C]
+        key = (kv[..., : self.channels] + extra).view(n, t * kk, h, d)  # [N, Tk, H, D]
+        val = (kv[..., self.channels:] + extra).view(n, t * kk, h, d)  # [N, Tk, H, D]
+        logits = torch.einsum("nhd,nkhd->nkh", q, key).float() * d ** -0.5  # [N, Tk, H]
+        logits = logits.masked_fill(~valid.unsqueeze(-1), float("-inf"))
+        a = logits.softmax(dim=1).to(x.dtype)  # [N, T k, H]
+        out = torch.einsum("nkh,nkhd->nhd", a, val).reshape(n, self.channels)  # [N, C]
+        out = self.proj(out)  # [N, C]
+        return self.finish(out, {"attn": a} if want else None, return_attention)
+
+    def extra_repr(self) -> str:
+        return (f"{self.channels}, num_heads={self.num_heads}, k={self.k}, "
+                f"num_frames={self.num_frames}")
