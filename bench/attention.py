@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 C, K = 64, 16
 
 
-def _cloud(n: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _cloud(n: int, seed: int,
+           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """n points uniform in a cube of constant density (1000 points per unit^3)."""
     g = torch.Generator().manual_seed(seed)
     side = (n / 1000.0) ** (1 / 3)
@@ -150,7 +151,8 @@ def check_equal(n: int, device: str) -> float:
     b = ours(xb, pos, None, nbr_idx, nbr_mask)
     a.square().sum().backward()
     b.square().sum().backward()
-    err = max(float((a - b).detach().abs().max()), float((xa.grad - xb.grad).abs().max()))
+    err = max(float((a - b).detach().abs().max()),
+              float((xa.grad - xb.grad).abs().max()))
     scale = max(1.0, float(a.detach().abs().max()))
     assert err <= 1e-4 * scale, f"ours != PyG on {n} points: max error {err:.3g}"
     return err
@@ -181,7 +183,8 @@ def main() -> None:
     sizes = [2000, 5000] if args.quick else [20000, 100000]
     scaling = [1000, 2000, 4000, 8000] if args.quick else \
         [1000, 5000, 20000, 50000, 100000, 200000]
-    print(f"# pointsam attention benchmark ({platform.processor() or platform.machine()},"
+    cpu = platform.processor() or platform.machine()
+    print(f"# pointsam attention benchmark ({cpu},"
           f" {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device})")
     print(f"\n## LocalAttention(vector) vs PyG PointTransformerConv, C={C}, k={K}, "
           f"forward+backward, median of {args.repeat}\n")
@@ -193,7 +196,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     targets = []
     for n in sizes:
-        r = {c: _run(c, n, args.device, args.repeat) for c in ("pyg", "ours_plain", "ours")}
+        r = {c: _run(c, n, args.device, args.repeat)
+             for c in ("pyg", "ours_plain", "ours")}
         if any("error" in v for v in r.values()):
             print(f"| {n} | " + " | ".join(str(v) for v in r.values()) + " |")
             continue
@@ -219,7 +223,8 @@ def main() -> None:
                     if "CBAM" in r["error"] or "import" in r["error"].lower():
                         break
                     continue
-                cells.append(f"{r['time'] / n * 1e6:.1f} us, {r['mem'] * 1024 / n:.2f} KiB")
+                us, kib = r["time"] / n * 1e6, r["mem"] * 1024 / n
+                cells.append(f"{us:.1f} us, {kib:.2f} KiB")
             print(f"| {name} | " + " | ".join(cells) + " |")
 
     print("\n## Targets (speed >= 2x, memory <= 0.5x)\n")

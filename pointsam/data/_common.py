@@ -14,15 +14,23 @@ import torch
 from torch_geometric.data import Data
 
 __all__ = [
-    "CloudFormatError", "DatasetNotFoundError", "README_HINT", "data_root",
-    "cache_dir_for", "save_npy_atomic", "make_data", "IGNORE_INDEX",
+    "CloudFormatError",
+    "DatasetNotFoundError",
+    "README_HINT",
+    "data_root",
+    "cache_dir_for",
+    "save_npy_atomic",
+    "make_data",
+    "IGNORE_INDEX",
 ]
 
 #: Label of points that the losses and metrics skip (``ignore_index`` in the engine).
 IGNORE_INDEX = -1
 
-README_HINT = ("see datasets/README.md in the pointsam repository for where to get "
-               "it and the exact layout")
+README_HINT = (
+    "see datasets/README.md in the pointsam repository for where to get "
+    "it and the exact layout"
+)
 
 
 class CloudFormatError(ValueError):
@@ -67,8 +75,9 @@ def _writable(root: Path) -> bool:
     return bool(mode & stat.S_IWUSR) and os.access(target, os.W_OK)
 
 
-def cache_dir_for(root: Path, key: str, cache_dir: str | os.PathLike[str] | None = None
-                  ) -> Path:
+def cache_dir_for(
+    root: Path, key: str, cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
     """Where derived files (sampled meshes) of ``root`` with options ``key`` go.
 
     Order: ``cache_dir`` if given; else ``<root>/processed/<key>`` when the root is
@@ -102,9 +111,14 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
         raise
 
 
-def make_data(pos: np.ndarray, *, source: str | os.PathLike[str] = "",
-              x: np.ndarray | None = None, y: np.ndarray | int | None = None,
-              **extra: Any) -> Data:
+def make_data(
+    pos: np.ndarray,
+    *,
+    source: str | os.PathLike[str] = "",
+    x: np.ndarray | None = None,
+    y: np.ndarray | int | None = None,
+    **extra: Any,
+) -> Data:
     """A PyG ``Data`` with float32 ``pos`` [N, 3], float32 ``x`` and int64 ``y``.
 
     Raises :class:`CloudFormatError` naming ``source`` for an empty cloud or NaN/Inf
@@ -118,7 +132,8 @@ def make_data(pos: np.ndarray, *, source: str | os.PathLike[str] = "",
     finite = np.isfinite(pos).all(axis=1)
     if not finite.all():
         raise CloudFormatError(
-            f"{source}: {int((~finite).sum())} points have NaN or Inf coordinates")
+            f"{source}: {int((~finite).sum())} points have NaN or Inf coordinates"
+        )
     data = Data(pos=torch.from_numpy(np.ascontiguousarray(pos, dtype=np.float32)))
     if x is not None:
         x = np.asarray(x, dtype=np.float32).reshape(pos.shape[0], -1)

@@ -37,8 +37,17 @@ from torch_geometric.data import Data
 
 from ._common import CloudFormatError, make_data
 
-__all__ = ["read_cloud", "read_off", "read_pcd", "read_ply", "read_kitti_bin",
-           "read_kitti_label", "read_las", "read_xyz", "sample_surface"]
+__all__ = [
+    "read_cloud",
+    "read_off",
+    "read_pcd",
+    "read_ply",
+    "read_kitti_bin",
+    "read_kitti_label",
+    "read_las",
+    "read_xyz",
+    "sample_surface",
+]
 
 PathLike = str | os.PathLike[str]
 
@@ -54,7 +63,7 @@ def _read_bytes(path: Path) -> bytes:
 
 # --------------------------------------------------------------------------- OFF
 def read_off(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
-    r"""Read an OFF mesh: vertices float64 :math:`(V, 3)`, triangles int64 :math:`(F, 3)`.
+    r"""Read an OFF mesh: vertices float64 :math:`(V, 3)`, triangles int64 (F, 3).
 
     Accepts the malformed merged header of real ModelNet files (``OFF3514 3546 0``
     on one line), counts on the ``OFF`` line, ``#`` comments, and polygons of any
@@ -85,14 +94,17 @@ def read_off(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     try:
         nv, nf = int(rest[0]), int(rest[1])
     except (IndexError, ValueError):
-        raise CloudFormatError(f"{path}: bad OFF counts line {' '.join(rest)!r}") from None
+        raise CloudFormatError(
+            f"{path}: bad OFF counts line {' '.join(rest)!r}"
+        ) from None
     if nv <= 0 or nf < 0:
         raise CloudFormatError(f"{path}: bad OFF counts V={nv} F={nf}")
     if len(lines) < body + nv + nf:
         raise CloudFormatError(
             f"{path}: truncated OFF, header promises {nv} vertices and {nf} faces "
-            f"but the file has {len(lines) - body} data lines")
-    vlines = lines[body:body + nv]
+            f"but the file has {len(lines) - body} data lines"
+        )
+    vlines = lines[body : body + nv]
     try:
         tok = " ".join(vlines).split()
         if len(tok) == 3 * nv:
@@ -103,7 +115,7 @@ def read_off(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
         raise CloudFormatError(f"{path}: non-numeric vertex coordinates") from None
     if not np.isfinite(verts).all():
         raise CloudFormatError(f"{path}: NaN or Inf vertex coordinates")
-    flines = lines[body + nv:body + nv + nf]
+    flines = lines[body + nv : body + nv + nf]
     try:
         tok = " ".join(flines).split()
         arr = np.array(tok, dtype=np.int64) if len(tok) == 4 * nf else None
@@ -116,7 +128,7 @@ def read_off(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
                 n = t[0]
                 if n < 3 or len(t) < n + 1:
                     raise CloudFormatError(f"{path}: bad face line {ln!r}")
-                idx = t[1:n + 1]
+                idx = t[1 : n + 1]
                 tris += [[idx[0], idx[i], idx[i + 1]] for i in range(1, n - 1)]
             faces = np.array(tris, dtype=np.int64).reshape(-1, 3)
     except ValueError:
@@ -126,9 +138,13 @@ def read_off(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     return verts, faces
 
 
-def sample_surface(verts: np.ndarray, faces: np.ndarray, num: int,
-                   rng: np.random.Generator, face_labels: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, ...]:
+def sample_surface(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    num: int,
+    rng: np.random.Generator,
+    face_labels: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
     r"""Area-weighted uniform sampling of a triangle mesh, with face normals.
 
     Face :math:`f` is drawn with probability :math:`A_f / \sum A`; a point in it is
@@ -157,9 +173,18 @@ def sample_surface(verts: np.ndarray, faces: np.ndarray, num: int,
 
 
 # --------------------------------------------------------------------------- PCD
-_PCD_TYPES = {("F", 4): "f4", ("F", 8): "f8", ("U", 1): "u1", ("U", 2): "u2",
-              ("U", 4): "u4", ("U", 8): "u8", ("I", 1): "i1", ("I", 2): "i2",
-              ("I", 4): "i4", ("I", 8): "i8"}
+_PCD_TYPES = {
+    ("F", 4): "f4",
+    ("F", 8): "f8",
+    ("U", 1): "u1",
+    ("U", 2): "u2",
+    ("U", 4): "u4",
+    ("U", 8): "u8",
+    ("I", 1): "i1",
+    ("I", 2): "i2",
+    ("I", 4): "i4",
+    ("I", 8): "i8",
+}
 
 
 def _pcd_dtype(path: Path, h: dict[str, list[str]]) -> np.dtype:
@@ -176,8 +201,11 @@ def _pcd_dtype(path: Path, h: dict[str, list[str]]) -> np.dtype:
         if (t, s) not in _PCD_TYPES:
             raise CloudFormatError(f"{path}: unsupported PCD type {t}{s} for {name}")
         nm = name if name != "_" else f"_pad{i}"
-        desc.append((nm, "<" + _PCD_TYPES[(t, s)], (c,)) if c > 1
-                    else (nm, "<" + _PCD_TYPES[(t, s)]))
+        desc.append(
+            (nm, "<" + _PCD_TYPES[(t, s)], (c,))
+            if c > 1
+            else (nm, "<" + _PCD_TYPES[(t, s)])
+        )
     return np.dtype(desc)
 
 
@@ -214,7 +242,8 @@ def read_pcd(path: PathLike) -> Data:
         if len(raw) - off < need:
             raise CloudFormatError(
                 f"{path}: truncated PCD, {n} points need {need} bytes after the "
-                f"header, found {len(raw) - off}")
+                f"header, found {len(raw) - off}"
+            )
         rec = np.frombuffer(raw, dtype=dt, count=n, offset=off)
     elif mode == "ascii":
         try:
@@ -223,14 +252,16 @@ def read_pcd(path: PathLike) -> Data:
             raise CloudFormatError(f"{path}: non-numeric PCD ascii data") from None
         width = sum(int(np.prod(dt[k].shape)) if dt[k].shape else 1 for k in dt.names)
         if vals.size != n * width:
-            raise CloudFormatError(f"{path}: PCD header says {n} points x {width} "
-                                   f"values, data has {vals.size} values")
+            raise CloudFormatError(
+                f"{path}: PCD header says {n} points x {width} "
+                f"values, data has {vals.size} values"
+            )
         flat = vals.reshape(n, width)
         rec = np.zeros(n, dtype=dt)
         col = 0
         for k in dt.names:
             w = int(np.prod(dt[k].shape)) if dt[k].shape else 1
-            rec[k] = flat[:, col:col + w].reshape(rec[k].shape)
+            rec[k] = flat[:, col : col + w].reshape(rec[k].shape)
             col += w
     elif mode == "binary_compressed":
         return _read_open3d(path)
@@ -278,10 +309,24 @@ def _read_open3d(path: Path) -> Data:
 
 
 # --------------------------------------------------------------------------- PLY
-_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-              "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-              "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-              "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
+_PLY_TYPES = {
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
+}
 
 
 def read_ply(path: PathLike) -> Data:
@@ -311,16 +356,21 @@ def read_ply(path: PathLike) -> Data:
             elements.append((t[1], int(t[2]), []))
         elif t[0] == "property" and elements:
             elements[-1][2].append(t[1:])
-    if not elements or elements[0][0] != "vertex" or any(
-            p[0] == "list" for p in elements[0][2]):
+    if (
+        not elements
+        or elements[0][0] != "vertex"
+        or any(p[0] == "list" for p in elements[0][2])
+    ):
         return _read_open3d(path)
     _, n, props = elements[0]
     if fmt == "ascii":
         names = [p[1] for p in props]
         lines = raw[body:].decode("ascii", errors="replace").splitlines()
         if len(lines) < n:
-            raise CloudFormatError(f"{path}: truncated PLY, {n} vertices promised, "
-                                   f"{len(lines)} lines found")
+            raise CloudFormatError(
+                f"{path}: truncated PLY, {n} vertices promised, "
+                f"{len(lines)} lines found"
+            )
         try:
             arr = np.array(" ".join(lines[:n]).split(), dtype=np.float64)
             arr = arr.reshape(n, len(names))
@@ -336,7 +386,8 @@ def read_ply(path: PathLike) -> Data:
         if len(raw) - body < n * dt.itemsize:
             raise CloudFormatError(
                 f"{path}: truncated PLY, {n} vertices need {n * dt.itemsize} bytes, "
-                f"found {len(raw) - body}")
+                f"found {len(raw) - body}"
+            )
         r = np.frombuffer(raw, dtype=dt, count=n, offset=body)
         rec = {k: r[k] for k in dt.names}
     else:
@@ -374,19 +425,26 @@ def read_xyz(path: PathLike, *, delimiter: str | None = None) -> np.ndarray:
     """
     path = Path(path)
     text = _read_bytes(path).decode("ascii", errors="replace")
-    rows = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    rows = [
+        ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     if not rows:
         raise CloudFormatError(f"{path}: empty file")
     sep = delimiter if delimiter is not None else ("," if "," in rows[0] else None)
     width = len(rows[0].split(sep))
     try:
-        flat = np.array(re.split(r"[,\s]+", " ".join(rows).strip()) if sep == ","
-                        else " ".join(rows).split(), dtype=np.float64)
+        flat = np.array(
+            re.split(r"[,\s]+", " ".join(rows).strip())
+            if sep == ","
+            else " ".join(rows).split(),
+            dtype=np.float64,
+        )
     except ValueError:
         raise CloudFormatError(f"{path}: non-numeric values in the table") from None
     if flat.size != width * len(rows):
         raise CloudFormatError(
-            f"{path}: rows have different numbers of columns (first row has {width})")
+            f"{path}: rows have different numbers of columns (first row has {width})"
+        )
     return flat.reshape(len(rows), width)
 
 
@@ -406,12 +464,14 @@ def read_kitti_bin(path: PathLike, columns: int = 4) -> np.ndarray:
     if size % (4 * columns):
         raise CloudFormatError(
             f"{path}: truncated or malformed scan, {size} bytes is not a multiple of "
-            f"{4 * columns} (float32 x {columns} columns)")
+            f"{4 * columns} (float32 x {columns} columns)"
+        )
     return np.fromfile(path, dtype="<f4").reshape(-1, columns)
 
 
-def read_kitti_label(path: PathLike, num_points: int | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def read_kitti_label(
+    path: PathLike, num_points: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Read a SemanticKITTI ``.label``: (semantic = low 16 bits, instance = high 16).
 
     Raises :class:`CloudFormatError` naming the file when its length is not a
@@ -427,7 +487,8 @@ def read_kitti_label(path: PathLike, num_points: int | None = None
     if num_points is not None and lab.size != num_points:
         raise CloudFormatError(
             f"{path}: label length mismatch, {lab.size} labels for a scan of "
-            f"{num_points} points")
+            f"{num_points} points"
+        )
     return (lab & 0xFFFF).astype(np.int64), (lab >> 16).astype(np.int64)
 
 
@@ -454,11 +515,14 @@ def read_las(path: PathLike) -> Data:
     origin = np.floor(xyz.min(0, keepdims=True))  # [1, 3]
     import torch
 
-    return make_data(xyz - origin, source=path,
-                     x=np.asarray(las.intensity, dtype=np.float32).reshape(-1, 1),
-                     y=np.asarray(las.classification, dtype=np.int64),
-                     fields=["intensity"],
-                     origin=torch.from_numpy(origin))
+    return make_data(
+        xyz - origin,
+        source=path,
+        x=np.asarray(las.intensity, dtype=np.float32).reshape(-1, 1),
+        y=np.asarray(las.classification, dtype=np.int64),
+        fields=["intensity"],
+        origin=torch.from_numpy(origin),
+    )
 
 
 # --------------------------------------------------------------------------- any
@@ -482,29 +546,48 @@ def read_cloud(path: PathLike, *, bin_columns: int = 4) -> Data:
     if suf in (".xyz", ".txt", ".pts", ".csv"):
         arr = read_xyz(path)
         if arr.shape[1] < 3:
-            raise CloudFormatError(f"{path}: needs at least 3 columns, has {arr.shape[1]}")
-        return make_data(arr[:, :3], source=path,
-                         x=arr[:, 3:] if arr.shape[1] > 3 else None, fields=[])
+            raise CloudFormatError(
+                f"{path}: needs at least 3 columns, has {arr.shape[1]}"
+            )
+        return make_data(
+            arr[:, :3],
+            source=path,
+            x=arr[:, 3:] if arr.shape[1] > 3 else None,
+            fields=[],
+        )
     if suf == ".npy":
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
         try:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
-            raise CloudFormatError(f"{path}: not a readable .npy array ({err})") from err
+            raise CloudFormatError(
+                f"{path}: not a readable .npy array ({err})"
+            ) from err
         if arr.ndim != 2 or arr.shape[1] < 3:
             raise CloudFormatError(f"{path}: .npy must be [N, 3 + C], got {arr.shape}")
-        return make_data(arr[:, :3], source=path,
-                         x=arr[:, 3:] if arr.shape[1] > 3 else None, fields=[])
+        return make_data(
+            arr[:, :3],
+            source=path,
+            x=arr[:, 3:] if arr.shape[1] > 3 else None,
+            fields=[],
+        )
     if suf == ".bin":
         arr = read_kitti_bin(path, bin_columns)
-        return make_data(arr[:, :3], source=path,
-                         x=arr[:, 3:] if bin_columns > 3 else None,
-                         fields=["remission"] if bin_columns == 4 else [])
+        return make_data(
+            arr[:, :3],
+            source=path,
+            x=arr[:, 3:] if bin_columns > 3 else None,
+            fields=["remission"] if bin_columns == 4 else [],
+        )
     if suf in (".las", ".laz"):
         return read_las(path)
     if suf == ".off":
-        raise ValueError(f"{path}: an OFF file is a mesh; use read_off and "
-                         "sample_surface (or the ModelNet dataset)")
-    raise ValueError(f"{path}: unknown point-cloud suffix {suf!r}; supported: .ply "
-                     ".pcd .xyz .txt .pts .csv .npy .bin .las .laz")
+        raise ValueError(
+            f"{path}: an OFF file is a mesh; use read_off and "
+            "sample_surface (or the ModelNet dataset)"
+        )
+    raise ValueError(
+        f"{path}: unknown point-cloud suffix {suf!r}; supported: .ply "
+        ".pcd .xyz .txt .pts .csv .npy .bin .las .laz"
+    )

@@ -10,21 +10,72 @@ import numpy as np
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
-from ._common import CloudFormatError, cache_dir_for, data_root, make_data, missing, \
-    save_npy_atomic
+from ._common import (
+    CloudFormatError,
+    cache_dir_for,
+    data_root,
+    make_data,
+    missing,
+    save_npy_atomic,
+)
 from .io import read_cloud, read_off, read_xyz, sample_surface
 
 __all__ = ["ModelNet", "MODELNET10_CLASSES", "MODELNET40_CLASSES"]
 
-MODELNET10_CLASSES = ("bathtub", "bed", "chair", "desk", "dresser", "monitor",
-                      "night_stand", "sofa", "table", "toilet")
+MODELNET10_CLASSES = (
+    "bathtub",
+    "bed",
+    "chair",
+    "desk",
+    "dresser",
+    "monitor",
+    "night_stand",
+    "sofa",
+    "table",
+    "toilet",
+)
 MODELNET40_CLASSES = (
-    "airplane", "bathtub", "bed", "bench", "bookshelf", "bottle", "bowl", "car",
-    "chair", "cone", "cup", "curtain", "desk", "door", "dresser", "flower_pot",
-    "glass_box", "guitar", "keyboard", "lamp", "laptop", "mantel", "monitor",
-    "night_stand", "person", "piano", "plant", "radio", "range_hood", "sink", "sofa",
-    "stairs", "stool", "table", "tent", "toilet", "tv_stand", "vase", "wardrobe",
-    "xbox")
+    "airplane",
+    "bathtub",
+    "bed",
+    "bench",
+    "bookshelf",
+    "bottle",
+    "bowl",
+    "car",
+    "chair",
+    "cone",
+    "cup",
+    "curtain",
+    "desk",
+    "door",
+    "dresser",
+    "flower_pot",
+    "glass_box",
+    "guitar",
+    "keyboard",
+    "lamp",
+    "laptop",
+    "mantel",
+    "monitor",
+    "night_stand",
+    "person",
+    "piano",
+    "plant",
+    "radio",
+    "range_hood",
+    "sink",
+    "sofa",
+    "stairs",
+    "stool",
+    "table",
+    "tent",
+    "toilet",
+    "tv_stand",
+    "vase",
+    "wardrobe",
+    "xbox",
+)
 _POINT_SUFFIXES = (".pcd", ".ply", ".xyz", ".npy", ".txt", ".pts")
 FORMATS = ("auto", "off", "points", "normal_resampled", "hdf5")
 
@@ -99,19 +150,28 @@ class ModelNet(Dataset):
         >>> import tempfile, pathlib
         >>> root = pathlib.Path(tempfile.mkdtemp())
         >>> (root / "chair" / "train").mkdir(parents=True)
-        >>> _ = (root / "chair/train/chair_0001.xyz").write_text("0 0 0\n1 0 0\n0 1 0\n")
+        >>> f = root / "chair/train/chair_0001.xyz"
+        >>> _ = f.write_text("0 0 0\n1 0 0\n0 1 0\n")
         >>> ds = ModelNet(root, "10", "train")
         >>> len(ds), ds[0].y.item(), ds.classes[2]
         (1, 2, 'chair')
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, name: str = "10",
-                 split: str = "train", *, format: str = "auto",
-                 num_points: int | None = 1024, use_normals: bool = True,
-                 seed: int = 0, file_list: str | os.PathLike[str] | Sequence[str] | None = None,
-                 transform: Callable[[Data], Data] | None = None,
-                 force_reload: bool = False,
-                 cache_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        name: str = "10",
+        split: str = "train",
+        *,
+        format: str = "auto",
+        num_points: int | None = 1024,
+        use_normals: bool = True,
+        seed: int = 0,
+        file_list: str | os.PathLike[str] | Sequence[str] | None = None,
+        transform: Callable[[Data], Data] | None = None,
+        force_reload: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         name = str(name)
         if name not in ("10", "40"):
             raise ValueError(f"name must be '10' or '40', got {name!r}")
@@ -125,8 +185,9 @@ class ModelNet(Dataset):
         self.name, self.split, self.num_points = name, split, num_points
         self.use_normals, self.seed, self.transform = use_normals, seed, transform
         self.force_reload, self.cache_dir = force_reload, cache_dir
-        self.classes: tuple[str, ...] = (MODELNET10_CLASSES if name == "10"
-                                         else MODELNET40_CLASSES)
+        self.classes: tuple[str, ...] = (
+            MODELNET10_CLASSES if name == "10" else MODELNET40_CLASSES
+        )
         self._wanted = self._read_file_list(file_list)
         self.format = self._detect() if format == "auto" else format
         self._h5: dict[str, np.ndarray] | None = None
@@ -134,13 +195,17 @@ class ModelNet(Dataset):
         self.labels: list[int] = []
         getattr(self, f"_index_{self.format}")()
         if not len(self):
-            raise missing(f"ModelNet{name} ({self.format}) has no {split} shapes",
-                          self.data_dir, "the root exists but holds no shapes")
+            raise missing(
+                f"ModelNet{name} ({self.format}) has no {split} shapes",
+                self.data_dir,
+                "the root exists but holds no shapes",
+            )
 
     # ------------------------------------------------------------------ index
     @staticmethod
-    def _read_file_list(file_list: str | os.PathLike[str] | Sequence[str] | None
-                        ) -> list[str] | None:
+    def _read_file_list(
+        file_list: str | os.PathLike[str] | Sequence[str] | None,
+    ) -> list[str] | None:
         if file_list is None:
             return None
         if isinstance(file_list, (str, os.PathLike)):
@@ -151,10 +216,15 @@ class ModelNet(Dataset):
         return [Path(str(s)).stem for s in file_list]
 
     def _class_dir_root(self) -> Path | None:
-        for cand in (self.root, self.root / f"ModelNet{self.name}",
-                     self.root / f"ModelNet{self.name}" / "pcd", self.root / "pcd"):
-            if cand.is_dir() and any((cand / c / s).is_dir() for c in self.classes
-                                     for s in ("train", "test")):
+        for cand in (
+            self.root,
+            self.root / f"ModelNet{self.name}",
+            self.root / f"ModelNet{self.name}" / "pcd",
+            self.root / "pcd",
+        ):
+            if cand.is_dir() and any(
+                (cand / c / s).is_dir() for c in self.classes for s in ("train", "test")
+            ):
                 return cand
         return None
 
@@ -162,15 +232,20 @@ class ModelNet(Dataset):
         r = self.root
         if sorted(r.glob("*_files.txt")) or sorted(r.glob("*.h5")):
             return "hdf5"
-        if (r / f"modelnet{self.name}_shape_names.txt").is_file() or (
-                r / "modelnet40_shape_names.txt").is_file() or (r / "filelist.txt").is_file():
+        if (
+            (r / f"modelnet{self.name}_shape_names.txt").is_file()
+            or (r / "modelnet40_shape_names.txt").is_file()
+            or (r / "filelist.txt").is_file()
+        ):
             return "normal_resampled"
         cdir = self._class_dir_root()
         if cdir is None:
             raise missing(
-                f"no ModelNet{self.name} layout found under {r}", r / "<class>" /
-                self.split, "expected <class>/<split>/<class>_NNNN.<off|pcd|ply|xyz|npy>,"
-                " modelnet40_normal_resampled text files or the HDF5 files")
+                f"no ModelNet{self.name} layout found under {r}",
+                r / "<class>" / self.split,
+                "expected <class>/<split>/<class>_NNNN.<off|pcd|ply|xyz|npy>,"
+                " modelnet40_normal_resampled text files or the HDF5 files",
+            )
         for c in self.classes:
             for f in sorted((cdir / c / self.split).glob("*")):
                 if f.suffix.lower() == ".off":
@@ -187,8 +262,10 @@ class ModelNet(Dataset):
     def _index_files(self, suffixes: tuple[str, ...]) -> None:
         cdir = self._class_dir_root()
         if cdir is None:
-            raise missing(f"ModelNet{self.name} class folders not found",
-                          self.root / "<class>" / self.split)
+            raise missing(
+                f"ModelNet{self.name} class folders not found",
+                self.root / "<class>" / self.split,
+            )
         self._data_dir = cdir
         wanted = set(self._wanted) if self._wanted is not None else None
         for label, c in enumerate(self.classes):
@@ -196,7 +273,9 @@ class ModelNet(Dataset):
             if not d.is_dir():
                 continue
             for f in sorted(d.iterdir()):
-                if f.suffix.lower() in suffixes and (wanted is None or f.stem in wanted):
+                if f.suffix.lower() in suffixes and (
+                    wanted is None or f.stem in wanted
+                ):
                     self.files.append(f)
                     self.labels.append(label)
 
@@ -213,23 +292,27 @@ class ModelNet(Dataset):
         self._data_dir = r
         names_file = r / f"modelnet{self.name}_shape_names.txt"
         if names_file.is_file():
-            self.classes = tuple(ln.strip() for ln in names_file.read_text().splitlines()
-                                 if ln.strip())
+            self.classes = tuple(
+                ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()
+            )
         if self._wanted is None:
             split_file = r / f"modelnet{self.name}_{self.split}.txt"
             if not split_file.is_file():
                 raise missing(
-                    f"ModelNet{self.name} split list not found", split_file,
+                    f"ModelNet{self.name} split list not found",
+                    split_file,
                     "the official split lists are not bundled with every copy; give "
-                    "file_list= (shape ids such as airplane_0001, one per line)")
+                    "file_list= (shape ids such as airplane_0001, one per line)",
+                )
             self._wanted = self._read_file_list(split_file)
         assert self._wanted is not None
         index = {c: i for i, c in enumerate(self.classes)}
         for sid in self._wanted:
             c = _shape_class(sid)
             if c not in index:
-                raise ValueError(f"shape {sid!r}: class {c!r} is not a ModelNet"
-                                 f"{self.name} class")
+                raise ValueError(
+                    f"shape {sid!r}: class {c!r} is not a ModelNet{self.name} class"
+                )
             f = r / c / f"{sid}.txt"
             if not f.is_file():
                 raise missing(f"shape {sid} listed but missing", f)
@@ -243,12 +326,16 @@ class ModelNet(Dataset):
         self._data_dir = r
         names = r / "shape_names.txt"
         if names.is_file():
-            self.classes = tuple(ln.strip() for ln in names.read_text().splitlines()
-                                 if ln.strip())
+            self.classes = tuple(
+                ln.strip() for ln in names.read_text().splitlines() if ln.strip()
+            )
         lst = r / f"{self.split}_files.txt"
         if lst.is_file():
-            h5s = [r / Path(ln.strip()).name for ln in lst.read_text().splitlines()
-                   if ln.strip()]
+            h5s = [
+                r / Path(ln.strip()).name
+                for ln in lst.read_text().splitlines()
+                if ln.strip()
+            ]
         else:
             h5s = sorted(r.glob(f"*{self.split}*.h5"))
         if not h5s:
@@ -266,10 +353,13 @@ class ModelNet(Dataset):
             except KeyError as err:
                 raise CloudFormatError(f"{f}: HDF5 lacks dataset {err}") from None
             except OSError as err:
-                raise CloudFormatError(f"{f}: not a readable HDF5 file ({err})") from err
+                raise CloudFormatError(
+                    f"{f}: not a readable HDF5 file ({err})"
+                ) from err
             if len(lab[-1]) != len(pos[-1]):
-                raise CloudFormatError(f"{f}: {len(pos[-1])} shapes but "
-                                       f"{len(lab[-1])} labels")
+                raise CloudFormatError(
+                    f"{f}: {len(pos[-1])} shapes but {len(lab[-1])} labels"
+                )
         self._h5 = {"pos": np.concatenate(pos), "label": np.concatenate(lab)}
         if nrm and len(nrm) == len(pos):
             self._h5["normal"] = np.concatenate(nrm)
@@ -305,21 +395,34 @@ class ModelNet(Dataset):
         if self.format == "hdf5":
             assert self._h5 is not None
             nrm = self._h5["normal"][idx] if "normal" in self._h5 else None
-            return make_data(self._h5["pos"][idx], source=f"{f}[{idx}]",
-                             x=nrm if self.use_normals else None, y=label)
+            return make_data(
+                self._h5["pos"][idx],
+                source=f"{f}[{idx}]",
+                x=nrm if self.use_normals else None,
+                y=label,
+            )
         if self.format == "off":
             arr = self._sample_off(f)
-            return make_data(arr[:, :3], source=f, x=arr[:, 3:] if self.use_normals
-                             else None, y=label)
+            return make_data(
+                arr[:, :3],
+                source=f,
+                x=arr[:, 3:] if self.use_normals else None,
+                y=label,
+            )
         if self.format == "normal_resampled":
             arr = read_xyz(f, delimiter=",")
             if arr.shape[1] < 6:
-                raise CloudFormatError(f"{f}: expected 6 columns x,y,z,nx,ny,nz, "
-                                       f"found {arr.shape[1]}")
+                raise CloudFormatError(
+                    f"{f}: expected 6 columns x,y,z,nx,ny,nz, found {arr.shape[1]}"
+                )
             if self.num_points is not None:
-                arr = arr[:self.num_points]
-            return make_data(arr[:, :3], source=f, x=arr[:, 3:6] if self.use_normals
-                             else None, y=label)
+                arr = arr[: self.num_points]
+            return make_data(
+                arr[:, :3],
+                source=f,
+                x=arr[:, 3:6] if self.use_normals else None,
+                y=label,
+            )
         d = read_cloud(f)
         out = make_data(d.pos.numpy(), source=f, y=label)
         if self.use_normals and d.x is not None and d.fields[:3] == ["nx", "ny", "nz"]:
@@ -338,7 +441,7 @@ class ModelNet(Dataset):
         return len(self.classes)
 
     def __repr__(self) -> str:
-        return (f"ModelNet{self.name}({len(self)}, split={self.split!r}, "
-                f"format={self.format!r})")
-
-
+        return (
+            f"ModelNet{self.name}({len(self)}, split={self.split!r}, "
+            f"format={self.format!r})"
+        )

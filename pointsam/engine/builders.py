@@ -51,25 +51,35 @@ class TransformedDataset(Dataset):
         base: Any indexable dataset of PyG ``Data``.
         indices: Which items (default: all).
         transform: Callable ``Data -> Data`` or ``None``.
+        cache: Keep the untransformed samples in memory after the first access
+            (synthetic sets are generated on access; files are parsed once).
     """
 
     def __init__(self, base: Any, indices: list[int] | None = None,
-                 transform: Callable[[Any], Any] | None = None) -> None:
+                 transform: Callable[[Any], Any] | None = None, *,
+                 cache: bool = False) -> None:
         self.base = base
         self.indices = list(range(len(base))) if indices is None else list(indices)
         self.transform = transform
+        self._cache: dict[int, Any] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> Any:
-        data = self.base[self.indices[i]]
+        j = self.indices[i]
+        if self._cache is not None:
+            if j not in self._cache:
+                self._cache[j] = self.base[j]
+            data = self._cache[j].clone()
+        else:
+            data = self.base[j].clone()
         if self.transform is not None:
-            data = self.transform(data.clone())
+            data = self.transform(data)
         return data
 
     def __getattr__(self, name: str) -> Any:  # class names etc. of the base set
-        if name in ("base", "indices", "transform"):
+        if name in ("base", "indices", "transform", "_cache"):
             raise AttributeError(name)
         return getattr(self.base, name)
 
@@ -128,11 +138,14 @@ def build_datasets(cfg: Config) -> dict[str, Dataset]:
     train_base = build_dataset(cfg, "train")
     tr, va = split_train_val(len(train_base), cfg.data.val_fraction, cfg.data.split_seed)
     eval_t = build_transform(cfg, train=False)
+    c = cfg.data.cache
     out: dict[str, Dataset] = {
-        "train": TransformedDataset(train_base, tr, build_transform(cfg, train=True)),
-        "val": TransformedDataset(train_base, va, eval_t),
+        "train": TransformedDataset(train_base, tr, build_transform(cfg, train=True),
+                                    cache=c),
+        "val": TransformedDataset(train_base, va, eval_t, cache=c),
     }
-    out["test"] = TransformedDataset(build_dataset(cfg, cfg.data.test_split), None, eval_t)
+    out["test"] = TransformedDataset(build_dataset(cfg, cfg.data.test_split), None,
+                                     eval_t, cache=c)
     return out
 
 

@@ -72,6 +72,7 @@ class DataConfig:
         eval_batch_size: Batch size at evaluation (default: ``batch_size``).
         num_workers: DataLoader worker processes.
         test_split: The split evaluated once at the end.
+        cache: Keep loaded / generated samples in memory (before augmentation).
     """
 
     name: str = "synthetic_shapes"
@@ -85,6 +86,7 @@ class DataConfig:
     eval_batch_size: int | None = None
     num_workers: int = 0
     test_split: str = "test"
+    cache: bool = True
 
 
 @dataclass

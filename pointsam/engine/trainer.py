@@ -341,7 +341,7 @@ class Trainer:
             c = self.task.count(data)
             loss_sum += torch.tensor([float(loss.detach()) * c, c], dtype=torch.float64)
             self.task.update(metrics, logits.detach().float(), data)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         self.scheduler.step()
         metrics.reduce()
         all_reduce_sum(loss_sum)

@@ -13,7 +13,9 @@ A backbone takes ``attention=`` in one of these forms (DESIGN.md section 4):
   at that stage; a list may also hold ready-made ``nn.Module`` instances.
 
 Every module is called as ``module(x, pos, batch, nbr_idx, nbr_mask) -> [N, C]``
-on the stage output, with the stage's neighbour table. Gates (ChannelGate,
+on the stage output, with the stage's neighbour table (computed once per stage),
+except AxialAttention (or a module with ``own_neighbours = True``), which builds
+its own neighbourhoods and is called as ``module(x, pos, batch)``. Gates (ChannelGate,
 PointGate, CBAM) rescale the features in place, :math:`x \leftarrow g(x)`;
 every other module is added as a residual, :math:`x \leftarrow x + f(x)`.
 """
@@ -41,6 +43,8 @@ _NAMES: dict[str, str] = {
     "mhsa": "MultiHeadPointAttention",
 }
 _GATE_NAMES = ("channel", "point", "cbam")
+#: modules that build their own neighbourhoods and refuse a table
+_OWN_TABLE_NAMES = ("axial",)
 
 #: name -> attention class, for every class that :mod:`pointsam.nn` provides
 ATTENTION: dict[str, type[nn.Module]] = {
@@ -49,6 +53,8 @@ ATTENTION: dict[str, type[nn.Module]] = {
 #: the gate classes: applied as ``x = gate(x)``, not as a residual
 GATES: tuple[type[nn.Module], ...] = tuple(
     ATTENTION[n] for n in _GATE_NAMES if n in ATTENTION)
+_OWN_TABLE: tuple[type[nn.Module], ...] = tuple(
+    ATTENTION[n] for n in _OWN_TABLE_NAMES if n in ATTENTION)
 
 AttentionSpec = Union[None, str, type, Callable[[int], nn.Module], nn.Module,
                       Mapping[str, Any], Sequence[Any]]
@@ -144,10 +150,17 @@ def build_attention(spec: AttentionSpec, channels: Sequence[int],
 
 def apply_attention(module: nn.Module | None, x: Any, pos: Any, batch: Any,
                     nbr_idx: Any, nbr_mask: Any) -> Any:
-    r"""Run a stage's attention: ``g(x)`` for a gate, ``x + f(x)`` otherwise."""
+    r"""Run a stage's attention: ``g(x)`` for a gate, ``x + f(x)`` otherwise.
+
+    The stage's table ``nbr_idx``/``nbr_mask`` is passed on, except to modules that
+    build their own neighbourhoods (AxialAttention's anisotropic tubes).
+    """
     if module is None:
         return x
-    out = module(x, pos, batch, nbr_idx, nbr_mask)  # [N, C]
+    if isinstance(module, _OWN_TABLE) or getattr(module, "own_neighbours", False):
+        out = module(x, pos, batch)  # [N, C]
+    else:
+        out = module(x, pos, batch, nbr_idx, nbr_mask)  # [N, C]
     if out.shape != x.shape:
         raise ValueError(f"attention {type(module).__name__} returned "
                          f"{list(out.shape)} for input {list(x.shape)}; a stage's "

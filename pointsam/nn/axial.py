@@ -24,7 +24,10 @@ def axis_scales(stretch: float) -> list[tuple[float, float, float]]:
         [(1.0, 4.0, 4.0), (4.0, 1.0, 4.0), (4.0, 4.0, 1.0)]
     """
     s = float(stretch)
-    return [tuple(1.0 if b == a else s for b in range(3)) for a in range(3)]  # type: ignore[misc]
+    out: list[tuple[float, float, float]] = []
+    for a in range(3):
+        out.append((1.0 if a == 0 else s, 1.0 if a == 1 else s, 1.0 if a == 2 else s))
+    return out
 
 
 class AxialAttention(PointModule):

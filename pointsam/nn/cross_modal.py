@@ -3,6 +3,7 @@ r"""Cross-modal attention: points attend to another modality's tokens."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
@@ -55,6 +56,11 @@ class CrossModalAttention(PointModule):
         radius: Locality radius r in the units of ``pos`` (metres); used only
             when ``token_pos`` is given. ``None``: no radius limit.
             (default: ``None``)
+        bias: Learn biases in the q/k/v projections. (default: ``True``)
+        fused: Use ``scaled_dot_product_attention`` on the padded
+            ``[B, H, N_max, T_max]`` layout when the weights are not requested;
+            the plain path (``False``, and always when the weights are
+            requested) writes the softmax out. (default: ``True``)
 
     Shapes:
         - **input:** x :math:`(N, C)`, pos :math:`(N, 3)`, batch :math:`(N)`
@@ -78,7 +84,7 @@ class CrossModalAttention(PointModule):
     """
 
     def __init__(self, channels: int, other_channels: int, *, num_heads: int = 8,
-                 radius: float | None = None, bias: bool = True,
+                 radius: float | None = None, bias: bool = True, fused: bool = True,
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
@@ -96,6 +102,7 @@ class CrossModalAttention(PointModule):
         self.num_heads = num_heads
         self.head_dim = channels // num_heads
         self.radius = radius
+        self.fused = fused
         self.q = nn.Linear(channels, channels, bias=bias, **dd)
         self.kv = nn.Linear(other_channels, 2 * channels, bias=bias, **dd)
         self.proj = nn.Linear(channels, channels, **dd)
@@ -150,10 +157,8 @@ class CrossModalAttention(PointModule):
         kv = kv.view(b, lmax, 2, h, d)  # [B, L, 2, H, D]
         q_dense, pmask = ops.to_dense(self.q(x), batch, batch_size=b)  # [B, M, C]
         q_dense = q_dense.view(b, -1, h, d)  # [B, M, H, D]
-        logits = torch.einsum("bmhd,blhd->bmlh", q_dense,
-                              kv[:, :, 0]).float()  # [B, M, L, H]
-        logits = ops.from_dense(logits, pmask) * d ** -0.5  # [N, L, H]
         valid = tmask[batch]  # [N, L]
+        local = token_pos is not None and self.radius is not None or mask is not None
         if token_pos is not None or mask is not None:
             tptr = ops.batch_to_ptr(token_batch, b)  # [B + 1]
             col = tptr[batch].unsqueeze(1) + torch.arange(
@@ -177,6 +182,23 @@ class CrossModalAttention(PointModule):
                         -1)  # [N, L]
                     valid = valid & (dist2 <= self.radius ** 2)
         seen = valid.any(dim=1, keepdim=True)  # [N, 1] sees at least one token
+        if self.fused and not want:
+            # a blind row attends everywhere (finite), then its output is zeroed
+            if local:
+                vd, _ = ops.to_dense(valid, batch, batch_size=b,
+                                     max_num_points=q_dense.size(1))  # [B, M, L]
+                am = (vd | ~vd.any(-1, keepdim=True)).unsqueeze(1)  # [B, 1, M, L]
+            else:
+                am = (tmask | ~tmask.any(-1, keepdim=True))[:, None, None]  # [B,1,1,L]
+            kd, vv = kv.permute(2, 0, 3, 1, 4).unbind(0)  # 2 x [B, H, L, D]
+            od = F.scaled_dot_product_attention(
+                q_dense.transpose(1, 2), kd, vv, attn_mask=am)  # [B, H, M, D]
+            out = ops.from_dense(od.transpose(1, 2), pmask)  # [N, H, D]
+            out = out.reshape(n, self.channels) * seen  # [N, C]
+            return self.finish(self.proj(out), None, return_attention)
+        logits = torch.einsum("bmhd,blhd->bmlh", q_dense,
+                              kv[:, :, 0]).float()  # [B, M, L, H]
+        logits = ops.from_dense(logits, pmask) * d ** -0.5  # [N, L, H]
         fill = ~(valid | ~seen)  # [N, L] a blind row keeps finite logits
         logits = logits.masked_fill(fill.unsqueeze(-1), float("-inf"))
         a = logits.softmax(dim=1) * seen.unsqueeze(-1)  # [N, L, H]
@@ -189,4 +211,4 @@ class CrossModalAttention(PointModule):
 
     def extra_repr(self) -> str:
         return (f"{self.channels}, {self.other_channels}, num_heads={self.num_heads}, "
-                f"radius={self.radius}")
+                f"radius={self.radius}, fused={self.fused}")

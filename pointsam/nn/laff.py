@@ -103,7 +103,9 @@ class LAFF(PointModule):
         t = torch.stack([p(f) for p, f in zip(self.projs, xs)], dim=-2)  # [*, m, C]
         t = t.unflatten(-1, (self.num_heads, self.head_dim))  # [*, m, H, D]
         score = (torch.tanh(t) * self.v).sum(-1)  # [*, m, H]
-        a = score.float().softmax(dim=-2).to(t.dtype)  # [*, m, H]
+        if score.dtype in (torch.float16, torch.bfloat16):
+            score = score.float()
+        a = score.softmax(dim=-2).to(t.dtype)  # [*, m, H]
         out = (a.unsqueeze(-1) * t).sum(-3).flatten(-2)  # [*, C_out]
         attn = {"a": a.transpose(-1, -2)} if want else None  # [*, H, m]
         return self.finish(out, attn, return_attention)

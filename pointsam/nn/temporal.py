@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from .. import ops
+from ._chunked import chunked_neighbour_apply, default_chunk
 from .base import PointModule
 from .common import MLP, check_inputs
 
@@ -84,6 +86,12 @@ class TemporalAttention(PointModule):
             sinusoidal encoding (any T). (default: ``None``)
         hidden_channels: Width of :math:`\theta`; ``None`` means C.
             (default: ``None``)
+        fused: Run over blocks of ``chunk`` points and recompute each block in
+            backward, so no :math:`(N, T k, C)` tensor is kept for backward;
+            ``False`` is the plain one-piece autograd path, the reference.
+            (default: ``True``)
+        chunk: Points per block; ``None`` picks one from T k and C.
+            (default: ``None``)
 
     Shapes:
         - **input:** x :math:`(N, C)`, pos :math:`(N, 3)`, batch :math:`(N)`
@@ -110,6 +118,7 @@ class TemporalAttention(PointModule):
 
     def __init__(self, channels: int, *, num_heads: int = 8, k: int = 16,
                  num_frames: int | None = None, hidden_channels: int | None = None,
+                 fused: bool = True, chunk: int | None = None,
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
@@ -129,6 +138,10 @@ class TemporalAttention(PointModule):
         self.head_dim = channels // num_heads
         self.k = k
         self.num_frames = num_frames
+        self.fused = fused
+        if chunk is not None:
+            ops.check_positive_int(chunk, "chunk")
+        self.chunk = chunk
         self.q = nn.Linear(channels, channels, **dd)
         self.kv = nn.Linear(channels, 2 * channels, **dd)
         self.pos_nn = MLP([3, hidden, channels], **dd)
@@ -220,8 +233,7 @@ class TemporalAttention(PointModule):
             raise ValueError("TemporalAttention needs point features x, got None")
         check_inputs(x, pos, batch, in_channels=self.channels)
         pbatch = self._check_past(x, batch, past_x, past_pos, past_batch)
-        n, t, kk = x.size(0), len(past_x), self.k
-        h, d = self.num_heads, self.head_dim
+        t, kk = len(past_x), self.k
         b = ops.batch_size_of(batch)
         idx_list, mask_list, offset = [], [], 0
         for tau in range(t):
@@ -239,22 +251,42 @@ class TemporalAttention(PointModule):
         valid = torch.cat(mask_list, dim=1)  # [N, T k]
         all_x = torch.cat(list(past_x), dim=0)  # [P, C]
         all_pos = torch.cat(list(past_pos), dim=0)  # [P, 3]
-        q = self.q(x).view(n, h, d)  # [N, H, D]
-        kv = self.kv(all_x)[nbr]  # [N, T k, 2C]
-        rel_pos = (all_pos[nbr] - pos.unsqueeze(1)).to(x.dtype)  # [N, T k, 3]
-        delta = self.pos_nn(rel_pos)  # [N, T k, C]
-        e = self.time_encoding(t, x.device, x.dtype)  # [T, C]
-        e = e.repeat_interleave(kk, dim=0)  # [T k, C]
-        extra = delta + e  # [N, T k, C]
-        key = (kv[..., : self.channels] + extra).view(n, t * kk, h, d)  # [N, Tk, H, D]
-        val = (kv[..., self.channels:] + extra).view(n, t * kk, h, d)  # [N, Tk, H, D]
-        logits = torch.einsum("nhd,nkhd->nkh", q, key).float() * d ** -0.5  # [N, Tk, H]
-        logits = logits.masked_fill(~valid.unsqueeze(-1), float("-inf"))
-        a = logits.softmax(dim=1).to(x.dtype)  # [N, T k, H]
-        out = torch.einsum("nkh,nkhd->nhd", a, val).reshape(n, self.channels)  # [N, C]
+        ct = torch.promote_types(x.dtype, pos.dtype)  # positions keep their precision
+        dst = torch.cat([self.q(x).to(ct), pos.to(ct)], dim=1)  # [N, C + 3]
+        src = torch.cat([self.kv(all_x).to(ct), all_pos.to(ct)], dim=1)  # [P, 2C + 3]
+        modules = [m for m in (self.pos_nn, self.time_emb, self.time_proj)
+                   if m is not None]
+        chunk = self.chunk or default_chunk(t * kk, 2 * self.channels)
+        kernel = partial(self._kernel, t, x.dtype)
+        out, a = chunked_neighbour_apply(kernel, dst, src, nbr, valid, modules,
+                                         chunk=chunk, want=want, fused=self.fused)
         out = self.proj(out)  # [N, C]
-        return self.finish(out, {"attn": a} if want else None, return_attention)
+        return self.finish(out, {"attn": a} if want and a is not None else None,
+                           return_attention)
+
+    def _kernel(self, num_past: int, dtype: torch.dtype, dst: Tensor, src_j: Tensor,
+                mask: Tensor, want: bool) -> tuple[Tensor, Tensor | None]:
+        """The attention of a block of n points over their gathered candidates.
+
+        ``dst`` [n, C + 3] holds (q_i, p_i), ``src_j`` [n, T k, 2C + 3] holds
+        (k_j, v_j, p_j) before the encodings; returns ([n, C], [n, T k, H]).
+        """
+        c, h, d = self.channels, self.num_heads, self.head_dim
+        n, tk = src_j.shape[:2]
+        q = dst[:, :c].to(dtype).view(n, h, d)  # [n, H, D]
+        rel_pos = (src_j[..., 2 * c:] - dst[:, c:].unsqueeze(1)).to(dtype)  # [n, Tk, 3]
+        e = self.time_encoding(num_past, dst.device, dtype)  # [T, C]
+        extra = self.pos_nn(rel_pos) + e.repeat_interleave(
+            tk // num_past, dim=0)  # [n, Tk, C]
+        kv = src_j[..., : 2 * c].to(dtype)  # [n, Tk, 2C]
+        key = (kv[..., :c] + extra).view(n, tk, h, d)  # [n, Tk, H, D]
+        val = (kv[..., c:] + extra).view(n, tk, h, d)  # [n, Tk, H, D]
+        logits = torch.einsum("nhd,nkhd->nkh", q, key).float() * d ** -0.5  # [n, Tk, H]
+        logits = logits.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        a = logits.softmax(dim=1).to(dtype)  # [n, Tk, H]
+        out = torch.einsum("nkh,nkhd->nhd", a, val).reshape(n, c)  # [n, C]
+        return out, (a if want else None)
 
     def extra_repr(self) -> str:
         return (f"{self.channels}, num_heads={self.num_heads}, k={self.k}, "
-                f"num_frames={self.num_frames}")
+                f"num_frames={self.num_frames}, fused={self.fused}")

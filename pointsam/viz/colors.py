@@ -11,7 +11,7 @@ in :math:`[0, 1]`, shape ``[N, 3]``.
   panels share one scale.
 - :func:`label_colors`: a categorical palette (20 distinct colours, then cycled).
 - :func:`axis_colors`: per-point axis weights ``[N, 3]`` (x, y, z) as red, green,
-  blue.
+  blue (normalised to sum 1).
 """
 
 from __future__ import annotations
@@ -168,16 +168,20 @@ def label_colors(labels: object, palette: np.ndarray | None = None,
 def axis_colors(weights: object) -> np.ndarray:
     r"""Per-point axis weights ``[N, 3]`` (x, y, z) as red, green, blue.
 
-    Each row is divided by its maximum, so a point that relies on one axis only is
-    a pure primary colour and one with equal weights is white.
+    .. math::
+        \mathrm{rgb}_i = \mathbf{a}_i / \textstyle\sum_j a_{ij}
+
+    The weights of :class:`~pointsam.nn.AxialAttention` already sum to 1, so a
+    point that relies on one axis only is a pure primary colour and one with
+    equal weights is a dark grey (1/3, 1/3, 1/3), visible on white.
 
     Example:
         >>> axis_colors(np.array([[1.0, 0.0, 0.0], [0.2, 0.2, 0.6]])).round(2).tolist()
-        [[1.0, 0.0, 0.0], [0.33, 0.33, 1.0]]
+        [[1.0, 0.0, 0.0], [0.2, 0.2, 0.6]]
     """
     w = to_numpy(weights, np.float64)
     if w.ndim != 2 or w.shape[1] != 3:
         raise ValueError(f"axis weights must be [N, 3], got shape {tuple(w.shape)}")
     w = np.clip(np.nan_to_num(w, nan=0.0), 0.0, None)
-    m = w.max(axis=1, keepdims=True)  # [N, 1]
-    return np.where(m > 0, w / np.where(m > 0, m, 1.0), 0.0)
+    s = w.sum(axis=1, keepdims=True)  # [N, 1]
+    return np.where(s > 0, w / np.where(s > 0, s, 1.0), 1.0 / 3.0)

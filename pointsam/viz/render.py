@@ -263,15 +263,25 @@ def _prepare_headless() -> None:
         os.environ.setdefault("EGL_PLATFORM", "surfaceless")
 
 
+# The probe needs only NumPy and Open3D (not torch), so it starts quickly.
 _PROBE = """
 import numpy as np
-from pointsam.viz.render import _Open3DRenderer, _camera
-r = _Open3DRenderer(64, 48)
-p = np.random.default_rng(0).normal(size=(200, 3))
-img = r.render([(p, np.zeros((200, 3)), 3.0)], *_camera(p, 'iso', 'z', 64 / 48))
-assert img.shape == (48, 64, 3), img.shape
-assert img.std() > 5, 'blank image'
-print('OK')
+from open3d.visualization import rendering
+import open3d as o3d
+r = rendering.OffscreenRenderer(64, 48)
+r.scene.view.set_post_processing(False)
+r.scene.set_background([1.0, 1.0, 1.0, 1.0])
+pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(
+    np.random.default_rng(0).normal(size=(200, 3))))
+pc.colors = o3d.utility.Vector3dVector(np.zeros((200, 3)))
+m = rendering.MaterialRecord()
+m.shader, m.point_size = "defaultUnlit", 3.0
+r.scene.add_geometry("p", pc, m)
+r.setup_camera(40.0, [0, 0, 0], [0, 0, 8], [0, 1, 0])
+img = np.asarray(r.render_to_image())
+assert img.shape[:2] == (48, 64), img.shape
+assert img.std() > 5, "blank image"
+print("OK")
 """
 _AVAILABLE: tuple[bool, str] | None = None
 

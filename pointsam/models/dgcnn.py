@@ -1,0 +1,443 @@
+r"""DGCNN with attention per EdgeConv stage, dynamic or static graphs.
+
+From `"Dynamic Graph CNN for Learning on Point Clouds"
+<https://arxiv.org/abs/1801.07829>`_ (Wang et al., 2019). Ragged batches,
+channels last; the feature-space kNN is batched per cloud (:func:`feature_knn`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import ops
+from ..nn import LAFFMultiLevel
+from .attention import AttentionSpec, apply_attention, build_attention
+from .heads import ClsHead, PointClassifier, PointSegmenter, SegHead
+from .registry import register_model
+from .shapenet_parts import NUM_CATEGORIES, NUM_PARTS
+
+__all__ = ["feature_knn", "dilate", "EdgeConv", "DGCNN"]
+
+_BLOCK = 1 << 24  # distance entries per block (64 MB in float32)
+_FUSIONS = ("concat", "laff")
+
+
+def dilate(table: Tensor, k: int, dilation: int = 1) -> tuple[Tensor, Tensor]:
+    r"""Keep every ``dilation``-th of a sorted candidate table, as :func:`ops.knn`.
+
+    Args:
+        table: Candidates sorted by distance :math:`(M, K')`, ``-1`` where a cloud
+            has too few points (at the end of the row), :math:`K' \ge k`.
+        k: Neighbours kept.
+        dilation: Stride d; a row with fewer than ``k * d`` candidates uses the
+            largest stride ``<= d`` that still gives ``min(k, valid)`` neighbours.
+
+    Returns:
+        ``(nbr_idx, nbr_mask)`` :math:`(M, k)`; masked entries repeat the nearest.
+
+    Example:
+        >>> t = torch.tensor([[0, 1, 2, 3, 4, 5], [6, 7, 8, -1, -1, -1]])
+        >>> idx, mask = dilate(t, 3, 2)
+        >>> idx.tolist(), mask.tolist()
+        ([[0, 2, 4], [6, 7, 8]], [[True, True, True], [True, True, True]])
+    """
+    valid = table >= 0  # [M, K']
+    n_valid = valid.sum(1)  # [M]
+    kk = table.size(1)
+    stride = (n_valid // k).clamp(min=1, max=dilation)  # [M]
+    sel = torch.arange(k, device=table.device).unsqueeze(0) * stride.unsqueeze(1)
+    sel = sel.clamp(max=kk - 1)  # [M, k]
+    idx = table.gather(1, sel)  # [M, k]
+    mask = (idx >= 0) & (sel < n_valid.unsqueeze(1))
+    idx = torch.where(mask, idx, table[:, :1].expand_as(idx))
+    return idx, mask
+
+
+@torch.no_grad()
+def feature_knn(x: Tensor, k: int, batch: Tensor | None = None, *,
+                dilation: int = 1, batch_size: int | None = None,
+                block: int = _BLOCK) -> tuple[Tensor, Tensor]:
+    r"""k nearest neighbours in feature space, per cloud (DGCNN's dynamic graph).
+
+    .. math::
+        \mathcal{N}(i) = \operatorname{top-}k_{j:\, b_j = b_i}\;
+        -\|\mathbf{x}_i - \mathbf{x}_j\|^2
+
+    with :math:`\|\mathbf{x}_i - \mathbf{x}_j\|^2 = \|\mathbf{x}_i\|^2 +
+    \|\mathbf{x}_j\|^2 - 2\,\mathbf{x}_i^\top \mathbf{x}_j` computed on clouds
+    padded by :func:`pointsam.ops.to_dense`, several clouds per ``bmm`` while they
+    fit ``block`` entries, and query-row chunks for a cloud that does not. The
+    cost is :math:`O(\sum_b n_b^2 C)` time and :math:`O(\text{block})` memory;
+    use a static graph for large scans. No gradient flows through the indices.
+
+    Args:
+        x: Features :math:`(N, C)`.
+        k: Neighbours (self included, at distance 0).
+        batch: Sorted cloud ids :math:`(N)`; ``None`` means one cloud.
+        dilation: Dilation rate d (keep every d-th of the k*d nearest).
+        batch_size: Number of clouds B, to skip a host sync.
+        block: Distance entries computed at once.
+
+    Returns:
+        ``(nbr_idx, nbr_mask)`` int64 / bool :math:`(N, k)` (masked entries repeat
+        the nearest), rows sorted by distance.
+
+    Example:
+        >>> x = torch.tensor([[0.], [1.], [5.], [0.], [9.]])
+        >>> idx, mask = feature_knn(x, 2, torch.tensor([0, 0, 0, 1, 1]))
+        >>> idx.tolist(), mask.tolist()
+        ([[0, 1], [1, 0], [2, 1], [3, 4], [4, 3]], [[True, True], [True, True], [True, True], [True, True], [True, True]])
+    """
+    ops.check_positive_int(k, "k")
+    ops.check_positive_int(dilation, "dilation")
+    ops.check_features(x, x.size(0) if isinstance(x, Tensor) else 0, "x")
+    if x.size(0) == 0:
+        raise ValueError("x is empty (0 points)")
+    ops.check_batch(batch, x.size(0), "batch")
+    if batch is None:
+        batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+    b = ops.batch_size_of(batch, batch_size)
+    xf = x.detach().float()
+    dense, dmask = ops.to_dense(xf, batch, batch_size=b)  # [B, N_max, C]
+    n_max = dense.size(1)
+    kk = min(k * dilation, n_max)
+    ptr = ops.batch_to_ptr(batch, b)  # [B + 1]
+    sq = (dense * dense).sum(-1)  # [B, N_max]
+    table = torch.full((b, n_max, k * dilation), -1, dtype=torch.long, device=x.device)
+    rows = max(1, min(n_max, block // max(1, n_max)))  # query rows per block
+    clouds = max(1, block // max(1, n_max * n_max))  # clouds per block
+    for s in range(0, b, clouds):
+        e = min(b, s + clouds)
+        for r in range(0, n_max, rows):
+            q = dense[s:e, r:r + rows]  # [b', r', C]
+            d = sq[s:e, r:r + rows].unsqueeze(2) + sq[s:e].unsqueeze(1) \
+                - 2.0 * torch.bmm(q, dense[s:e].transpose(1, 2))  # [b', r', N_max]
+            d = d.masked_fill(~dmask[s:e].unsqueeze(1), float("inf"))
+            dist, idx = d.topk(kk, dim=-1, largest=False, sorted=True)  # [b', r', kk]
+            idx = (idx + ptr[s:e].view(-1, 1, 1)).masked_fill(torch.isinf(dist), -1)
+            table[s:e, r:r + rows, :kk] = idx
+    return dilate(table[dmask], k, dilation)  # [N, k]
+
+
+class EdgeConv(nn.Module):
+    r"""EdgeConv: an MLP on edge features, max over the k neighbours.
+
+    .. math::
+        \mathbf{x}'_i = \max_{j \in \mathcal{N}(i)}
+        h_\Theta\big([\mathbf{x}_i,\ \mathbf{x}_j - \mathbf{x}_i]\big)
+
+    :math:`h_\Theta` is ``Linear -> BN -> LeakyReLU(0.2)`` per layer (no bias, as
+    the reference 1x1 convolutions). The first layer is computed without
+    building the :math:`2C` edge feature:
+    :math:`\mathbf{W}[\mathbf{x}_i, \mathbf{x}_j - \mathbf{x}_i] = (\mathbf{W}_a -
+    \mathbf{W}_b)\mathbf{x}_i + \mathbf{W}_b \mathbf{x}_j`.
+
+    Args:
+        in_channels: :math:`C_{in}`.
+        channels: Widths of the layers of :math:`h_\Theta`.
+        negative_slope: LeakyReLU slope. (default: 0.2)
+
+    Shapes:
+        - **input:** x :math:`(N, C_{in})`, nbr_idx :math:`(N, K)` (entries that a
+          mask would hide must repeat a valid neighbour, as :func:`ops.knn` does)
+        - **output:** :math:`(N, C_{out})`
+
+    Example:
+        >>> conv = EdgeConv(3, [16, 32]).eval()
+        >>> x = torch.randn(10, 3)
+        >>> conv(x, ops.knn(x, 4)[0]).shape
+        torch.Size([10, 32])
+    """
+
+    def __init__(self, in_channels: int, channels: Sequence[int], *,
+                 negative_slope: float = 0.2) -> None:
+        super().__init__()
+        channels = list(channels)
+        if not channels:
+            raise ValueError("EdgeConv needs at least one layer width")
+        for c in channels:
+            ops.check_positive_int(c, "channels")
+        self.in_channels, self.out_channels = in_channels, channels[-1]
+        self.channels = channels
+        self.lin = nn.Linear(2 * in_channels, channels[0], bias=False)
+        self.lins = nn.ModuleList(nn.Linear(a, b, bias=False)
+                                  for a, b in zip(channels[:-1], channels[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(c) for c in channels)
+        self.negative_slope = negative_slope
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in (self.lin, *self.lins, *self.norms):
+            m.reset_parameters()
+
+    def _act(self, h: Tensor, norm: nn.Module) -> Tensor:
+        n, k, c = h.shape
+        h = norm(h.reshape(n * k, c)).reshape(n, k, c)  # [N, K, C]
+        return F.leaky_relu(h, self.negative_slope)
+
+    def forward(self, x: Tensor, nbr_idx: Tensor) -> Tensor:
+        c = self.in_channels
+        w_a, w_b = self.lin.weight[:, :c], self.lin.weight[:, c:]  # [C1, C] each
+        a = x @ (w_a - w_b).t()  # [N, C1]
+        bj = x @ w_b.t()  # [N, C1]
+        h = a.unsqueeze(1) + bj[nbr_idx]  # [N, K, C1]
+        h = self._act(h, self.norms[0])
+        for lin, norm in zip(self.lins, self.norms[1:]):
+            h = self._act(lin(h), norm)  # [N, K, C_l]
+        return h.max(dim=1).values  # [N, C_out]
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.channels}"
+
+
+class DGCNN(nn.Module):
+    r"""DGCNN backbone: EdgeConv stages on a dynamic (or static) kNN graph.
+
+    From `"Dynamic Graph CNN" <https://arxiv.org/abs/1801.07829>`_. Stage l builds
+    its graph in the feature space of its input (stage 1 on the coordinates), with
+    dilation :math:`d_l`, applies :class:`EdgeConv`, then its attention module:
+
+    .. math::
+        \mathbf{x}^{(l)} = \mathrm{attn}_l\Big(\max_{j \in \mathcal{N}^{(d_l)}_k
+        (i;\, \mathbf{x}^{(l-1)})} h_l\big([\mathbf{x}^{(l-1)}_i,\
+        \mathbf{x}^{(l-1)}_j - \mathbf{x}^{(l-1)}_i]\big)\Big),\qquad
+        \mathbf{e}_i = \sigma\big(\mathrm{BN}(\mathbf{W}_e\,
+        \mathrm{fuse}(\mathbf{x}^{(1)}_i, \dots, \mathbf{x}^{(L)}_i))\big)
+
+    fuse being concatenation (reference) or :class:`~pointsam.nn.LAFFMultiLevel`
+    (same width). Output: classification :math:`[\max_i \mathbf{e}_i,
+    \mathrm{mean}_i \mathbf{e}_i]` per cloud; segmentation :math:`[\max_{i'}
+    \mathbf{e}_{i'},\ \mathbf{c}_b,\ \mathrm{fuse}_i]` per point, with
+    :math:`\mathbf{c}_b` the embedded category one-hot (part segmentation).
+
+    With ``static_graph=True`` one kNN on the coordinates (Open3D/SciPy on the
+    CPU) serves every stage, so nothing is :math:`O(N^2)`: for large scans. The
+    attention modules always get the coordinate kNN table (k nearest, computed
+    once per forward and shared).
+
+    Args:
+        in_channels: Per-point features besides the coordinates (the first stage
+            sees :math:`[\mathbf{p}, \mathbf{x}]`, :math:`3 + C_{in}`). (default: 0)
+        channels: Per stage, the widths of its EdgeConv MLP.
+            (default: ``((64,), (64,), (128,), (256,))``)
+        k: Neighbours per point. (default: 20)
+        emb_channels: Width :math:`C_e` of the embedding after fusion. (default: 1024)
+        dilation: One rate for all stages or one per stage (e.g.
+            ``ops.hdc_rates(4)``). (default: 1)
+        static_graph: Build the graph once on the coordinates. (default: ``False``)
+        fusion: ``"concat"`` or ``"laff"``. (default: ``"concat"``)
+        fusion_heads: Heads of the LAFF fusion. (default: 8)
+        task: ``"cls"`` (pooled output) or ``"seg"`` (per point). (default: ``"cls"``)
+        num_categories: Categories of the one-hot (part segmentation), 0 for none.
+        category_channels: Width of the embedded one-hot. (default: 64)
+        attention: Attention per stage (:mod:`pointsam.models.attention`).
+        negative_slope: LeakyReLU slope. (default: 0.2)
+
+    Shapes:
+        - **input:** x :math:`(N, C_{in})` or ``None``, pos :math:`(N, 3)`, batch
+          :math:`(N)` sorted, category :math:`(B)` (part segmentation)
+        - **output:** :math:`(B, 2 C_e)` (cls) or :math:`(N, C_e + C_{cat} +
+          \sum_l C_l)` (seg)
+
+    Example:
+        >>> net = DGCNN(channels=[[16], [32]], k=4, emb_channels=64,
+        ...             dilation=[1, 2], attention=[None, "cbam"]).eval()
+        >>> net(None, torch.randn(50, 3), torch.tensor([0] * 20 + [1] * 30)).shape
+        torch.Size([2, 128])
+    """
+
+    def __init__(self, in_channels: int = 0, *,
+                 channels: Sequence[Sequence[int]] = ((64,), (64,), (128,), (256,)),
+                 k: int = 20, emb_channels: int = 1024,
+                 dilation: int | Sequence[int] = 1, static_graph: bool = False,
+                 fusion: str = "concat", fusion_heads: int = 8, task: str = "cls",
+                 num_categories: int = 0, category_channels: int = 64,
+                 attention: AttentionSpec = None,
+                 negative_slope: float = 0.2) -> None:
+        super().__init__()
+        if not isinstance(in_channels, int) or in_channels < 0:
+            raise ValueError(f"in_channels must be an integer >= 0, got {in_channels!r}")
+        if task not in ("cls", "seg"):
+            raise ValueError(f"unknown task {task!r}; choose from ('cls', 'seg')")
+        if fusion not in _FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; choose from {_FUSIONS}")
+        ops.check_positive_int(k, "k")
+        ops.check_positive_int(emb_channels, "emb_channels")
+        chans = [list(c) if isinstance(c, (list, tuple)) else [c] for c in channels]
+        if not chans:
+            raise ValueError("DGCNN needs at least one stage")
+        n = len(chans)
+        rates = [dilation] * n if isinstance(dilation, int) else list(dilation)
+        if len(rates) != n:
+            raise ValueError(f"dilation has {len(rates)} entries but the backbone has "
+                             f"{n} stages; give one int or one rate per stage")
+        for r in rates:
+            ops.check_positive_int(r, "dilation")
+        self.in_channels, self.k, self.dilation = in_channels, k, rates
+        self.static_graph, self.task, self.fusion = static_graph, task, fusion
+        self.num_categories = num_categories
+        widths = [c[-1] for c in chans]
+        attn = build_attention(attention, widths, n)
+        self.stages = nn.ModuleList()
+        c = 3 + in_channels
+        for ch, a in zip(chans, attn):
+            stage = EdgeConv(c, ch, negative_slope=negative_slope)
+            stage.attn = a  # registered as a child: backbone.stages.<l>.attn
+            self.stages.append(stage)
+            c = ch[-1]
+        total = sum(widths)
+        self.fuse = (LAFFMultiLevel(widths, total, num_heads=fusion_heads)
+                     if fusion == "laff" and n > 1 else None)
+        act = partial(nn.LeakyReLU, negative_slope)
+        self.emb = nn.Sequential(nn.Linear(total, emb_channels, bias=False),
+                                 nn.BatchNorm1d(emb_channels), act())
+        self.category = None
+        if num_categories:
+            self.category = nn.Sequential(
+                nn.Linear(num_categories, category_channels, bias=False),
+                nn.BatchNorm1d(category_channels), act())
+        if task == "cls":
+            self.out_channels = 2 * emb_channels
+        else:
+            self.out_channels = emb_channels + total + (
+                category_channels if num_categories else 0)
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+    def forward(self, x: Tensor | None, pos: Tensor, batch: Tensor | None = None, *,
+                category: Tensor | None = None,
+                batch_size: int | None = None) -> Tensor:
+        ops.check_pos(pos, "pos")
+        ops.check_batch(batch, pos.size(0), "batch")
+        if batch is None:
+            batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+        b = ops.batch_size_of(batch, batch_size)
+        if self.in_channels:
+            if x is None:
+                raise ValueError(f"x is required: in_channels={self.in_channels}")
+            ops.check_features(x, pos.size(0), "x", channels=self.in_channels)
+            h = torch.cat([pos, x], dim=-1)  # [N, 3 + C_in]
+        else:
+            h = pos
+        # one coordinate kNN per forward: stage 1, static stages, all attention
+        d_max = max(self.dilation) if self.static_graph else self.dilation[0]
+        cidx, cmask = ops.knn(pos, self.k * d_max, batch, batch_size=b)  # [N, k d]
+        ctable = cidx.masked_fill(~cmask, -1)
+        a_idx, a_mask = cidx[:, :self.k], cmask[:, :self.k]  # [N, k]
+        levels = []
+        for i, stage in enumerate(self.stages):
+            if i == 0 or self.static_graph:
+                nbr, _ = dilate(ctable, self.k, self.dilation[i])  # [N, k]
+            else:
+                nbr, _ = feature_knn(h, self.k, batch, dilation=self.dilation[i],
+                                     batch_size=b)  # [N, k]
+            h = stage(h, nbr)  # [N, C_l]
+            h = apply_attention(stage.attn, h, pos, batch, a_idx, a_mask)
+            levels.append(h)
+        if self.fuse is not None:
+            fused = self.fuse(levels)  # [N, sum C_l]
+        else:
+            fused = torch.cat(levels, dim=-1)  # [N, sum C_l]
+        e = self.emb(fused)  # [N, C_e]
+        if self.task == "cls":
+            return torch.cat([ops.segment_max(e, batch, b),
+                              ops.segment_mean(e, batch, b)], dim=-1)  # [B, 2 C_e]
+        parts = [ops.segment_max(e, batch, b)[batch]]  # [N, C_e]
+        if self.category is not None:
+            if category is None:
+                raise ValueError("category [B] is required for part segmentation "
+                                 f"(num_categories={self.num_categories})")
+            onehot = F.one_hot(category.long(), self.num_categories).to(e.dtype)
+            parts.append(self.category(onehot)[batch])  # [N, C_cat]
+        parts.append(fused)
+        return torch.cat(parts, dim=-1)  # [N, C_out]
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, k={self.k}, "
+                f"dilation={self.dilation}, static_graph={self.static_graph}, "
+                f"fusion={self.fusion!r}, task={self.task!r}")
+
+
+# ----------------------------------------------------------------------------
+# registered models
+# ----------------------------------------------------------------------------
+
+_LRELU: Callable[[], nn.Module] = partial(nn.LeakyReLU, 0.2)
+
+
+def _cls(num_classes: int, kw: dict[str, Any], head: Sequence[int],
+         **defaults: Any) -> PointClassifier:
+    head = kw.pop("head_channels", head)
+    dropout = kw.pop("dropout", 0.5)
+    backbone = DGCNN(**{**defaults, **kw, "task": "cls"})
+    return PointClassifier(backbone, ClsHead(
+        backbone.out_channels, num_classes, hidden_channels=head, dropout=dropout,
+        act_layer=_LRELU, bias=False))
+
+
+def _seg(num_classes: int, kw: dict[str, Any], head: Sequence[int],
+         **defaults: Any) -> PointSegmenter:
+    head = kw.pop("head_channels", head)
+    dropout = kw.pop("dropout", 0.5)
+    backbone = DGCNN(**{**defaults, **kw, "task": "seg"})
+    return PointSegmenter(backbone, SegHead(
+        backbone.out_channels, num_classes, hidden_channels=head, dropout=dropout,
+        act_layer=_LRELU, bias=False))
+
+
+_SEG_CH = ((64, 64), (64, 64), (64,))
+_LITE_CH = ((32,), (32,), (64,))
+
+
+@register_model
+def dgcnn_cls(num_classes: int = 40, **kwargs: Any) -> PointClassifier:
+    """DGCNN classifier (k 20, EdgeConv 64/64/128/256, 1024-d embedding; ~1.81M)."""
+    return _cls(num_classes, kwargs, (512, 256), k=20, emb_channels=1024)
+
+
+@register_model
+def dgcnn_lite_cls(num_classes: int = 10, **kwargs: Any) -> PointClassifier:
+    """Narrow DGCNN classifier for CPU training (k 10, 32/32/64, 256-d)."""
+    return _cls(num_classes, kwargs, (128,), channels=_LITE_CH, k=10,
+                emb_channels=256)
+
+
+@register_model
+def dgcnn_partseg(num_classes: int = NUM_PARTS, num_categories: int = NUM_CATEGORIES,
+                  **kwargs: Any) -> PointSegmenter:
+    """DGCNN part segmenter (two-layer EdgeConvs, category one-hot; ShapeNetPart)."""
+    return _seg(num_classes, kwargs, (256, 256, 128), channels=_SEG_CH, k=40,
+                emb_channels=1024, num_categories=num_categories)
+
+
+@register_model
+def dgcnn_lite_partseg(num_classes: int = NUM_PARTS,
+                       num_categories: int = NUM_CATEGORIES,
+                       **kwargs: Any) -> PointSegmenter:
+    """Narrow DGCNN part segmenter for CPU demos and tests."""
+    return _seg(num_classes, kwargs, (64,), channels=((32,), (32,), (32,)), k=10,
+                emb_channels=256, num_categories=num_categories,
+                category_channels=32)
+
+
+@register_model
+def dgcnn_semseg(num_classes: int = 19, **kwargs: Any) -> PointSegmenter:
+    """DGCNN semantic segmenter (k 20; ``static_graph=True`` for whole scans)."""
+    return _seg(num_classes, kwargs, (512, 256), channels=_SEG_CH, k=20,
+                emb_channels=1024)
+
+
+@register_model
+def dgcnn_lite_semseg(num_classes: int = 19, **kwargs: Any) -> PointSegmenter:
+    """Narrow DGCNN semantic segmenter on a static coordinate graph, for scans."""
+    return _seg(num_classes, kwargs, (64,), channels=((32,), (32,), (32,)), k=10,
+                emb_channels=256, static_graph=True)

@@ -1,0 +1,225 @@
+r"""Heads and the model adapters that unpack a PyG ``Data``/``Batch``.
+
+- :class:`ClsHead`: MLP on a pooled feature, :math:`(B, C) \to (B, \text{classes})`.
+- :class:`SegHead`: per-point MLP, :math:`(N, C) \to (N, \text{classes})`.
+- :class:`PointClassifier` / :class:`PointSegmenter`: ``backbone`` + ``head``; the
+  only place where a ``Data``/``Batch`` is unpacked (STYLE.md section 5). They
+  return logits; losses live in :mod:`pointsam.engine`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import ops
+
+__all__ = ["ClsHead", "SegHead", "PointClassifier", "PointSegmenter", "unpack"]
+
+
+def _mlp_layers(in_channels: int, hidden: Sequence[int], out_channels: int,
+                dropout: float, act_layer: Callable[[], nn.Module],
+                bias: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    c = in_channels
+    for h in hidden:
+        ops.check_positive_int(h, "hidden_channels")
+        layers += [nn.Linear(c, h, bias=bias), nn.BatchNorm1d(h), act_layer()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        c = h
+    layers.append(nn.Linear(c, out_channels))
+    return nn.Sequential(*layers)
+
+
+class ClsHead(nn.Module):
+    r"""Classification head: ``Linear -> BN -> act -> Dropout`` per hidden layer,
+    then a linear classifier (the head of PointNet++ and DGCNN).
+
+    .. math::
+        \mathbf{h}_l = \mathrm{drop}(\sigma(\mathrm{BN}(\mathbf{W}_l
+        \mathbf{h}_{l-1} + \mathbf{b}_l))),\qquad
+        \mathbf{z} = \mathbf{W}_{out} \mathbf{h}_L + \mathbf{b}_{out}
+
+    Args:
+        in_channels: Size of the pooled feature :math:`C`.
+        num_classes: Number of classes.
+        hidden_channels: Widths of the hidden layers. (default: ``(512, 256)``)
+        dropout: Dropout probability after each hidden layer. (default: 0.5)
+        act_layer: Activation constructor. (default: ``nn.ReLU``)
+        bias: Biases in the hidden linear layers (BN follows). (default: ``True``)
+
+    Shapes:
+        - **input:** :math:`(B, C)`
+        - **output:** :math:`(B, \text{classes})`
+
+    Example:
+        >>> ClsHead(64, 10, hidden_channels=(32,)).eval()(torch.randn(4, 64)).shape
+        torch.Size([4, 10])
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, *,
+                 hidden_channels: Sequence[int] = (512, 256), dropout: float = 0.5,
+                 act_layer: Callable[[], nn.Module] = nn.ReLU,
+                 bias: bool = True) -> None:
+        super().__init__()
+        ops.check_positive_int(in_channels, "in_channels")
+        ops.check_positive_int(num_classes, "num_classes")
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.mlp = _mlp_layers(in_channels, hidden_channels, num_classes, dropout,
+                               act_layer, bias)
+
+    def reset_parameters(self) -> None:
+        for m in self.mlp:
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(x)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.num_classes}"
+
+
+class SegHead(ClsHead):
+    r"""Per-point segmentation head, the same MLP applied to every point.
+
+    .. math::
+        \mathbf{z}_i = \mathrm{MLP}(\mathbf{h}_i)
+
+    Args:
+        in_channels: Per-point feature size :math:`C`.
+        num_classes: Number of classes (parts).
+        hidden_channels: Widths of the hidden layers. (default: ``(128,)``)
+        dropout: Dropout after each hidden layer. (default: 0.5)
+        act_layer: Activation constructor. (default: ``nn.ReLU``)
+        bias: Biases in the hidden linear layers. (default: ``True``)
+
+    Shapes:
+        - **input:** :math:`(N, C)`
+        - **output:** :math:`(N, \text{classes})`
+
+    Example:
+        >>> SegHead(32, 5).eval()(torch.randn(100, 32)).shape
+        torch.Size([100, 5])
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, *,
+                 hidden_channels: Sequence[int] = (128,), dropout: float = 0.5,
+                 act_layer: Callable[[], nn.Module] = nn.ReLU,
+                 bias: bool = True) -> None:
+        super().__init__(in_channels, num_classes, hidden_channels=hidden_channels,
+                         dropout=dropout, act_layer=act_layer, bias=bias)
+
+
+def unpack(data: Any = None, *, pos: Tensor | None = None, x: Tensor | None = None,
+           batch: Tensor | None = None, category: Tensor | None = None
+           ) -> tuple[Tensor | None, Tensor, Tensor, Tensor | None, int]:
+    r"""``(x, pos, batch, category, batch_size)`` from a ``Data``/``Batch`` or tensors.
+
+    ``batch`` defaults to one cloud; the number of clouds comes from
+    ``data.num_graphs`` when present (no host sync), else from ``batch``.
+    """
+    if data is not None:
+        if pos is not None:
+            raise ValueError("give either a Data/Batch or pos=..., not both")
+        pos = getattr(data, "pos", None)
+        x = getattr(data, "x", None)
+        batch = getattr(data, "batch", None)
+        category = getattr(data, "category", None)
+    if pos is None:
+        raise ValueError("the input has no pos: give a Data/Batch with pos [N, 3]")
+    ops.check_pos(pos, "pos")
+    ops.check_batch(batch, pos.size(0), "batch")
+    if batch is None:
+        batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+        b = 1
+    else:
+        ng = getattr(data, "num_graphs", None) if data is not None else None
+        b = int(ng) if isinstance(ng, int) else ops.batch_size_of(batch)
+    return x, pos, batch, category, b
+
+
+def _features(backbone: nn.Module, x: Tensor | None, n: int) -> Tensor | None:
+    c = getattr(backbone, "in_channels", 0)
+    if c == 0:
+        return None  # features are used only when the model was built for them
+    if x is None:
+        raise ValueError(f"the model was built with in_channels={c} but the input "
+                         f"has no x (per-point features [N, {c}])")
+    ops.check_features(x, n, "x", channels=c)
+    return x
+
+
+class PointClassifier(nn.Module):
+    r"""A backbone that pools each cloud to one feature, plus a :class:`ClsHead`.
+
+    ``forward(data)`` takes a PyG ``Data``/``Batch`` (``pos``, ``batch``, ``x``
+    when the backbone has ``in_channels > 0``; otherwise ``x`` is ignored) or the
+    same as keyword tensors, and returns logits :math:`(B, \text{classes})`.
+
+    Example:
+        >>> from pointsam.models import DGCNN
+        >>> m = PointClassifier(DGCNN(channels=[[16]], k=4, emb_channels=32),
+        ...                     ClsHead(64, 3, hidden_channels=(16,))).eval()
+        >>> m(pos=torch.randn(30, 3), batch=torch.tensor([0] * 10 + [1] * 20)).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, data: Any = None, **tensors: Tensor) -> Tensor:
+        x, pos, batch, _, b = unpack(data, **tensors)
+        x = _features(self.backbone, x, pos.size(0))
+        return self.head(self.backbone(x, pos, batch, batch_size=b))  # [B, classes]
+
+
+class PointSegmenter(nn.Module):
+    r"""A backbone with per-point output, plus a :class:`SegHead`.
+
+    For part segmentation (``num_categories > 0``) the input must carry
+    ``category`` :math:`(B)` (the shape's category index); the backbone feeds its
+    one-hot to the decoder. Returns logits :math:`(N, \text{classes})`, one row per
+    input point. Restricting them to the category's parts at evaluation is
+    :func:`pointsam.models.shapenet_parts.restrict_to_category`.
+
+    Example:
+        >>> from pointsam.models import DGCNN
+        >>> bb = DGCNN(channels=[[16]], k=4, emb_channels=32, task="seg")
+        >>> m = PointSegmenter(bb, SegHead(bb.out_channels, 4)).eval()
+        >>> m(pos=torch.randn(30, 3)).shape
+        torch.Size([30, 4])
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    @property
+    def num_categories(self) -> int:
+        return int(getattr(self.backbone, "num_categories", 0))
+
+    def forward(self, data: Any = None, **tensors: Tensor) -> Tensor:
+        x, pos, batch, category, b = unpack(data, **tensors)
+        x = _features(self.backbone, x, pos.size(0))
+        nc = self.num_categories
+        if nc > 0:
+            if category is None:
+                raise ValueError(f"part segmentation needs the shape category: give "
+                                 f"data.category, int64 [B] in [0, {nc})")
+            category = torch.as_tensor(category, device=pos.device).long().flatten()
+            if category.numel() != b:
+                raise ValueError(f"category has {category.numel()} entries for {b} "
+                                 f"clouds; expected one per cloud, int64 [B]")
+            if bool(((category < 0) | (category >= nc)).any()):
+                raise ValueError(f"category values must be in [0, {nc}), got "
+                                 f"{sorted(set(category.tolist()))}")
+            feat = self.backbone(x, pos, batch, category=category, batch_size=b)
+        else:
+            feat = self.backbone(x, pos, batch, batch_size=b)
+        return self.head(feat)  # [N, classes]

@@ -1,0 +1,41 @@
+r"""Seeing attention: capture, colour maps, headless rendering and PLY export.
+
+.. code-block:: python
+
+    from pointsam.viz import capture, render_attention
+    with capture(model) as rec:          # every attention weight of one pass
+        model(batch)
+    render_attention(pos, rec["backbone.stages.0.attn"]["point"], "gate.png")
+
+- :func:`capture` is :func:`pointsam.nn.base.record_attention`;
+  :func:`capture_inputs` records the points each layer ran on.
+- :func:`render_attention` / :func:`render_figure`: PNGs through Open3D's
+  ``OffscreenRenderer`` (no display needed) or a NumPy fallback; several views,
+  a viridis colour bar, one scale shared by compared panels.
+- :func:`export_ply`: binary PLY with colours and the raw weights as
+  properties; :func:`read_ply` reads it back.
+- :func:`show`: an interactive Open3D window when a display is present.
+- :func:`visualize` / :func:`write_demo_gallery`: every layer of a model on one
+  cloud (what ``pointsam viz`` and ``pointsam demo`` write).
+
+Open3D is imported only inside the functions that render or write images.
+"""
+
+from ..nn.base import record_attention as capture
+from .colors import (GREY, PALETTE, QUERY_COLOR, VIRIDIS, axis_colors, colormap,
+                     label_colors, value_range)
+from .export import export_ply, read_ply
+from .gallery import default_query, render_map, visualize, write_demo_gallery
+from .image import bar_chart, colorbar, read_png, write_png
+from .maps import AttentionMap, attention_maps, capture_inputs, select_layers
+from .render import (VIEWS, Panel, has_display, render_attention, render_figure,
+                     render_views, renderer_available, show)
+
+__all__ = [
+    "capture", "capture_inputs", "attention_maps", "AttentionMap", "select_layers",
+    "render_attention", "render_figure", "render_views", "render_map", "Panel",
+    "VIEWS", "renderer_available", "has_display", "show",
+    "export_ply", "read_ply", "write_png", "read_png", "bar_chart", "colorbar",
+    "colormap", "value_range", "label_colors", "axis_colors", "VIRIDIS", "PALETTE",
+    "GREY", "QUERY_COLOR", "visualize", "write_demo_gallery", "default_query",
+]

@@ -1,0 +1,147 @@
+r"""``pointsam viz CHECKPOINT SOURCE --out DIR [--layer NAME] [--query INDEX]``.
+
+Loads a checkpoint written by :mod:`pointsam.engine`, reads one cloud, prepares
+it as evaluation does (normalisation and sampling of the checkpoint's config),
+runs the model once and writes the attention pictures (PNG) and raw weights
+(PLY) of every attention layer, or of ``--layer``; then prints their paths.
+
+``SOURCE`` is a cloud file (``.ply .pcd .xyz .txt .npy .bin .las``, read by
+:func:`pointsam.data.read_cloud`) or ``dataset:split:index``
+(``modelnet10:test:0``; an empty dataset name, ``:test:0``, means the
+checkpoint's own dataset). The pointsam command wires this in with
+``add_parser(subparsers)``; the handler is :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["add_parser", "run", "load_source", "main"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``viz`` sub-command to an ``argparse`` sub-parser set."""
+    p = subparsers.add_parser(
+        "viz", help="draw the attention weights of a checkpoint on one cloud",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a checkpoint written by pointsam train/demo")
+    p.add_argument("source", help="a cloud file, or dataset:split:index")
+    p.add_argument("--out", required=True, help="output folder for PNGs and PLYs")
+    p.add_argument("--layer", default=None,
+                   help="only this attention layer (module name, prefix or glob)")
+    p.add_argument("--query", type=int, default=None,
+                   help="query point index for neighbour/token maps "
+                        "(default: the point nearest the centroid)")
+    p.add_argument("--size", default="640x260", help="PNG size WIDTHxHEIGHT")
+    p.add_argument("--views", default="iso,top",
+                   help="comma-separated views: iso, front, side, top, back")
+    p.add_argument("--up", default="z", choices=("z", "y"), help="the up axis")
+    p.add_argument("--backend", default="auto", choices=("auto", "open3d", "numpy"))
+    p.add_argument("--num-points", type=int, default=None,
+                   help="sample the cloud to this many points (default: the config's)")
+    p.add_argument("--category", type=int, default=None,
+                   help="part segmentation: the shape's category id")
+    p.add_argument("--no-ply", action="store_true", help="write PNGs only")
+    p.set_defaults(func=run)
+    return p
+
+
+def _parse_size(s: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in s.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must be WIDTHxHEIGHT, got {s!r}") from None
+    if w < 64 or h < 64:
+        raise ValueError(f"--size {s} is too small (at least 64x64)")
+    return w, h
+
+
+def load_source(source: str, cfg: Any, num_points: int | None = None) -> Any:
+    """One ``Data`` cloud from a file or ``dataset:split:index``, prepared for eval."""
+    from pointsam.engine.builders import build_dataset, build_transform
+
+    cfg = copy.deepcopy(cfg)
+    if num_points is not None:
+        if num_points < 1:
+            raise ValueError(f"--num-points must be positive, got {num_points}")
+        cfg.data.num_points = num_points
+    path = Path(source)
+    if not path.exists() and source.count(":") == 2:
+        name, split, index = source.split(":")
+        if name:
+            cfg.data.name = name
+            cfg.data.root = None
+        try:
+            i = int(index)
+        except ValueError:
+            raise ValueError(f"SOURCE {source!r}: the index must be an integer") \
+                from None
+        ds = build_dataset(cfg, split)
+        if not -len(ds) <= i < len(ds):
+            raise ValueError(f"SOURCE {source!r}: index {i} is out of range for the "
+                             f"{len(ds)} samples of {cfg.data.name}:{split}")
+        data = ds[i]
+    else:
+        if not path.is_file():
+            raise FileNotFoundError(f"SOURCE {source!r} is neither a file nor "
+                                    "dataset:split:index")
+        from pointsam.data import read_cloud
+
+        data = read_cloud(path)
+    t = build_transform(cfg, train=False)
+    return t(data) if t is not None else data
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``pointsam viz``: write the pictures and print their paths."""
+    from pointsam.engine.predict import load_trained
+
+    from .gallery import visualize
+
+    size = _parse_size(args.size)
+    views = [v.strip() for v in args.views.split(",") if v.strip()]
+    model, task, cfg, meta = load_trained(args.checkpoint)
+    data = load_source(args.source, cfg, args.num_points)
+    if task.name == "partseg":
+        cat = args.category if args.category is not None else (
+            int(data.category.reshape(-1)[0]) if "category" in data else None)
+        if cat is None:
+            raise ValueError("part segmentation needs the shape's category "
+                             "(--category)")
+        data.category = torch.tensor([cat])
+    paths = visualize(model, data, args.out, layer=args.layer, query=args.query,
+                      class_names=meta.get("class_names") or None,
+                      task="cls" if task.name == "cls" else "seg", size=size,
+                      views=views, up=args.up, backend=args.backend,
+                      ply=not args.no_ply)
+    for p in paths:
+        print(p)
+    if not any(p.name not in ("labels.png", "labels.ply", "input.png") for p in paths):
+        print("note: the model recorded no attention weights (a plain backbone?)",
+              file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``viz`` on its own (``python -m pointsam.viz.cli ...``)."""
+    parser = argparse.ArgumentParser(prog="pointsam")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(["viz", *(sys.argv[1:] if argv is None else argv)])
+    from pointsam.engine.checkpoint import CheckpointError
+
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
+        print(f"pointsam viz: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+r"""One call from a model and a cloud to the attention pictures of every layer.
+
+:func:`visualize` runs the model once on one cloud under
+:func:`~pointsam.viz.capture` and :func:`~pointsam.viz.maps.capture_inputs`, turns
+the weights into maps (:func:`~pointsam.viz.maps.attention_maps`) and writes,
+for each map, a PNG (several views, colour bar, shared scale across the panels
+of one map) and a PLY with the raw weights as per-point properties; then the
+true and predicted labels (segmentation: two panels; classification: the class
+names in the titles). :func:`write_demo_gallery` is what ``pointsam demo`` calls
+at its end; ``pointsam viz`` (:mod:`pointsam.viz.cli`) calls :func:`visualize`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..nn.base import record_attention
+from . import image as im
+from .colors import PALETTE, label_colors, to_numpy
+from .export import export_ply
+from .maps import AttentionMap, attention_maps, capture_inputs, select_layers
+from .render import Panel, render_figure
+
+__all__ = ["visualize", "write_demo_gallery", "render_map", "default_query",
+           "run_model"]
+
+
+def default_query(pos: Any) -> int:
+    """The canonical query point: the one nearest the cloud's centroid."""
+    p = to_numpy(pos, np.float64)
+    return int(np.argmin(((p - p.mean(0)) ** 2).sum(1)))
+
+
+def run_model(model: nn.Module, data: Any) -> tuple[torch.Tensor, Any, Any, Any]:
+    """Run ``model`` on one ``Data`` cloud, recording weights and layer inputs.
+
+    Returns:
+        ``(logits, batch, record, inputs)``.
+    """
+    from torch_geometric.data import Batch
+
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    batch = Batch.from_data_list([data]).to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), record_attention(model) as rec, \
+                capture_inputs(model) as inputs:
+            logits = model(batch)
+    finally:
+        model.train(was_training)
+    return logits, batch, rec, inputs
+
+
+def _branch_names(model: nn.Module) -> dict[str, list[str]]:
+    """LAFF branch names of multi-branch modules: the class name of each branch."""
+    out: dict[str, list[str]] = {}
+    for name, m in model.named_modules():
+        if type(m).__name__ == "AxialAttention":
+            out[name] = ["x", "y", "z"]
+            continue
+        br = getattr(m, "branches", None)
+        if isinstance(br, (nn.ModuleList, list, tuple)) and len(br):
+            out[name] = [type(b).__name__ for b in br]
+    return out
+
+
+def render_map(amap: AttentionMap, out_dir: Path, *, size: tuple[int, int] = (640, 260),
+               views: Sequence[str] = ("iso", "top"), up: str = "z",
+               backend: str = "auto", ply: bool = True, suffix: str = ""
+               ) -> list[Path]:
+    """Write one map's PNG (and PLY of its raw weights); return the paths."""
+    paths: list[Path] = []
+    png = out_dir / f"{amap.slug}.png"
+    if amap.bars is not None:
+        w, h = size
+        chart = im.bar_chart(amap.bars, w, max(h // 2, 100), vmin=amap.vmin or 0.0,
+                             vmax=amap.vmax if amap.vmax is not None else 1.0,
+                             title=amap.title + suffix)
+        paths.append(im.write_png(png, chart))
+        return paths
+    h = size[1] if len(amap.panels) == 1 else max(size[1], 140 * len(amap.panels) + 60)
+    render_figure(amap.panels, png, size=(size[0], h), views=views,
+                  title=amap.title + suffix, vmin=amap.vmin, vmax=amap.vmax,
+                  up=up, backend=backend)
+    paths.append(png)
+    if ply and amap.raw and amap.raw_pos is not None:
+        paths.append(export_ply(out_dir / f"{amap.slug}.ply", amap.raw_pos,
+                                weights=amap.raw, vmin=amap.vmin, vmax=amap.vmax))
+    return paths
+
+
+def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
+              layer: str | None = None, query: int | None = None,
+              class_names: Sequence[str] | None = None, task: str | None = None,
+              size: tuple[int, int] = (640, 260), views: Sequence[str] = ("iso", "top"),
+              up: str = "z", backend: str = "auto", ply: bool = True,
+              max_maps: int | None = None) -> list[Path]:
+    r"""Draw every attention weight of one forward pass on one cloud.
+
+    Args:
+        model: A pointsam model (``model(batch) -> logits``).
+        data: One PyG ``Data`` with ``pos`` (and ``x``, ``y``, ``category`` as
+            the model needs).
+        out_dir: Folder for the PNGs and PLYs (created).
+        layer: Only this layer (a module name, its prefix or a glob).
+        query: Query point for neighbour and token maps (index into
+            ``data.pos``; default: :func:`default_query`).
+        class_names: Names of the classes, for titles and legends.
+        task: ``cls``, ``partseg`` or ``semseg`` (default: from the logits' shape).
+        size: ``(width, height)`` of each PNG.
+        views: Views per figure.
+        up: ``"z"`` or ``"y"``.
+        backend: Renderer (``"auto"``, ``"open3d"``, ``"numpy"``).
+        ply: Also write PLYs with the raw weights.
+        max_maps: Keep at most this many maps (the first ones).
+
+    Returns:
+        The files written, PNGs and PLYs.
+
+    Raises:
+        ValueError: ``layer`` names no recorded layer (the message lists them).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pos = data.pos
+    n = pos.size(0)
+    q = default_query(pos) if query is None else int(query)
+    if not 0 <= q < n:
+        raise ValueError(f"--query {q} is out of range: the cloud has {n} points")
+    logits, _, rec, inputs = run_model(model, data)
+    logits = logits.float().cpu()
+    names = list(class_names) if class_names is not None else None
+    if task is None:
+        task = "cls" if logits.dim() == 2 and logits.size(0) == 1 and n != 1 else "seg"
+
+    def cname(i: int) -> str:
+        return names[i] if names is not None and 0 <= i < len(names) else str(i)
+
+    suffix = ""
+    y = getattr(data, "y", None)
+    if task == "cls":
+        pred = int(logits.argmax(-1)[0])
+        true = int(y.reshape(-1)[0]) if isinstance(y, torch.Tensor) and y.numel() else None
+        suffix = f" | pred {cname(pred)}" + (f", true {cname(true)}" if true is not None
+                                               else "")
+    layers = select_layers(list(rec), layer)
+    maps = attention_maps(rec, inputs, pos, None, query=q, layers=layers,
+                          branch_names=_branch_names(model))
+    if max_maps is not None:
+        maps = maps[:max_maps]
+    paths: list[Path] = []
+    for amap in maps:
+        paths += render_map(amap, out, size=size, views=views, up=up, backend=backend,
+                            ply=ply, suffix=suffix)
+    if task != "cls" and logits.dim() == 2 and logits.size(0) == n:
+        pred_lab = logits.argmax(-1).numpy()
+        panels = []
+        shown = set(pred_lab.tolist())
+        if isinstance(y, torch.Tensor) and y.numel() == n:
+            true_lab = y.reshape(-1).long().numpy()
+            shown |= set(true_lab.tolist())
+            panels.append(Panel(pos, colors=label_colors(true_lab), title="true labels"))
+        panels.append(Panel(pos, colors=label_colors(pred_lab), title="predicted"))
+        legend = [(cname(c), PALETTE[c % len(PALETTE)]) for c in sorted(shown) if c >= 0]
+        panels[0].legend = legend
+        png = out / "labels.png"
+        render_figure(panels, png, size=(size[0], max(size[1], 140 * len(panels) + 40)),
+                      views=views, title="labels", up=up, backend=backend)
+        paths.append(png)
+        if ply:
+            paths.append(export_ply(
+                out / "labels.ply", pos, colors=label_colors(pred_lab),
+                labels=true_lab if len(panels) == 2 else None, pred=pred_lab))
+    elif task == "cls":
+        png = out / "input.png"
+        render_figure([Panel(pos, values=None)], png, size=size, views=views,
+                      title="input" + suffix, up=up, backend=backend)
+        paths.append(png)
+    return paths
+
+
+def write_demo_gallery(model: nn.Module, dataset: Any, out_dir: str | Path, *,
+                       index: int = 0, **kwargs: Any) -> list[Path]:
+    """The demo's attention pictures: :func:`visualize` on ``dataset[index]``.
+
+    Class names come from the dataset (``class_names`` or ``classes``) when it
+    has them. Keyword arguments go to :func:`visualize`.
+
+    Returns:
+        The files written.
+    """
+    if len(dataset) == 0:
+        raise ValueError("write_demo_gallery needs a non-empty dataset")
+    data = dataset[index]
+    names = kwargs.pop("class_names", None)
+    if names is None:
+        for attr in ("class_names", "classes"):
+            v = getattr(dataset, attr, None)
+            if isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v):
+                names = list(v)
+                break
+    return visualize(model, data, out_dir, class_names=names, **kwargs)

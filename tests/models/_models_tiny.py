@@ -1,0 +1,42 @@
+"""Tiny overrides per registered model, so every model runs in milliseconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+_SSG = [{"sample": 8, "radius": 0.8, "k": 6, "mlp": [8, 16]},
+        {"sample": 4, "radius": 1.5, "k": 6, "mlp": [16, 16]}]
+_MSG = [{"sample": 8, "radius": [0.5, 1.0], "k": [4, 6], "mlp": [[8, 8], [8, 8]]},
+        {"sample": 4, "radius": [1.0, 2.0], "k": [4, 6], "mlp": [[8, 8], [8, 8]]}]
+_SEM = [{"sample": 0.5, "radius": 0.8, "k": 6, "mlp": [8, 16]},
+        {"sample": 0.5, "radius": 1.5, "k": 6, "mlp": [16, 16]}]
+_DG = {"channels": [[8], [16]], "k": 4, "emb_channels": 16, "head_channels": (16,)}
+
+
+def tiny(name: str) -> dict[str, Any]:
+    """Overrides that shrink the registered model ``name`` (same structure)."""
+    if name.startswith("dgcnn"):
+        kw = dict(_DG)
+        if "partseg" in name:
+            kw["category_channels"] = 8
+        return kw
+    kw = {"head_channels": (16,)}
+    if name.endswith("_cls"):
+        kw.update(stages=_MSG if "msg" in name else _SSG, global_mlp=[16, 32])
+    elif name.endswith("partseg"):
+        kw.update(stages=_MSG if "msg" in name else _SSG, global_mlp=[16, 32],
+                  decoder=[[16], [16], [16]])
+    else:  # semseg
+        kw.update(stages=_SEM, decoder=[[16], [16]])
+    return kw
+
+
+def ragged(sizes: tuple[int, ...] = (9, 14, 20), seed: int = 0
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """pos [N, 3] (clouds of the given sizes, unit scale) and sorted batch [N]."""
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randn(sum(sizes), 3, generator=g)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    return pos, batch

@@ -1,0 +1,86 @@
+import pytest
+import torch
+from torch import nn
+
+from pointsam import ops
+from pointsam.nn import MLP, check_inputs, neighbours
+
+
+def test_mlp_shapes_repr_and_layers():
+    m = MLP([3, 16, 8])
+    assert m(torch.randn(5, 4, 3)).shape == (5, 4, 8)
+    assert "[3, 16, 8]" in repr(m)
+    assert len(m.lins) == 2 and len(m.acts) == 1  # plain last
+    m2 = MLP([3, 16, 8], plain_last=False, norm_layer=nn.LayerNorm, bias=False)
+    assert len(m2.acts) == 2 and m2.lins[0].bias is None
+    assert (m2(torch.randn(7, 3)) >= 0).all()  # ends with ReLU
+    bn = MLP([3, 16, 8], norm_layer=nn.BatchNorm1d)
+    assert bn(torch.randn(6, 5, 3)).shape == (6, 5, 8)  # BN over flattened [-1, C]
+
+
+def test_mlp_matches_manual_and_gradients():
+    m = MLP([4, 6, 2])
+    x = torch.randn(3, 4)
+    ref = m.lins[1](torch.relu(m.lins[0](x)))
+    assert torch.allclose(m(x), ref)
+    m(x).sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_mlp_reset_and_dtype():
+    m = MLP([4, 6, 2], dtype=torch.float64)
+    assert m.lins[0].weight.dtype == torch.float64
+    w = m.lins[0].weight.clone()
+    m.reset_parameters()
+    assert not torch.equal(w, m.lins[0].weight)
+    with pytest.raises(ValueError, match="at least"):
+        MLP([4])
+    with pytest.raises(ValueError, match="channels"):
+        MLP([4, 0])
+
+
+def test_check_inputs_errors():
+    pos, x = torch.randn(6, 3), torch.randn(6, 4)
+    batch = torch.tensor([0, 0, 0, 1, 1, 1])
+    check_inputs(x, pos, batch, in_channels=4)
+    idx, mask = ops.knn(pos, 2, batch)
+    check_inputs(x, pos, batch, idx, mask, 4)
+    with pytest.raises(ValueError, match="x has 4 channels, expected 3"):
+        check_inputs(x, pos, batch, in_channels=3)
+    with pytest.raises(ValueError, match="x has 5 rows"):
+        check_inputs(x[:5], pos, batch)
+    with pytest.raises(ValueError, match="int64"):
+        check_inputs(x, pos, batch, idx.int())
+    with pytest.raises(ValueError, match=r"\[N, K\]"):
+        check_inputs(x, pos, batch, idx[:, 0])
+    with pytest.raises(ValueError, match="outside"):
+        check_inputs(x, pos, batch, idx - 1)
+    with pytest.raises(ValueError, match="bool"):
+        check_inputs(x, pos, batch, idx, mask.long())
+    with pytest.raises(ValueError, match="without nbr_idx"):
+        check_inputs(x, pos, batch, None, mask)
+    with pytest.raises(ValueError, match="no valid neighbour"):
+        check_inputs(x, pos, batch, idx, torch.zeros_like(mask))
+    with pytest.raises(ValueError, match="different clouds"):
+        check_inputs(x, pos, batch, torch.full_like(idx, 5))
+    # a cross-cloud entry that is masked out is fine
+    bad = idx.clone()
+    bad[0, 1] = 5
+    m2 = mask.clone()
+    m2[0, 1] = False
+    check_inputs(x, pos, batch, bad, m2)
+    with pytest.raises(TypeError):
+        check_inputs(x, pos.numpy(), batch)
+
+
+def test_neighbours_only_computes_when_missing():
+    pos = torch.randn(10, 3)
+    batch = torch.tensor([0] * 4 + [1] * 6)
+    idx, mask = neighbours(pos, batch, 3)
+    ref = ops.knn(pos, 3, batch)
+    assert torch.equal(idx, ref[0]) and torch.equal(mask, ref[1])
+    given = torch.zeros(10, 2, dtype=torch.long)
+    i2, m2 = neighbours(pos, batch, 3, nbr_idx=given)
+    assert i2 is given and m2.shape == (10, 2) and bool(m2.all())
+    d_idx, _ = neighbours(pos, batch, 2, dilation=2)
+    assert torch.equal(d_idx, ops.knn(pos, 2, batch, dilation=2)[0])

@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+import torch
+
+from pointsam.viz import (VIRIDIS, Panel, bar_chart, read_png, render_attention,
+                          render_figure, render_views)
+from pointsam.viz.colors import QUERY_COLOR
+
+SIZE = (320, 240)
+
+
+def _cloud(n: int = 400) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 3, generator=g) * torch.tensor([1.0, 0.6, 0.4])
+
+
+def _assert_not_blank(img: np.ndarray) -> None:
+    grey = img.astype(np.float64).mean(-1)
+    background = (grey == 255).mean()
+    assert 0.05 < 1 - background, "almost nothing was drawn"
+    assert grey.std() > 20, f"pixel std {grey.std():.1f} is close to a blank image"
+
+
+def _has_colour(img: np.ndarray, rgb, tol: int = 2) -> bool:
+    target = np.round(np.asarray(rgb) * 255)
+    return bool((np.abs(img.astype(int) - target).max(-1) <= tol).any())
+
+
+def _has_any(img: np.ndarray, table: np.ndarray, tol: int = 2) -> bool:
+    px = img.reshape(-1, 1, 3).astype(int)
+    return bool((np.abs(px - np.round(table * 255)[None]).max(-1) <= tol).any())
+
+
+@pytest.mark.parametrize("backend", ["open3d", "numpy"])
+def test_headless_png_of_asked_size_not_blank(tmp_path, backend, request):
+    if backend == "open3d":
+        request.getfixturevalue("open3d_renderer")
+    pos = _cloud()
+    out = tmp_path / f"{backend}.png"
+    img = render_attention(pos, pos[:, 0], out, size=SIZE, title="x weight",
+                           views=("iso", "front", "top"), backend=backend)
+    assert img.shape == (SIZE[1], SIZE[0], 3)
+    back = read_png(out)
+    assert back.shape == (SIZE[1], SIZE[0], 3)
+    np.testing.assert_array_equal(back, img)
+    _assert_not_blank(back)
+    # colours are drawn exactly (no tone mapping): the views show colours of both
+    # ends of the map, as the weights (x coordinate) span it
+    views = back[14:150]
+    assert _has_any(views, VIRIDIS[:40]) and _has_any(views, VIRIDIS[-40:])
+
+
+@pytest.mark.parametrize("backend", ["open3d", "numpy"])
+def test_views_differ_and_every_view_has_points(backend, request):
+    if backend == "open3d":
+        request.getfixturevalue("open3d_renderer")
+    pos = _cloud().numpy()
+    cols = np.tile([[0.1, 0.2, 0.9]], (len(pos), 1))
+    tiles = render_views(pos, cols, views=("iso", "front", "top"), width=120,
+                         height=90, backend=backend)
+    assert [t.shape for t in tiles] == [(90, 120, 3)] * 3
+    for t in tiles:
+        assert (t != 255).any(axis=-1).mean() > 0.02
+    assert not np.array_equal(tiles[1], tiles[2])
+
+
+def test_open3d_and_numpy_use_the_same_camera(open3d_renderer):
+    pos = _cloud().numpy()
+    cols = np.zeros_like(pos)
+    a, = render_views(pos, cols, views=("iso",), width=160, height=120,
+                      backend="open3d")
+    b, = render_views(pos, cols, views=("iso",), width=160, height=120,
+                      backend="numpy")
+    ca = np.argwhere(a.mean(-1) < 128).mean(0)
+    cb = np.argwhere(b.mean(-1) < 128).mean(0)
+    assert np.abs(ca - cb).max() < 3.0, (ca, cb)
+
+
+def test_query_marker_and_grey_rest_are_drawn():
+    pos = _cloud()
+    w = torch.full((len(pos),), float("nan"))
+    w[:20] = torch.linspace(0, 1, 20)
+    img = render_attention(pos, w, query=0, size=SIZE, backend="numpy")
+    assert _has_colour(img[:190], QUERY_COLOR)       # the marked query
+    assert _has_colour(img[:190], (0.78, 0.78, 0.78))  # the rest, grey
+
+
+def test_shared_scale_across_panels():
+    pos = _cloud()
+    lo = Panel(pos, values=torch.zeros(len(pos)), title="low")
+    hi = Panel(pos, values=torch.ones(len(pos)), title="high")
+    img = render_figure([lo, hi], size=(320, 320), views=("iso",), backend="numpy")
+    top, bottom = img[:140], img[150:280]
+    # with one scale the all-0 panel is the first colour, the all-1 the last
+    assert _has_colour(top, VIRIDIS[0]) and not _has_colour(top, VIRIDIS[-1])
+    assert _has_colour(bottom, VIRIDIS[-1]) and not _has_colour(bottom, VIRIDIS[0])
+    # without sharing, each constant panel gets its own (centred) range
+    img2 = render_figure([lo, hi], size=(320, 360), views=("iso",),
+                         shared_scale=False, backend="numpy")
+    assert not _has_colour(img2[:120], VIRIDIS[0])
+
+
+def test_bar_chart_heights_follow_the_weights():
+    v = np.array([0.0, 0.25, 0.5, 1.0])
+    img = bar_chart(v, 200, 120)
+    assert img.shape == (120, 200, 3)
+    heights = []
+    for c in range(4):
+        col = img[:, 40 + c * 38 + 15]
+        heights.append(int((np.abs(col.astype(int) - 255).sum(-1) > 0).sum()))
+    assert heights[0] < heights[1] < heights[2] < heights[3]
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="\\[N, 3\\]"):
+        render_attention(torch.zeros(5, 2), backend="numpy")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        render_attention(torch.full((5, 3), float("inf")), backend="numpy")
+    with pytest.raises(ValueError, match="entries"):
+        render_attention(torch.zeros(5, 3), torch.zeros(4), backend="numpy")
+    with pytest.raises(ValueError, match="unknown view"):
+        render_attention(torch.randn(5, 3), views=("diagonal",), backend="numpy")
+    with pytest.raises(ValueError, match="backend"):
+        render_attention(torch.randn(5, 3), backend="vtk")
