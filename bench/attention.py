@@ -6,9 +6,11 @@
    same ``pos_nn``/``attn_nn`` and weights (loaded with ``LocalAttention.from_pyg``),
    C = 64, k = 16, the same kNN table (PyG gets it as ``edge_index``), at 20k and
    100k points: forward + backward, median wall time and peak memory. Outputs are
-   asserted equal first. Each measurement runs in its own subprocess: peak CPU
-   memory is the ``ru_maxrss`` rise over the process's resident size before the
-   first forward (CUDA: ``torch.cuda.max_memory_allocated`` rise).
+   asserted equal first. Each measurement runs in its own subprocess, after a
+   warm-up on 300 points (lazy imports, allocator): peak CPU memory is the rise
+   of the peak resident size (``VmHWM``, reset through ``/proc/self/clear_refs``;
+   ``ru_maxrss`` where that is not possible) over the resident size before the
+   first full-size forward; CUDA: the ``torch.cuda.max_memory_allocated`` rise.
 2. Scaling of ``LocalGlobalAttention``, ``AxialAttention`` and ``CBAM`` (when part B
    is present) from 1k to 200k points, C = 64: time and peak memory per point.
 3. One line per target, e.g. ``local_vector_vs_pyg_100k speed=2.31x memory=0.42x``
@@ -20,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -79,9 +82,23 @@ def _module(case: str, device: torch.device) -> torch.nn.Module:
     raise ValueError(case)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_bytes(key: str) -> int:
+    """A ``/proc/self/status`` size (``VmRSS``, ``VmHWM``) in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the process's peak RSS (``VmHWM``); False where the kernel cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_bytes("VmHWM") <= _status_bytes("VmRSS") + (1 << 20)
+    except (OSError, KeyError):
+        return False
 
 
 def worker(case: str, n: int, device: str, repeat: int) -> dict[str, float]:
@@ -95,34 +112,44 @@ def worker(case: str, n: int, device: str, repeat: int) -> dict[str, float]:
     torch.set_grad_enabled(True)
     pos, x = _cloud(n, 0, dev)
     x.requires_grad_(True)
+    pos_w, x_w = _cloud(300, 2, dev)  # warm-up cloud: lazy imports, allocator
     if case in ("ours", "ours_plain", "pyg"):
         conv, ours = _pyg_pair(dev)
-        nbr_idx, nbr_mask = ops.knn(pos, K)  # [N, K]
-        if case == "pyg":
-            ei = _edge_index(nbr_idx, nbr_mask)
-            fn = lambda: conv(x, pos, ei)  # noqa: E731
-        else:
-            ours.fused = case == "ours"
-            fn = lambda: ours(x, pos, None, nbr_idx, nbr_mask)  # noqa: E731
+        ours.fused = case == "ours"
+
+        def make_fn(x: torch.Tensor, pos: torch.Tensor):  # noqa: ANN202
+            nbr_idx, nbr_mask = ops.knn(pos, K)  # [N, K], not timed
+            if case == "pyg":
+                ei = _edge_index(nbr_idx, nbr_mask)
+                return lambda: conv(x, pos, ei)
+            return lambda: ours(x, pos, None, nbr_idx, nbr_mask)
     else:
         m = _module(case, dev)
-        fn = lambda: m(x, pos)  # noqa: E731
 
-    def step() -> None:
-        out = fn()
+        def make_fn(x: torch.Tensor, pos: torch.Tensor):  # noqa: ANN202
+            return lambda: m(x, pos)
+
+    def step(f) -> None:  # noqa: ANN001
+        out = f()
         out.sum().backward()
 
+    step(make_fn(x_w.requires_grad_(True), pos_w))
+    fn = make_fn(x, pos)
     sync = dev.type == "cuda"
+    gc.collect()
     if sync:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_bytes()
-    step()  # the first run sets the peak
+        reset = _reset_peak_rss()
+        base = _status_bytes("VmRSS")
+    step(fn)  # the first run sets the peak
     if sync:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - base
+    elif reset:
+        peak = _status_bytes("VmHWM") - base
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
     times = []
@@ -131,7 +158,7 @@ def worker(case: str, n: int, device: str, repeat: int) -> dict[str, float]:
         if sync:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        step()
+        step(fn)
         if sync:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
@@ -160,7 +187,8 @@ def check_equal(n: int, device: str) -> float:
 
 def _run(case: str, n: int, device: str, repeat: int) -> dict[str, float]:
     cmd = [sys.executable, "-m", "bench.attention", "--worker", case, str(n),
-           "--device", device, "--repeat", str(repeat)]
+           "--device", device, "--repeat", str(repeat),
+           "--threads", str(torch.get_num_threads())]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if res.returncode != 0:
         return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "?"}
@@ -173,8 +201,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (0: torch's default)")
     ap.add_argument("--worker", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.worker:
         case, n = args.worker
         print(json.dumps(worker(case, int(n), args.device, args.repeat)))
@@ -184,7 +216,7 @@ def main() -> None:
     scaling = [1000, 2000, 4000, 8000] if args.quick else \
         [1000, 5000, 20000, 50000, 100000, 200000]
     cpu = platform.processor() or platform.machine()
-    print(f"# pointsam attention benchmark ({cpu},"
+    print(f"# pointsam attention benchmark ({cpu}, {torch.get_num_threads()} threads,"
           f" {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device})")
     print(f"\n## LocalAttention(vector) vs PyG PointTransformerConv, C={C}, k={K}, "
           f"forward+backward, median of {args.repeat}\n")

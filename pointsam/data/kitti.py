@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -207,6 +208,12 @@ class SemanticKITTI(Dataset):
                     seq_dir / seqs[0] / "velodyne",
                 )
             self.missing_sequences = sorted(set(seqs) - set(present))
+            if self.missing_sequences:
+                warnings.warn(
+                    f"SemanticKITTI {split} split: sequences {self.missing_sequences} "
+                    f"are missing under {seq_dir}; using {present}",
+                    stacklevel=2,
+                )
             seqs = present
         else:
             seqs = [f"{int(s):02d}" for s in sequences]

@@ -94,6 +94,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():  # not code: bytes that are no pickle
+            raise CheckpointError(f"cannot read checkpoint {path} (truncated or "
+                                  f"corrupt): {str(e).splitlines()[-3:]}") from None
         raise CheckpointError(
             f"refusing to load {path}: it contains pickled code or objects that "
             "weights_only=True does not allow (pointsam checkpoints hold only "

@@ -23,7 +23,7 @@ every other module is added as a residual, :math:`x \leftarrow x + f(x)`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 from torch import nn
 
@@ -56,8 +56,8 @@ GATES: tuple[type[nn.Module], ...] = tuple(
 _OWN_TABLE: tuple[type[nn.Module], ...] = tuple(
     ATTENTION[n] for n in _OWN_TABLE_NAMES if n in ATTENTION)
 
-AttentionSpec = Union[None, str, type, Callable[[int], nn.Module], nn.Module,
-                      Mapping[str, Any], Sequence[Any]]
+AttentionSpec = (str | type | Callable[[int], nn.Module] | nn.Module
+                 | Mapping[str, Any] | Sequence[Any] | None)
 
 
 def is_gate(module: nn.Module) -> bool:

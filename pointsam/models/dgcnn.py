@@ -69,8 +69,9 @@ def feature_knn(x: Tensor, k: int, batch: Tensor | None = None, *,
         \mathcal{N}(i) = \operatorname{top-}k_{j:\, b_j = b_i}\;
         -\|\mathbf{x}_i - \mathbf{x}_j\|^2
 
-    with :math:`\|\mathbf{x}_i - \mathbf{x}_j\|^2 = \|\mathbf{x}_i\|^2 +
-    \|\mathbf{x}_j\|^2 - 2\,\mathbf{x}_i^\top \mathbf{x}_j` computed on clouds
+    ranked by :math:`\|\mathbf{x}_j\|^2 - 2\,\mathbf{x}_i^\top \mathbf{x}_j`
+    (the squared distance less the row constant :math:`\|\mathbf{x}_i\|^2`,
+    one ``baddbmm``) on clouds
     padded by :func:`pointsam.ops.to_dense`, several clouds per ``bmm`` while they
     fit ``block`` entries, and query-row chunks for a cloud that does not. The
     cost is :math:`O(\sum_b n_b^2 C)` time and :math:`O(\text{block})` memory;
@@ -108,17 +109,19 @@ def feature_knn(x: Tensor, k: int, batch: Tensor | None = None, *,
     n_max = dense.size(1)
     kk = min(k * dilation, n_max)
     ptr = ops.batch_to_ptr(batch, b)  # [B + 1]
-    sq = (dense * dense).sum(-1)  # [B, N_max]
+    # the row term ||x_i||^2 does not change a row's ranking: rank by
+    # ||x_j||^2 - 2 x_i.x_j, one baddbmm; padding columns get +inf
+    sq = (dense * dense).sum(-1).masked_fill(~dmask, float("inf"))  # [B, N_max]
     table = torch.full((b, n_max, k * dilation), -1, dtype=torch.long, device=x.device)
     rows = max(1, min(n_max, block // max(1, n_max)))  # query rows per block
     clouds = max(1, block // max(1, n_max * n_max))  # clouds per block
     for s in range(0, b, clouds):
         e = min(b, s + clouds)
+        keys_t = dense[s:e].transpose(1, 2)  # [b', C, N_max]
         for r in range(0, n_max, rows):
             q = dense[s:e, r:r + rows]  # [b', r', C]
-            d = sq[s:e, r:r + rows].unsqueeze(2) + sq[s:e].unsqueeze(1) \
-                - 2.0 * torch.bmm(q, dense[s:e].transpose(1, 2))  # [b', r', N_max]
-            d = d.masked_fill(~dmask[s:e].unsqueeze(1), float("inf"))
+            d = torch.baddbmm(sq[s:e].unsqueeze(1), q, keys_t,
+                              alpha=-2.0)  # [b', r', N_max]
             dist, idx = d.topk(kk, dim=-1, largest=False, sorted=True)  # [b', r', kk]
             idx = (idx + ptr[s:e].view(-1, 1, 1)).masked_fill(torch.isinf(dist), -1)
             table[s:e, r:r + rows, :kk] = idx
@@ -142,6 +145,9 @@ class EdgeConv(nn.Module):
         in_channels: :math:`C_{in}`.
         channels: Widths of the layers of :math:`h_\Theta`.
         negative_slope: LeakyReLU slope. (default: 0.2)
+        attn: The stage's attention module, kept here (so it is recorded as
+            ``stages.<l>.attn``) and applied by :class:`DGCNN` with the shared
+            coordinate table; ``None`` for none.
 
     Shapes:
         - **input:** x :math:`(N, C_{in})`, nbr_idx :math:`(N, K)` (entries that a
@@ -156,7 +162,7 @@ class EdgeConv(nn.Module):
     """
 
     def __init__(self, in_channels: int, channels: Sequence[int], *,
-                 negative_slope: float = 0.2) -> None:
+                 negative_slope: float = 0.2, attn: nn.Module | None = None) -> None:
         super().__init__()
         channels = list(channels)
         if not channels:
@@ -170,6 +176,7 @@ class EdgeConv(nn.Module):
                                   for a, b in zip(channels[:-1], channels[1:]))
         self.norms = nn.ModuleList(nn.BatchNorm1d(c) for c in channels)
         self.negative_slope = negative_slope
+        self.attn = attn
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -287,9 +294,7 @@ class DGCNN(nn.Module):
         self.stages = nn.ModuleList()
         c = 3 + in_channels
         for ch, a in zip(chans, attn):
-            stage = EdgeConv(c, ch, negative_slope=negative_slope)
-            stage.attn = a  # registered as a child: backbone.stages.<l>.attn
-            self.stages.append(stage)
+            self.stages.append(EdgeConv(c, ch, negative_slope=negative_slope, attn=a))
             c = ch[-1]
         total = sum(widths)
         self.fuse = (LAFFMultiLevel(widths, total, num_heads=fusion_heads)

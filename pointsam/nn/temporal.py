@@ -90,8 +90,8 @@ class TemporalAttention(PointModule):
             backward, so no :math:`(N, T k, C)` tensor is kept for backward;
             ``False`` is the plain one-piece autograd path, the reference.
             (default: ``True``)
-        chunk: Points per block; ``None`` picks one from T k and C.
-            (default: ``None``)
+        chunk: Points per block; ``None`` picks one from T k and C (blocks of
+            about 2^19 elements on the CPU, 2^25 on a GPU). (default: ``None``)
 
     Shapes:
         - **input:** x :math:`(N, C)`, pos :math:`(N, 3)`, batch :math:`(N)`
@@ -256,7 +256,8 @@ class TemporalAttention(PointModule):
         src = torch.cat([self.kv(all_x).to(ct), all_pos.to(ct)], dim=1)  # [P, 2C + 3]
         modules = [m for m in (self.pos_nn, self.time_emb, self.time_proj)
                    if m is not None]
-        chunk = self.chunk or default_chunk(t * kk, 2 * self.channels)
+        budget = 1 << 25 if x.is_cuda else 1 << 19  # elements of one block temporary
+        chunk = self.chunk or default_chunk(t * kk, 2 * self.channels, budget)
         kernel = partial(self._kernel, t, x.dtype)
         out, a = chunked_neighbour_apply(kernel, dst, src, nbr, valid, modules,
                                          chunk=chunk, want=want, fused=self.fused)

@@ -22,14 +22,30 @@ Open3D is imported only inside the functions that render or write images.
 """
 
 from ..nn.base import record_attention as capture
-from .colors import (GREY, PALETTE, QUERY_COLOR, VIRIDIS, axis_colors, colormap,
-                     label_colors, value_range)
+from .colors import (
+                     GREY,
+                     PALETTE,
+                     QUERY_COLOR,
+                     VIRIDIS,
+                     axis_colors,
+                     colormap,
+                     label_colors,
+                     value_range,
+)
 from .export import export_ply, read_ply
 from .gallery import default_query, render_map, visualize, write_demo_gallery
 from .image import bar_chart, colorbar, read_png, write_png
 from .maps import AttentionMap, attention_maps, capture_inputs, select_layers
-from .render import (VIEWS, Panel, has_display, render_attention, render_figure,
-                     render_views, renderer_available, show)
+from .render import (
+                     VIEWS,
+                     Panel,
+                     has_display,
+                     render_attention,
+                     render_figure,
+                     render_views,
+                     renderer_available,
+                     show,
+)
 
 __all__ = [
     "capture", "capture_inputs", "attention_maps", "AttentionMap", "select_layers",

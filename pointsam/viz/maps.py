@@ -20,7 +20,9 @@ weights                        module                           drawn as
 other [N, ...]                 anything else                    mean per point
 ============================  ===============================  =====================
 
-Heads are averaged (:math:`\bar w = \frac1H \sum_h w_h`). A query is an index
+Heads are averaged (:math:`\bar w = \frac1H \sum_h w_h`). Point panels use the
+data range of the map (shared by all panels of one map, written on its colour
+bar); channel bar charts use the gate's full range 0..1. A query is an index
 into the *input* cloud; at a subsampled layer the nearest point of that layer
 in the same cloud stands in for it.
 """
@@ -219,12 +221,12 @@ def attention_maps(record: Mapping[str, Mapping[str, Tensor]],
             if li is not None and li.pos.size(0) == n_rows:
                 return (to_numpy(li.pos, np.float64),
                         None if li.batch is None else to_numpy(li.batch).astype(np.int64))
-        for li in inputs.values():
+        if n_rows == n_in:
+            return pos_in, batch_in
+        for li in inputs.values():  # last resort: a layer of the same size
             if li.pos.size(0) == n_rows:
                 return (to_numpy(li.pos, np.float64),
                         None if li.batch is None else to_numpy(li.batch).astype(np.int64))
-        if n_rows == n_in:
-            return pos_in, batch_in
         return None
 
     def repeated(name: str, t: Tensor) -> bool:
@@ -254,8 +256,8 @@ def attention_maps(record: Mapping[str, Mapping[str, Tensor]],
             if key == "channel" and w.ndim == 2:
                 row = w[min(cloud, w.shape[0] - 1)]
                 emit(AttentionMap(name, "channel",
-                                         f"{label}: channel gate (cloud {cloud})",
-                                         bars=row, vmin=0.0, vmax=1.0))
+                                  f"{label}: channel gate (cloud {cloud})",
+                                  bars=row, vmin=0.0, vmax=1.0))
                 continue
             if w.ndim == 4 and key == "attn" and w.shape[2] == w.shape[3]:
                 # MultiHeadPointAttention [B, H, N_max, N_max]
@@ -286,8 +288,8 @@ def attention_maps(record: Mapping[str, Mapping[str, Tensor]],
             if key == "point" and w.ndim == 2 and w.shape[1] == 1:
                 v = w[idx, 0]
                 emit(AttentionMap(name, "point", f"{label}: point gate",
-                                         [Panel(pc, values=v)], vmin=0.0,
-                                         vmax=1.0, raw={"weight": v}, raw_pos=pc))
+                                  [Panel(pc, values=v)], raw={"weight": v},
+                                  raw_pos=pc))
             elif key == "axis" and w.ndim == 2 and w.shape[1] == 3:
                 from .colors import axis_colors
                 v = w[idx]
@@ -306,9 +308,14 @@ def attention_maps(record: Mapping[str, Mapping[str, Tensor]],
                 vals[nbr[qg][ok]] = 0.0
                 np.add.at(vals, nbr[qg][ok], wq[ok])  # duplicates add up
                 v = vals[idx]
+                # frame the neighbourhood with some context around it
+                ext = float(np.linalg.norm(p[nbr[qg]] - p[qg], axis=1).max())
+                full = float(np.linalg.norm(pc - pc.mean(0), axis=1).max())
+                focus = (p[qg], min(max(2.5 * ext, 0.08 * full), full)) \
+                    if full > 0 else None
                 emit(AttentionMap(
                     name, "neighbour", f"{label}: neighbour weights of {title_q}",
-                    [Panel(pc, values=v, query=qi)], vmin=0.0,
+                    [Panel(pc, values=v, query=qi, focus=focus)], vmin=0.0,
                     raw={"weight": v}, raw_pos=pc))
             elif w.ndim == 3 and "centres" in d:
                 cen = to_numpy(d["centres"], np.float64)
@@ -343,18 +350,18 @@ def attention_maps(record: Mapping[str, Mapping[str, Tensor]],
                 emit(AttentionMap(
                     name, "branch", f"{label}: LAFF weight of each branch",
                     [Panel(pc, values=v, title=nb) for v, nb in zip(vs, names_b)],
-                    vmin=0.0, vmax=1.0, raw={f"laff_{i}": v for i, v in enumerate(vs)},
+                    raw={f"laff_{i}": v for i, v in enumerate(vs)},
                     raw_pos=pc))
             elif key == "a" and w.ndim == 4:
                 vs = [_head_mean(w[idx, lv, :, 1], axis=1) for lv in range(w.shape[1])]
                 emit(AttentionMap(
                     name, "level", f"{label}: LAFF weight of each new level",
                     [Panel(pc, values=v, title=f"level {i + 1}")
-                     for i, v in enumerate(vs)], vmin=0.0, vmax=1.0,
+                     for i, v in enumerate(vs)],
                     raw={f"level_{i + 1}": v for i, v in enumerate(vs)}, raw_pos=pc))
             elif w.ndim <= 2:
                 v = w[idx].reshape(len(idx), -1).mean(1)
                 emit(AttentionMap(name, "mean", f"{label}: mean {key} per point",
-                                         [Panel(pc, values=v)], raw={"weight": v},
-                                         raw_pos=pc))
+                                  [Panel(pc, values=v)], raw={"weight": v},
+                                  raw_pos=pc))
     return maps

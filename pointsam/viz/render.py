@@ -71,6 +71,8 @@ class Panel:
         markers: Extra positions ``[Q, 3]`` to mark (token centres).
         marker_colors: RGB ``[Q, 3]`` of the markers (default: the query colour).
         legend: Swatches ``[(name, rgb)]`` for this panel (classes, axes).
+        focus: ``(centre [3], radius)`` to zoom the cameras on (a query's
+            neighbourhood); default: the whole cloud.
     """
 
     pos: Any
@@ -81,6 +83,7 @@ class Panel:
     markers: Any = None
     marker_colors: Any = None
     legend: Sequence[tuple[str, Sequence[float]]] = ()
+    focus: Any = None
 
     def __post_init__(self) -> None:
         self.pos = to_numpy(self.pos, np.float64)
@@ -107,9 +110,9 @@ class Panel:
 
 
 # --------------------------------------------------------------------------- cameras
-def _camera(pos: np.ndarray, view: str, up: str, aspect: float
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(eye, centre, up) of ``view`` for a cloud ``pos`` [N, 3]."""
+def _camera(pos: np.ndarray, view: str, up: str, aspect: float,
+            focus: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(eye, centre, up) of ``view`` for a cloud ``pos`` [N, 3] (or a focus)."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; known: {sorted(VIEWS)}")
     if up not in ("z", "y"):
@@ -117,9 +120,12 @@ def _camera(pos: np.ndarray, view: str, up: str, aspect: float
     d, u = (np.asarray(v, dtype=np.float64) for v in VIEWS[view])
     if up == "y":  # z-up frame -> y-up frame: (x, y, z) -> (x, z, -y)
         d, u = d[[0, 2, 1]] * [1, 1, -1], u[[0, 2, 1]] * [1, 1, -1]
-    lo, hi = np.percentile(pos, 2, axis=0), np.percentile(pos, 98, axis=0)
-    centre = (lo + hi) / 2
-    radius = float(np.percentile(np.linalg.norm(pos - centre, axis=1), 99))
+    if focus is not None:
+        centre, radius = np.asarray(focus[0], dtype=np.float64), float(focus[1])
+    else:
+        lo, hi = np.percentile(pos, 2, axis=0), np.percentile(pos, 98, axis=0)
+        centre = (lo + hi) / 2
+        radius = float(np.percentile(np.linalg.norm(pos - centre, axis=1), 99))
     radius = max(radius, 1e-6)
     half = math.radians(_FOV) / 2
     half = min(half, math.atan(math.tan(half) * aspect))
@@ -335,7 +341,8 @@ def resolve_backend(backend: str = "auto") -> str:
 def render_views(pos: Any, colors: Any, *, views: Sequence[str] = ("iso", "top"),
                  width: int = 160, height: int = 120, point_size: float | None = None,
                  emphasis: Any = None, markers: Any = None, marker_colors: Any = None,
-                 up: str = "z", backend: str = "auto") -> list[np.ndarray]:
+                 up: str = "z", backend: str = "auto", focus: Any = None
+                 ) -> list[np.ndarray]:
     """Render one coloured cloud from several views.
 
     Args:
@@ -350,6 +357,7 @@ def render_views(pos: Any, colors: Any, *, views: Sequence[str] = ("iso", "top")
         marker_colors: RGB ``[Q, 3]`` of the markers.
         up: ``"z"`` or ``"y"``.
         backend: ``"auto"``, ``"open3d"`` or ``"numpy"``.
+        focus: ``(centre, radius)`` the cameras frame (default: the cloud).
 
     Returns:
         One ``[height, width, 3]`` uint8 image per view.
@@ -371,14 +379,14 @@ def render_views(pos: Any, colors: Any, *, views: Sequence[str] = ("iso", "top")
     backend = resolve_backend(backend)
     out = []
     for v in views:
-        eye, centre, upv = _camera(p, v, up, width / height)
+        eye, centre, upv = _camera(p, v, up, width / height, focus)
         if backend == "open3d":
             img = _Open3DRenderer.get(width, height).render(layers, eye, centre, upv)
         else:
             img = _numpy_render(layers, eye, centre, upv, width, height)
         if m is not None and mc is not None and len(m):
             px, py, _ = project(m, eye, centre, upv, width, height)
-            _draw_markers(img, px, py, mc, radius=max(ps * 1.2, 3.5))
+            _draw_markers(img, px, py, mc, radius=max(ps, 3.0))
         out.append(img)
     return out
 
@@ -475,7 +483,7 @@ def render_figure(panels: Sequence[Panel], out: str | Path | None = None, *,
             point_size=point_size, emphasis=emphasis,
             markers=np.concatenate(markers) if markers else None,
             marker_colors=np.concatenate(mcols) if mcols else None,
-            up=up, backend=backend)
+            up=up, backend=backend, focus=p.focus)
         row = im.grid([tiles], pad=pad)
         if row_extra and any(q.title for q in panels):
             row = im.titled(row, p.title, size=ptitle_h)

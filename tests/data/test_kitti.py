@@ -50,7 +50,8 @@ def test_fifty_point_scan_maps_to_train_ids(shared_data):
 
 
 def test_split_uses_present_sequences(shared_data):
-    ds = SemanticKITTI(shared_data / SEQ, "train")
+    with pytest.warns(UserWarning, match=r"sequences \['01'.*missing"):
+        ds = SemanticKITTI(shared_data / SEQ, "train")
     assert ds.sequences == ["00"] and "01" in ds.missing_sequences
     with pytest.raises(DatasetNotFoundError, match=r"sequences/08/velodyne.*README"):
         SemanticKITTI(shared_data / SEQ, "val")

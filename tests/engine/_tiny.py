@@ -19,12 +19,12 @@ class TinyNet(nn.Module):
     """PointNet in miniature: per-point MLP, max pool, head (dropout uses the RNG)."""
 
     def __init__(self, num_classes: int, task: str = "cls", hidden: int = 16,
-                 num_categories: int = 0) -> None:
+                 num_categories: int = 0, dropout: float = 0.1) -> None:
         super().__init__()
         self.task, self.num_categories = task, num_categories
         self.mlp = nn.Sequential(nn.Linear(3, hidden), nn.ReLU(),
                                  nn.Linear(hidden, hidden), nn.ReLU())
-        self.drop = nn.Dropout(0.1)
+        self.drop = nn.Dropout(dropout)
         extra = num_categories if task == "partseg" else 0
         self.head = nn.Linear((hidden if task == "cls" else 2 * hidden) + extra,
                               num_classes)

@@ -8,7 +8,6 @@ from torch_geometric.data import Batch, Data
 
 from pointsam.models import create_model, list_models
 from pointsam.models.registry import register_model
-
 from tests.models._models_tiny import ragged, tiny
 
 MODELS = list_models()
@@ -23,7 +22,7 @@ REQUIRED = ["pointnet2_ssg_cls", "pointnet2_msg_cls", "pointnet2_ssg_partseg",
 def _data(name: str, sizes: tuple[int, ...] = (9, 14, 20), seed: int = 0) -> Batch:
     pos, batch = ragged(sizes, seed)
     clouds = []
-    for b, n in enumerate(sizes):
+    for b in range(len(sizes)):
         d = Data(pos=pos[batch == b])
         if "partseg" in name:
             d.category = torch.tensor([(3 * b + 1) % 16])
@@ -158,3 +157,29 @@ def test_bad_input_is_named():
         m(pos=pos, batch=batch)
     with pytest.raises(ValueError, match="no pos"):
         m(Data(x=torch.randn(3, 3)))
+
+
+@pytest.mark.parametrize("name", ["pointnet2_lite_semseg", "dgcnn_lite_partseg",
+                                  "pointnet2_ssg_partseg"])
+def test_seg_logits_equivariant_to_point_order(name):
+    m = _build(name).eval()
+    data = _data(name)
+    g = torch.Generator().manual_seed(2)
+    perm = torch.cat([torch.randperm(int(c), generator=g) + int(s) for s, c in
+                      zip(data.ptr[:-1], data.ptr[1:] - data.ptr[:-1])])
+    kw = {"category": data.category} if "partseg" in name else {}
+    with torch.no_grad():
+        a = m(pos=data.pos, batch=data.batch, **kw)
+        b = m(pos=data.pos[perm], batch=data.batch, **kw)
+    assert torch.allclose(a[perm], b, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["dgcnn_lite_cls", "pointnet2_lite_semseg"])
+def test_forward_on_device(name, device):
+    m = _build(name).to(device).eval()
+    data = _data(name).to(device)
+    with torch.no_grad():
+        out = m(data)
+        ref = _build(name).eval()
+        ref.load_state_dict(m.state_dict())
+        assert torch.allclose(out.cpu(), ref(_data(name)), atol=1e-4)

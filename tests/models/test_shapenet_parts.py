@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from pointsam.models.shapenet_parts import (CATEGORIES, NUM_PARTS, SEG_CLASSES,
-                                            SYNSETS, part_mask, predict_parts,
-                                            restrict_to_category)
+from pointsam.models.shapenet_parts import (
+    CATEGORIES,
+    NUM_PARTS,
+    SEG_CLASSES,
+    SYNSETS,
+    part_mask,
+    predict_parts,
+    restrict_to_category,
+)
 
 ROOT = "shapenetcore_partanno_segmentation_benchmark_v0_normal"
 

@@ -103,8 +103,9 @@ def test_neighbour_map_equals_the_query_row(run):
 
 
 def test_subsampled_layers_are_drawn_at_their_own_points():
-    from pointsam.models import create_model
     from torch_geometric.data import Batch, Data
+
+    from pointsam.models import create_model
 
     model = create_model("pointnet2_lite_cls", num_classes=4, attention="cbam").eval()
     pos = torch.randn(512, 3)
@@ -129,3 +130,25 @@ def test_layer_selection_by_name():
     assert select_layers(names, None) == names
     with pytest.raises(ValueError, match="recorded layers: 'a.attn'"):
         select_layers(names, "c")
+
+
+def test_token_map_gives_each_point_its_tokens_weight(run):
+    model, pos, batch, rec, inputs = run
+    q = 30  # cloud 1: tokens 8..15 of the centres
+    (m,) = [m for m in attention_maps(rec, inputs, pos, batch, query=q, cloud=1)
+            if m.layer == "glob"]
+    cen = rec["glob"]["centres"][8:16].double()  # [8, 3]
+    wq = rec["glob"]["attn"][q].mean(-1).double()  # [8]
+    p1 = pos[batch == 1].double()
+    nearest = torch.cdist(p1, cen).argmin(1)  # [30]
+    np.testing.assert_allclose(m.panels[0].values, wq[nearest].numpy(), atol=1e-6)
+    np.testing.assert_allclose(m.panels[0].markers, cen.numpy(), atol=1e-6)
+
+
+def test_branch_map_sums_to_one_over_branches(run):
+    model, pos, batch, rec, inputs = run
+    (m,) = [m for m in attention_maps(rec, inputs, pos, batch, query=0, cloud=0)
+            if m.layer == "lg.fuse"]
+    assert [p.title for p in m.panels] == ["local", "global"]
+    total = m.panels[0].values + m.panels[1].values
+    np.testing.assert_allclose(total, np.ones(20), atol=1e-5)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pointsam.viz import read_ply, read_png
 from pointsam.viz import cli as viz_cli
+from pointsam.viz import read_ply, read_png
 
 MN10_CHAIR = "modelnet10_pcd_1024/ModelNet10/pcd/chair/test/chair_0890.pcd"
 KITTI_NPY = "open3d_ml_demo_data/examples/demo_data/points/000700.npy"

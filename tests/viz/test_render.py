@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from pointsam.viz import (VIRIDIS, Panel, bar_chart, read_png, render_attention,
-                          render_figure, render_views)
+from pointsam.viz import (
+    VIRIDIS,
+    Panel,
+    bar_chart,
+    read_png,
+    render_attention,
+    render_figure,
+    render_views,
+)
 from pointsam.viz.colors import QUERY_COLOR
 
 SIZE = (320, 240)
@@ -122,3 +129,24 @@ def test_bad_input_is_named():
         render_attention(torch.randn(5, 3), views=("diagonal",), backend="numpy")
     with pytest.raises(ValueError, match="backend"):
         render_attention(torch.randn(5, 3), backend="vtk")
+
+
+def test_show_needs_a_display(monkeypatch):
+    from pointsam.viz import has_display, show
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if has_display():  # macOS / Windows always have one
+        pytest.skip("this platform always has a display")
+    with pytest.raises(RuntimeError, match="no display"):
+        show(torch.randn(10, 3), torch.rand(10))
+
+
+def test_auto_backend_falls_back_with_a_warning(monkeypatch):
+    import pointsam.viz.render as r
+
+    monkeypatch.setattr(r, "_AVAILABLE", (False, "no renderer (simulated)"))
+    monkeypatch.delenv("POINTSAM_VIZ_BACKEND", raising=False)
+    with pytest.warns(RuntimeWarning, match="simulated"):
+        img = render_attention(_cloud(), size=(160, 100), views=("iso",))
+    assert img.shape == (100, 160, 3)
