@@ -256,7 +256,8 @@ def bench_dgcnn_step(b: int, n: int, repeat: int, device: torch.device) -> list[
         "",
         "| model | parameters | step (s) | speed-up vs dense |",
         "| --- | ---: | ---: | ---: |",
-        f"| dense reference (bench/models.py) | {_params(ref):,} | {t_ref:.3f} | 1.00x |",
+        f"| dense reference (bench/models.py) | {_params(ref):,} | {t_ref:.3f} "
+        "| 1.00x |",
         f"| pointsam `dgcnn_cls` | {_params(ours):,} | {t_ours:.3f} | "
         f"{t_ref / t_ours:.2f}x |",
     ]

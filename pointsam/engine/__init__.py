@@ -15,8 +15,19 @@ from .metrics import ClsMetrics, PartSegMetrics, SemSegMetrics
 from .tasks import ClsTask, PartSegTask, SemSegTask
 
 __all__ = [
-    "Config", "ConfigError", "load_config", "config_from_dict", "config_to_dict",
-    "ClsMetrics", "PartSegMetrics", "SemSegMetrics", "ClsTask", "PartSegTask",
-    "SemSegTask", "CheckpointError", "save_checkpoint", "load_checkpoint",
+    "Config",
+    "ConfigError",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+    "ClsMetrics",
+    "PartSegMetrics",
+    "SemSegMetrics",
+    "ClsTask",
+    "PartSegTask",
+    "SemSegTask",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
     "predict_scan",
 ]

@@ -14,7 +14,8 @@ test split the deterministic evaluation transform.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -22,9 +23,17 @@ from torch.utils.data import Dataset
 from .config import Config
 from .tasks import ClsTask, PartSegTask, SemSegTask, Task
 
-__all__ = ["DATASETS", "DEFAULT_TASK", "TransformedDataset", "build_dataset",
-           "build_datasets", "build_transform", "build_task", "build_model",
-           "dataset_info"]
+__all__ = [
+    "DATASETS",
+    "DEFAULT_TASK",
+    "TransformedDataset",
+    "build_dataset",
+    "build_datasets",
+    "build_transform",
+    "build_task",
+    "build_model",
+    "dataset_info",
+]
 
 #: ``data.name`` -> (class name in :mod:`pointsam.data`, fixed keyword arguments)
 DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -38,9 +47,13 @@ DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 DEFAULT_TASK: dict[str, str] = {
-    "modelnet10": "cls", "modelnet40": "cls", "synthetic_shapes": "cls",
-    "shapenetpart": "partseg", "synthetic_parts": "partseg",
-    "semantickitti": "semseg", "synthetic_lidar": "semseg",
+    "modelnet10": "cls",
+    "modelnet40": "cls",
+    "synthetic_shapes": "cls",
+    "shapenetpart": "partseg",
+    "synthetic_parts": "partseg",
+    "semantickitti": "semseg",
+    "synthetic_lidar": "semseg",
 }
 
 
@@ -55,9 +68,14 @@ class TransformedDataset(Dataset):
             (synthetic sets are generated on access; files are parsed once).
     """
 
-    def __init__(self, base: Any, indices: list[int] | None = None,
-                 transform: Callable[[Any], Any] | None = None, *,
-                 cache: bool = False) -> None:
+    def __init__(
+        self,
+        base: Any,
+        indices: list[int] | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        *,
+        cache: bool = False,
+    ) -> None:
         self.base = base
         self.indices = list(range(len(base))) if indices is None else list(indices)
         self.transform = transform
@@ -120,8 +138,9 @@ def build_dataset(cfg: Config, split: str) -> Any:
     mod = _data_module()
     cls = getattr(mod, cls_name, None)
     if cls is None:
-        raise RuntimeError(f"pointsam.data has no {cls_name} (needed by data.name="
-                           f"{d.name!r})")
+        raise RuntimeError(
+            f"pointsam.data has no {cls_name} (needed by data.name={d.name!r})"
+        )
     kwargs = {**fixed, **d.args}
     params = inspect.signature(cls).parameters
     if d.root is not None:
@@ -136,16 +155,20 @@ def build_datasets(cfg: Config) -> dict[str, Dataset]:
     from .trainer import split_train_val
 
     train_base = build_dataset(cfg, "train")
-    tr, va = split_train_val(len(train_base), cfg.data.val_fraction, cfg.data.split_seed)
+    tr, va = split_train_val(
+        len(train_base), cfg.data.val_fraction, cfg.data.split_seed
+    )
     eval_t = build_transform(cfg, train=False)
     c = cfg.data.cache
     out: dict[str, Dataset] = {
-        "train": TransformedDataset(train_base, tr, build_transform(cfg, train=True),
-                                    cache=c),
+        "train": TransformedDataset(
+            train_base, tr, build_transform(cfg, train=True), cache=c
+        ),
         "val": TransformedDataset(train_base, va, eval_t, cache=c),
     }
-    out["test"] = TransformedDataset(build_dataset(cfg, cfg.data.test_split), None,
-                                     eval_t, cache=c)
+    out["test"] = TransformedDataset(
+        build_dataset(cfg, cfg.data.test_split), None, eval_t, cache=c
+    )
     return out
 
 
@@ -173,8 +196,10 @@ def build_task(cfg: Config, ds: Any) -> Task:
     ls = cfg.optim.label_smoothing
     if name == "partseg":
         if "category_parts" not in info:
-            raise ValueError(f"{type(ds).__name__} has no category -> parts table "
-                             "(category_parts); part segmentation needs it")
+            raise ValueError(
+                f"{type(ds).__name__} has no category -> parts table "
+                "(category_parts); part segmentation needs it"
+            )
         parts = info["category_parts"]
         num_parts = info.get("num_parts", 1 + max(max(p) for p in parts))
         return PartSegTask(parts, num_parts, label_smoothing=ls)

@@ -27,8 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint",
-           "get_rng_state", "set_rng_state", "FORMAT", "VERSION"]
+__all__ = [
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "get_rng_state",
+    "set_rng_state",
+    "FORMAT",
+    "VERSION",
+]
 
 FORMAT = "pointsam-checkpoint"
 VERSION = 1
@@ -80,8 +87,12 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *,
-                    check_format: bool = True) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    *,
+    check_format: bool = True,
+) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``.
 
     Raises:
@@ -95,22 +106,29 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "global" not in str(e).lower():  # not code: bytes that are no pickle
-            raise CheckpointError(f"cannot read checkpoint {path} (truncated or "
-                                  f"corrupt): {str(e).splitlines()[-3:]}") from None
+            raise CheckpointError(
+                f"cannot read checkpoint {path} (truncated or "
+                f"corrupt): {str(e).splitlines()[-3:]}"
+            ) from None
         raise CheckpointError(
             f"refusing to load {path}: it contains pickled code or objects that "
             "weights_only=True does not allow (pointsam checkpoints hold only "
-            f"tensors, numbers, strings and plain containers). Detail: {e}") from None
+            f"tensors, numbers, strings and plain containers). Detail: {e}"
+        ) from None
     except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a "
-                              f"torch file): {e}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (truncated or not a torch file): {e}"
+        ) from None
     if check_format:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise CheckpointError(f"{path} is not a pointsam checkpoint "
-                                  f"(no format={FORMAT!r} entry)")
+            raise CheckpointError(
+                f"{path} is not a pointsam checkpoint (no format={FORMAT!r} entry)"
+            )
         if state.get("version", 0) > VERSION:
-            raise CheckpointError(f"{path} has checkpoint version {state['version']}; "
-                                  f"this pointsam reads up to {VERSION}")
+            raise CheckpointError(
+                f"{path} has checkpoint version {state['version']}; "
+                f"this pointsam reads up to {VERSION}"
+            )
     return state
 
 
@@ -126,9 +144,11 @@ def get_rng_state() -> dict[str, torch.Tensor]:
         "numpy_gauss": torch.tensor([np_state[4]], dtype=torch.float64),
         "python": torch.tensor(py_state, dtype=torch.int64),
         "python_meta": torch.tensor(
-            [py_version, 0 if py_gauss is None else 1], dtype=torch.int64),
-        "python_gauss": torch.tensor([0.0 if py_gauss is None else py_gauss],
-                                     dtype=torch.float64),
+            [py_version, 0 if py_gauss is None else 1], dtype=torch.int64
+        ),
+        "python_gauss": torch.tensor(
+            [0.0 if py_gauss is None else py_gauss], dtype=torch.float64
+        ),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
@@ -139,8 +159,15 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
     """Restore what :func:`get_rng_state` returned."""
     torch.set_rng_state(state["torch"].cpu().to(torch.uint8))
     pos, has_gauss = (int(v) for v in state["numpy_pos"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32),
-                         pos, has_gauss, float(state["numpy_gauss"][0])))
+    np.random.set_state(
+        (
+            "MT19937",
+            state["numpy_keys"].numpy().astype(np.uint32),
+            pos,
+            has_gauss,
+            float(state["numpy_gauss"][0]),
+        )
+    )
     version, has_py_gauss = (int(v) for v in state["python_meta"])
     gauss = float(state["python_gauss"][0]) if has_py_gauss else None
     random.setstate((version, tuple(int(v) for v in state["python"]), gauss))

@@ -27,8 +27,16 @@ from typing import Any
 import yaml
 
 __all__ = [
-    "ConfigError", "ModelConfig", "DataConfig", "OptimConfig", "TrainConfig", "Config",
-    "load_config", "config_from_dict", "config_to_dict", "apply_overrides",
+    "ConfigError",
+    "ModelConfig",
+    "DataConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "Config",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+    "apply_overrides",
     "valid_keys",
 ]
 
@@ -135,6 +143,10 @@ class TrainConfig:
         ignore_index: Label ignored by the semantic-segmentation loss and metrics.
         voxel_size: Whole-scan semseg evaluation: voxel edge in metres (0: off).
         chunk_points: Whole-scan semseg evaluation: max points per chunk (0: off).
+        time_budget_s: Stop training after the epoch that would cross this many
+            seconds (0: off); the test evaluation still follows. For the demo.
+        num_threads: torch intra-op threads (0: torch's default). On a busy
+            shared CPU, 1 thread avoids OpenMP spin contention (often 5x faster).
         progress: Show a tqdm bar per epoch.
         tensorboard: Write TensorBoard scalars.
     """
@@ -151,6 +163,8 @@ class TrainConfig:
     ignore_index: int = -1
     voxel_size: float = 0.0
     chunk_points: int = 0
+    time_budget_s: float = 0.0
+    num_threads: int = 0
     progress: bool = True
     tensorboard: bool = True
 
@@ -167,8 +181,15 @@ class Config:
 
 #: Values allowed for string options, checked after every load.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.name": ("modelnet10", "modelnet40", "shapenetpart", "semantickitti",
-                  "synthetic_shapes", "synthetic_parts", "synthetic_lidar"),
+    "data.name": (
+        "modelnet10",
+        "modelnet40",
+        "shapenetpart",
+        "semantickitti",
+        "synthetic_shapes",
+        "synthetic_parts",
+        "synthetic_lidar",
+    ),
     "optim.name": ("adamw", "adam", "sgd"),
     "optim.scheduler": ("cosine", "step", "none"),
     "train.task": TASKS,
@@ -250,20 +271,36 @@ def _validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, sec), name)
         if value is not None and value not in allowed:
             raise ConfigError(
-                f"{key}: bad value {value!r}; valid values: {', '.join(allowed)}")
+                f"{key}: bad value {value!r}; valid values: {', '.join(allowed)}"
+            )
     positive = ["train.epochs", "data.batch_size", "train.eval_every", "train.votes"]
     for key in positive:
         sec, name = key.split(".")
         if getattr(getattr(cfg, sec), name) < 1:
-            raise ConfigError(f"{key} must be >= 1, got {getattr(getattr(cfg, sec), name)}")
-    nonneg = ["data.num_points", "data.num_workers", "train.max_batches",
-              "train.chunk_points", "train.voxel_size", "optim.lr", "optim.grad_clip"]
+            raise ConfigError(
+                f"{key} must be >= 1, got {getattr(getattr(cfg, sec), name)}"
+            )
+    nonneg = [
+        "data.num_points",
+        "data.num_workers",
+        "train.max_batches",
+        "train.chunk_points",
+        "train.voxel_size",
+        "train.time_budget_s",
+        "train.num_threads",
+        "optim.lr",
+        "optim.grad_clip",
+    ]
     for key in nonneg:
         sec, name = key.split(".")
         if getattr(getattr(cfg, sec), name) < 0:
-            raise ConfigError(f"{key} must be >= 0, got {getattr(getattr(cfg, sec), name)}")
+            raise ConfigError(
+                f"{key} must be >= 0, got {getattr(getattr(cfg, sec), name)}"
+            )
     if not 0.0 <= cfg.data.val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+        raise ConfigError(
+            f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}"
+        )
     if cfg.data.eval_batch_size is not None and cfg.data.eval_batch_size < 1:
         raise ConfigError("data.eval_batch_size must be >= 1")
 
@@ -282,13 +319,16 @@ def config_from_dict(d: dict[str, Any] | None) -> Config:
     """
     d = {} if d is None else d
     if not isinstance(d, dict):
-        raise ConfigError(f"a config must be a mapping of sections, got {type(d).__name__}")
+        raise ConfigError(
+            f"a config must be a mapping of sections, got {type(d).__name__}"
+        )
     sections = _hints(Config)
     kwargs = {}
     for sec, body in d.items():
         if sec not in sections:
             raise ConfigError(
-                f"unknown section {sec!r}; valid sections: {', '.join(sections)}")
+                f"unknown section {sec!r}; valid sections: {', '.join(sections)}"
+            )
         cls = sections[sec]
         body = {} if body is None else body
         if not isinstance(body, dict):
@@ -299,7 +339,8 @@ def config_from_dict(d: dict[str, Any] | None) -> Config:
             if k not in hints:
                 raise ConfigError(
                     f"unknown key '{sec}.{k}'; valid keys in '{sec}': "
-                    f"{', '.join(hints)}")
+                    f"{', '.join(hints)}"
+                )
             vals[k] = _coerce(v, hints[k], f"{sec}.{k}")
         kwargs[sec] = cls(**vals)
     cfg = Config(**kwargs)
@@ -328,16 +369,20 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str,
         if len(parts) < 2:
             raise ConfigError(
                 f"override key {key!r} must be section.key; valid keys: "
-                f"{', '.join(valid_keys())}")
+                f"{', '.join(valid_keys())}"
+            )
         free = len(parts) > 2 and parts[0] in ("model", "data") and parts[1] == "args"
         if len(parts) > 2 and not free:
             raise ConfigError(
                 f"unknown key {key!r}; valid keys: {', '.join(valid_keys())} "
-                "(and model.args.*, data.args.*)")
+                "(and model.args.*, data.args.*)"
+            )
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as e:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from e
+            raise ConfigError(
+                f"override {item!r}: value is not valid YAML ({e})"
+            ) from e
         node = d
         for p in parts[:-1]:
             node = node.setdefault(p, {})
@@ -347,8 +392,9 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str,
     return d
 
 
-def load_config(path: str | Path | None = None,
-                overrides: list[str] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) plus overrides.
 
     Raises:

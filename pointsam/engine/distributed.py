@@ -21,8 +21,16 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "is_main",
-           "all_reduce_sum", "barrier", "ShardSampler", "broadcast_object"]
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "cleanup_distributed",
+    "is_main",
+    "all_reduce_sum",
+    "barrier",
+    "ShardSampler",
+    "broadcast_object",
+]
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,11 @@ def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     info = DistInfo(rank, world, local)
-    dev = torch.device(f"cuda:{local}" if use_cuda else "cpu") if use_cuda else (
-        torch.device("cpu"))
+    dev = (
+        torch.device(f"cuda:{local}" if use_cuda else "cpu")
+        if use_cuda
+        else (torch.device("cpu"))
+    )
     if use_cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():

@@ -37,8 +37,9 @@ def _split_longest(pos: Tensor, idx: Tensor, limit: int) -> list[Tensor]:
     axis = int((p.max(0).values - p.min(0).values).argmax())
     order = p[:, axis].argsort()
     half = idx.numel() // 2
-    return (_split_longest(pos, idx[order[:half]], limit)
-            + _split_longest(pos, idx[order[half:]], limit))
+    return _split_longest(pos, idx[order[:half]], limit) + _split_longest(
+        pos, idx[order[half:]], limit
+    )
 
 
 def chunk_assignment(pos: Tensor, chunk_points: int) -> list[Tensor]:
@@ -46,8 +47,10 @@ def chunk_assignment(pos: Tensor, chunk_points: int) -> list[Tensor]:
 
     Example:
         >>> parts = chunk_assignment(torch.rand(1000, 3), 300)
-        >>> sorted(torch.cat(parts).tolist()) == list(range(1000)), max(len(p) for p in parts) <= 300
-        (True, True)
+        >>> sorted(torch.cat(parts).tolist()) == list(range(1000))
+        True
+        >>> max(len(p) for p in parts) <= 300
+        True
     """
     ops.check_positive_int(chunk_points, "chunk_points")
     n = pos.size(0)
@@ -66,9 +69,15 @@ def chunk_assignment(pos: Tensor, chunk_points: int) -> list[Tensor]:
 
 
 @torch.no_grad()
-def predict_scan(model: nn.Module, data: Any, *, voxel_size: float = 0.0,
-                 chunk_points: int = 0, chunks_per_batch: int = 4,
-                 device: torch.device | str | None = None) -> Tensor:
+def predict_scan(
+    model: nn.Module,
+    data: Any,
+    *,
+    voxel_size: float = 0.0,
+    chunk_points: int = 0,
+    chunks_per_batch: int = 4,
+    device: torch.device | str | None = None,
+) -> Tensor:
     r"""Class probabilities for every point of one scan.
 
     Args:
@@ -89,7 +98,8 @@ def predict_scan(model: nn.Module, data: Any, *, voxel_size: float = 0.0,
         ...         return torch.stack([-b.pos[:, 0], b.pos[:, 0]], 1) * 100
         >>> scan = Data(pos=torch.randn(500, 3))
         >>> p = predict_scan(Tiny(), scan, voxel_size=0.05, chunk_points=128)
-        >>> p.shape, bool(((p[:, 1] > 0.5) == (scan.pos[:, 0] > 0)).float().mean() > 0.95)
+        >>> right = (p[:, 1] > 0.5) == (scan.pos[:, 0] > 0)
+        >>> p.shape, bool(right.float().mean() > 0.95)
         (torch.Size([500, 2]), True)
     """
     from torch_geometric.data import Batch, Data
@@ -109,13 +119,17 @@ def predict_scan(model: nn.Module, data: Any, *, voxel_size: float = 0.0,
     else:
         sub_pos, cluster, sub_x = pos, None, x
         m = n
-    parts = (chunk_assignment(sub_pos, chunk_points) if chunk_points > 0
-             else [torch.arange(m, device=pos.device)])
+    parts = (
+        chunk_assignment(sub_pos, chunk_points)
+        if chunk_points > 0
+        else [torch.arange(m, device=pos.device)]
+    )
     scores: Tensor | None = None
     for start in range(0, len(parts), max(1, chunks_per_batch)):
-        group = parts[start:start + max(1, chunks_per_batch)]
-        datas = [Data(pos=sub_pos[i], x=None if sub_x is None else sub_x[i])
-                 for i in group]
+        group = parts[start : start + max(1, chunks_per_batch)]
+        datas = [
+            Data(pos=sub_pos[i], x=None if sub_x is None else sub_x[i]) for i in group
+        ]
         if all(d.x is None for d in datas):
             for d in datas:
                 del d.x

@@ -22,8 +22,19 @@ import torch
 
 __all__ = ["RunLogger", "environment", "package_versions"]
 
-_PACKAGES = ("pointsam", "torch", "torch_geometric", "numpy", "scipy", "open3d",
-             "fpsample", "h5py", "pyyaml", "tqdm", "tensorboard")
+_PACKAGES = (
+    "pointsam",
+    "torch",
+    "torch_geometric",
+    "numpy",
+    "scipy",
+    "open3d",
+    "fpsample",
+    "h5py",
+    "pyyaml",
+    "tqdm",
+    "tensorboard",
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -52,8 +63,9 @@ def environment() -> dict[str, Any]:
         "argv": list(sys.argv),
     }
     if torch.cuda.is_available():
-        env["cuda_devices"] = [torch.cuda.get_device_name(i)
-                               for i in range(torch.cuda.device_count())]
+        env["cuda_devices"] = [
+            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+        ]
         env["cuda_version"] = torch.version.cuda
     return env
 
@@ -80,8 +92,9 @@ class RunLogger:
         tensorboard: Also write TensorBoard scalars (``out_dir/tb``).
     """
 
-    def __init__(self, out_dir: str | Path, *, enabled: bool = True,
-                 tensorboard: bool = True) -> None:
+    def __init__(
+        self, out_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.enabled = enabled
         self._tb: Any = None
@@ -91,19 +104,25 @@ class RunLogger:
                 try:
                     from torch.utils.tensorboard import SummaryWriter
                 except ImportError:  # pragma: no cover - tensorboard missing
-                    print("pointsam: tensorboard not installed; no TensorBoard logs",
-                          file=sys.stderr)
+                    print(
+                        "pointsam: tensorboard not installed; no TensorBoard logs",
+                        file=sys.stderr,
+                    )
                 else:
                     self._tb = SummaryWriter(str(self.out_dir / "tb"))
 
     def log_epoch(self, row: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        """Record one epoch's scalars (``row`` is already the last item of ``history``)."""
+        """Record one epoch's scalars (``row`` is the last item of ``history``)."""
         if not self.enabled:
             return
         if self._tb is not None:
             step = int(row.get("epoch", len(history)))
             for k, v in row.items():
-                if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                if (
+                    k != "epoch"
+                    and isinstance(v, (int, float))
+                    and not isinstance(v, bool)
+                ):
                     self._tb.add_scalar(k.replace("_", "/", 1), v, step)
             self._tb.flush()
         self.write_csv(history)
@@ -113,7 +132,9 @@ class RunLogger:
             return
         keys: list[str] = []
         for r in history:
-            keys += [k for k in r if k not in keys and not isinstance(r[k], (list, dict))]
+            keys += [
+                k for k in r if k not in keys and not isinstance(r[k], (list, dict))
+            ]
         tmp = self.out_dir / "metrics.csv.tmp"
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")

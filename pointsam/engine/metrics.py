@@ -28,8 +28,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["Metric", "ClsMetrics", "PartSegMetrics", "SemSegMetrics",
-           "restrict_to_category", "category_part_mask"]
+__all__ = [
+    "Metric",
+    "ClsMetrics",
+    "PartSegMetrics",
+    "SemSegMetrics",
+    "restrict_to_category",
+    "category_part_mask",
+]
 
 
 class Metric:
@@ -54,14 +60,19 @@ class Metric:
 
 def _confusion(target: Tensor, pred: Tensor, num_classes: int) -> Tensor:
     idx = target.long() * num_classes + pred.long()  # [N]
-    return torch.bincount(idx, minlength=num_classes * num_classes).view(
-        num_classes, num_classes).cpu()  # [C, C] rows = truth
+    return (
+        torch.bincount(idx, minlength=num_classes * num_classes)
+        .view(num_classes, num_classes)
+        .cpu()
+    )  # [C, C] rows = truth
 
 
 def _check_pair(pred: Tensor, target: Tensor, num_classes: int) -> None:
     if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} "
-                         "must have the same shape")
+        raise ValueError(
+            f"pred {tuple(pred.shape)} and target {tuple(target.shape)} "
+            "must have the same shape"
+        )
     if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= num_classes):
         raise ValueError(f"pred holds a class outside 0..{num_classes - 1}")
 
@@ -85,8 +96,9 @@ class ClsMetrics(Metric):
     def update(self, pred: Tensor, target: Tensor) -> None:
         """Add a batch: ``pred`` and ``target`` are class ids of shape ``[B]``."""
         _check_pair(pred, target, self.num_classes)
-        if target.numel() and (int(target.min()) < 0
-                               or int(target.max()) >= self.num_classes):
+        if target.numel() and (
+            int(target.min()) < 0 or int(target.max()) >= self.num_classes
+        ):
             raise ValueError(f"target holds a class outside 0..{self.num_classes - 1}")
         self.confusion += _confusion(target, pred, self.num_classes)
 
@@ -102,8 +114,9 @@ class ClsMetrics(Metric):
         }
 
 
-def category_part_mask(category_parts: Sequence[Sequence[int]],
-                       num_parts: int) -> Tensor:
+def category_part_mask(
+    category_parts: Sequence[Sequence[int]], num_parts: int
+) -> Tensor:
     """Bool ``[num_categories, num_parts]``: which global part ids each category has."""
     mask = torch.zeros(len(category_parts), num_parts, dtype=torch.bool)
     for c, parts in enumerate(category_parts):
@@ -111,8 +124,9 @@ def category_part_mask(category_parts: Sequence[Sequence[int]],
     return mask
 
 
-def restrict_to_category(logits: Tensor, category: Tensor, batch: Tensor,
-                         part_mask: Tensor) -> Tensor:
+def restrict_to_category(
+    logits: Tensor, category: Tensor, batch: Tensor, part_mask: Tensor
+) -> Tensor:
     r"""Set the logits of parts outside each point's category to :math:`-\infty`.
 
     Args:
@@ -148,8 +162,9 @@ class PartSegMetrics(Metric):
         self.iou_sum = torch.zeros(len(category_parts), dtype=torch.float64)
         self.count = torch.zeros(len(category_parts), dtype=torch.float64)
 
-    def update(self, pred: Tensor, target: Tensor, category: Tensor,
-               batch: Tensor) -> None:
+    def update(
+        self, pred: Tensor, target: Tensor, category: Tensor, batch: Tensor
+    ) -> None:
         """Add shapes: ``pred``/``target`` ``[N]`` part ids, ``category`` ``[B]``."""
         _check_pair(pred, target, self.num_parts)
         pred, target = pred.cpu().long(), target.cpu().long()
@@ -159,7 +174,10 @@ class PartSegMetrics(Metric):
         inter = torch.bincount(batch[eq] * p + target[eq], minlength=b * p)  # [B*P]
         n_pred = torch.bincount(batch * p + pred, minlength=b * p)  # [B*P]
         n_true = torch.bincount(batch * p + target, minlength=b * p)  # [B*P]
-        inter, union = inter.view(b, p).double(), (n_pred + n_true).view(b, p) - inter.view(b, p)
+        inter, union = (
+            inter.view(b, p).double(),
+            (n_pred + n_true).view(b, p) - inter.view(b, p),
+        )
         iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
         mask = self.part_mask[category].double()  # [B, P]
         shape_iou = (iou * mask).sum(1) / mask.sum(1)  # [B]
@@ -199,19 +217,22 @@ class SemSegMetrics(Metric):
         _check_pair(pred, target, self.num_classes)
         keep = target != self.ignore_index
         pred, target = pred[keep], target[keep]
-        if target.numel() and (int(target.min()) < 0
-                               or int(target.max()) >= self.num_classes):
+        if target.numel() and (
+            int(target.min()) < 0 or int(target.max()) >= self.num_classes
+        ):
             raise ValueError(
                 f"target holds a class outside 0..{self.num_classes - 1} that is not "
-                f"the ignore label {self.ignore_index}")
+                f"the ignore label {self.ignore_index}"
+            )
         self.confusion += _confusion(target, pred, self.num_classes)
 
     def compute(self) -> dict[str, float | list[float]]:  # type: ignore[override]
         cm = self.confusion.double()
         tp = cm.diag()
         denom = cm.sum(0) + cm.sum(1) - tp
-        iou = torch.where(denom > 0, tp / denom.clamp(min=1),
-                          torch.full_like(tp, float("nan")))
+        iou = torch.where(
+            denom > 0, tp / denom.clamp(min=1), torch.full_like(tp, float("nan"))
+        )
         valid = ~iou.isnan()
         total = cm.sum()
         return {

@@ -25,12 +25,31 @@ from .tasks import PartSegTask, Task, make_task
 __all__ = ["load_trained", "predict_cloud", "write_ply", "label_colors"]
 
 # 20 distinct colours (tab20-like), cycled for more classes
-_PALETTE = np.array([
-    [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-    [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
-    [174, 199, 232], [255, 187, 120], [152, 223, 138], [255, 152, 150],
-    [197, 176, 213], [196, 156, 148], [247, 182, 210], [199, 199, 199],
-    [219, 219, 141], [158, 218, 229]], dtype=np.uint8)
+_PALETTE = np.array(
+    [
+        [31, 119, 180],
+        [255, 127, 14],
+        [44, 160, 44],
+        [214, 39, 40],
+        [148, 103, 189],
+        [140, 86, 75],
+        [227, 119, 194],
+        [127, 127, 127],
+        [188, 189, 34],
+        [23, 190, 207],
+        [174, 199, 232],
+        [255, 187, 120],
+        [152, 223, 138],
+        [255, 152, 150],
+        [197, 176, 213],
+        [196, 156, 148],
+        [247, 182, 210],
+        [199, 199, 199],
+        [219, 219, 141],
+        [158, 218, 229],
+    ],
+    dtype=np.uint8,
+)
 
 
 def label_colors(labels: np.ndarray) -> np.ndarray:
@@ -38,8 +57,9 @@ def label_colors(labels: np.ndarray) -> np.ndarray:
     return _PALETTE[np.asarray(labels) % len(_PALETTE)]
 
 
-def load_trained(path: str | Path, device: str | torch.device = "cpu"
-                 ) -> tuple[nn.Module, Task, Config, dict[str, Any]]:
+def load_trained(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, Task, Config, dict[str, Any]]:
     """``(model in eval mode, task, config, checkpoint meta)`` from a checkpoint."""
     from pointsam.models import create_model
 
@@ -53,8 +73,9 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu"
 
 
 @torch.no_grad()
-def predict_cloud(model: nn.Module, task: Task, cfg: Config, data: Any, *,
-                  category: int | None = None) -> dict[str, Any]:
+def predict_cloud(
+    model: nn.Module, task: Task, cfg: Config, data: Any, *, category: int | None = None
+) -> dict[str, Any]:
     """Predict on one PyG ``Data`` cloud; see the module docstring."""
     from torch_geometric.data import Batch
 
@@ -76,11 +97,14 @@ def predict_cloud(model: nn.Module, task: Task, cfg: Config, data: Any, *,
     if task.name == "partseg":
         assert isinstance(task, PartSegTask)
         if category is None:
-            raise ValueError("part segmentation needs the shape's category "
-                             f"(--category 0..{len(task.category_parts) - 1})")
+            raise ValueError(
+                "part segmentation needs the shape's category "
+                f"(--category 0..{len(task.category_parts) - 1})"
+            )
         if not 0 <= category < len(task.category_parts):
-            raise ValueError(f"category must be in 0..{len(task.category_parts) - 1}, "
-                             f"got {category}")
+            raise ValueError(
+                f"category must be in 0..{len(task.category_parts) - 1}, got {category}"
+            )
         pos = data.pos - data.pos.mean(0, keepdim=True)
         pos = pos / pos.norm(dim=1).max().clamp(min=1e-12)  # unit sphere
         data.pos = pos
@@ -104,15 +128,25 @@ def predict_cloud(model: nn.Module, task: Task, cfg: Config, data: Any, *,
         chunk = cfg.train.chunk_points or cfg.data.num_points
         if "y" in data:
             del data.y
-        prob = predict_scan(model, data, voxel_size=cfg.train.voxel_size,
-                            chunk_points=chunk if n > chunk else 0, device=device).cpu()
+        prob = predict_scan(
+            model,
+            data,
+            voxel_size=cfg.train.voxel_size,
+            chunk_points=chunk if n > chunk else 0,
+            device=device,
+        ).cpu()
     labels = prob.argmax(-1)
     return {"task": task.name, "labels": labels, "probs": prob}
 
 
-def write_ply(path: str | Path, pos: np.ndarray, colors: np.ndarray,
-              labels: np.ndarray | None = None, scalars: dict[str, np.ndarray] | None = None,
-              comments: list[str] | None = None) -> Path:
+def write_ply(
+    path: str | Path,
+    pos: np.ndarray,
+    colors: np.ndarray,
+    labels: np.ndarray | None = None,
+    scalars: dict[str, np.ndarray] | None = None,
+    comments: list[str] | None = None,
+) -> Path:
     """Binary little-endian PLY: xyz float32, rgb uint8, optional int32 ``label``
     and float32 scalar properties (any viewer can re-colour by them).
 
@@ -126,8 +160,14 @@ def write_ply(path: str | Path, pos: np.ndarray, colors: np.ndarray,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(pos)
-    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"),
-              ("blue", "u1")]
+    fields = [
+        ("x", "<f4"),
+        ("y", "<f4"),
+        ("z", "<f4"),
+        ("red", "u1"),
+        ("green", "u1"),
+        ("blue", "u1"),
+    ]
     if labels is not None:
         fields.append(("label", "<i4"))
     for k in scalars or {}:

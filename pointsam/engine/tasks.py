@@ -19,8 +19,14 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-from .metrics import (ClsMetrics, Metric, PartSegMetrics, SemSegMetrics,
-                      category_part_mask, restrict_to_category)
+from .metrics import (
+    ClsMetrics,
+    Metric,
+    PartSegMetrics,
+    SemSegMetrics,
+    category_part_mask,
+    restrict_to_category,
+)
 
 __all__ = ["Task", "ClsTask", "PartSegTask", "SemSegTask", "make_task"]
 
@@ -54,8 +60,10 @@ class Task:
 
 def _check_logits(logits: Tensor, rows: int, cols: int, what: str) -> None:
     if logits.dim() != 2 or logits.size(0) != rows or logits.size(1) != cols:
-        raise ValueError(f"model returned logits {tuple(logits.shape)}; the {what} "
-                         f"task expects [{rows}, {cols}]")
+        raise ValueError(
+            f"model returned logits {tuple(logits.shape)}; the {what} "
+            f"task expects [{rows}, {cols}]"
+        )
 
 
 class ClsTask(Task):
@@ -86,8 +94,13 @@ class PartSegTask(Task):
 
     name, score_key = "partseg", "instance_miou"
 
-    def __init__(self, category_parts: Sequence[Sequence[int]], num_parts: int, *,
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        category_parts: Sequence[Sequence[int]],
+        num_parts: int,
+        *,
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__(num_parts, label_smoothing=label_smoothing)
         self.category_parts = [list(map(int, p)) for p in category_parts]
         self.part_mask = category_part_mask(self.category_parts, num_parts)
@@ -104,8 +117,12 @@ class PartSegTask(Task):
         assert isinstance(metrics, PartSegMetrics)
         category = data.category.view(-1)
         pred = restrict_to_category(scores, category, data.batch, self.part_mask)
-        metrics.update(pred.argmax(-1).cpu(), data.y.view(-1).cpu(), category.cpu(),
-                       data.batch.cpu())
+        metrics.update(
+            pred.argmax(-1).cpu(),
+            data.y.view(-1).cpu(),
+            category.cpu(),
+            data.batch.cpu(),
+        )
 
     def meta(self) -> dict[str, Any]:
         return {**super().meta(), "category_parts": self.category_parts}
@@ -116,8 +133,9 @@ class SemSegTask(Task):
 
     name, score_key = "semseg", "miou"
 
-    def __init__(self, num_classes: int, *, ignore_index: int = -1,
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self, num_classes: int, *, ignore_index: int = -1, label_smoothing: float = 0.0
+    ) -> None:
         super().__init__(num_classes, label_smoothing=label_smoothing)
         self.ignore_index = ignore_index
 
@@ -126,8 +144,12 @@ class SemSegTask(Task):
         _check_logits(logits, y.numel(), self.num_classes, "semantic segmentation")
         if bool((y == self.ignore_index).all()):
             return logits.sum() * 0.0  # keeps the graph (and DDP) happy
-        return F.cross_entropy(logits.float(), y, ignore_index=self.ignore_index,
-                               label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            logits.float(),
+            y,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+        )
 
     def count(self, data: Any) -> int:
         return int((data.y != self.ignore_index).sum())
@@ -149,10 +171,15 @@ def make_task(meta: dict[str, Any], *, label_smoothing: float = 0.0) -> Task:
     if name == "cls":
         return ClsTask(int(meta["num_classes"]), label_smoothing=label_smoothing)
     if name == "partseg":
-        return PartSegTask(meta["category_parts"], int(meta["num_classes"]),
-                           label_smoothing=label_smoothing)
+        return PartSegTask(
+            meta["category_parts"],
+            int(meta["num_classes"]),
+            label_smoothing=label_smoothing,
+        )
     if name == "semseg":
-        return SemSegTask(int(meta["num_classes"]),
-                          ignore_index=int(meta.get("ignore_index", -1)),
-                          label_smoothing=label_smoothing)
+        return SemSegTask(
+            int(meta["num_classes"]),
+            ignore_index=int(meta.get("ignore_index", -1)),
+            label_smoothing=label_smoothing,
+        )
     raise ValueError(f"unknown task {name!r}; valid tasks: cls, partseg, semseg")

@@ -31,13 +31,24 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler, Subset
 
-from .checkpoint import (FORMAT, VERSION, get_rng_state, load_checkpoint,
-                         save_checkpoint, set_rng_state)
+from .checkpoint import (
+    FORMAT,
+    VERSION,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import Config, config_to_dict
-from .distributed import (DistInfo, ShardSampler, all_reduce_sum, barrier,
-                          init_distributed)
+from .distributed import (
+    DistInfo,
+    ShardSampler,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+)
 from .logger import RunLogger, environment, package_versions
-from .tasks import Task, make_task
+from .tasks import Task
 
 __all__ = ["Trainer", "split_train_val", "evaluate", "vote_augment", "seed_everything"]
 
@@ -94,10 +105,21 @@ def _autocast(device: torch.device, amp: bool) -> Any:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Any, task: Task, device: torch.device, *,
-             votes: int = 1, amp: bool = False, max_batches: int = 0,
-             voxel_size: float = 0.0, chunk_points: int = 0, seed: int = 0,
-             progress: bool = False, desc: str = "eval") -> dict[str, Any]:
+def evaluate(
+    model: nn.Module,
+    loader: Any,
+    task: Task,
+    device: torch.device,
+    *,
+    votes: int = 1,
+    amp: bool = False,
+    max_batches: int = 0,
+    voxel_size: float = 0.0,
+    chunk_points: int = 0,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "eval",
+) -> dict[str, Any]:
     """Loss and metrics of ``model`` over ``loader``, summed over DDP ranks.
 
     With ``votes > 1`` the softmax scores of ``votes`` augmented passes are
@@ -118,9 +140,18 @@ def evaluate(model: nn.Module, loader: Any, task: Task, device: torch.device, *,
             break
         data = data.to(device)
         if whole_scan:
-            scores = torch.cat([predict_scan(model, d, voxel_size=voxel_size,
-                                             chunk_points=chunk_points, device=device)
-                                for d in data.to_data_list()])  # [N, C]
+            scores = torch.cat(
+                [
+                    predict_scan(
+                        model,
+                        d,
+                        voxel_size=voxel_size,
+                        chunk_points=chunk_points,
+                        device=device,
+                    )
+                    for d in data.to_data_list()
+                ]
+            )  # [N, C]
             logits = scores.clamp_min(1e-12).log()
         else:
             with _autocast(device, amp):
@@ -128,18 +159,22 @@ def evaluate(model: nn.Module, loader: Any, task: Task, device: torch.device, *,
             scores = logits.softmax(-1)
             for v in range(1, votes):
                 with _autocast(device, amp):
-                    scores = scores + model(vote_augment(data, v, seed)).float().softmax(-1)
+                    scores = scores + model(
+                        vote_augment(data, v, seed)
+                    ).float().softmax(-1)
             if votes > 1:
                 scores = scores / votes
         c = task.count(data)
         if c:
-            loss_sum += torch.tensor([float(task.loss(logits, data)) * c, c],
-                                     dtype=torch.float64)
+            loss_sum += torch.tensor(
+                [float(task.loss(logits, data)) * c, c], dtype=torch.float64
+            )
         task.update(metrics, scores, data)
     metrics.reduce()
     all_reduce_sum(loss_sum)
-    out: dict[str, Any] = {"loss": float(loss_sum[0] / loss_sum[1])
-                           if loss_sum[1] > 0 else float("nan")}
+    out: dict[str, Any] = {
+        "loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else float("nan")
+    }
     out.update(metrics.compute())
     if hasattr(metrics, "confusion"):
         out["confusion"] = metrics.confusion.tolist()
@@ -164,13 +199,21 @@ class Trainer:
         resume: Continue from ``out_dir/last.pt``.
     """
 
-    def __init__(self, cfg: Config, *, model: nn.Module | None = None,
-                 datasets: dict[str, Dataset] | None = None, task: Task | None = None,
-                 resume: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        model: nn.Module | None = None,
+        datasets: dict[str, Dataset] | None = None,
+        task: Task | None = None,
+        resume: bool = False,
+    ) -> None:
         self.cfg = cfg
         self.info: DistInfo
         self.info, self.device = init_distributed(cfg.train.device)
         self.out_dir = Path(cfg.train.out_dir)
+        if cfg.train.num_threads > 0:
+            torch.set_num_threads(cfg.train.num_threads)
         seed_everything(cfg.train.seed)
         if datasets is None:
             from .builders import build_datasets
@@ -192,8 +235,10 @@ class Trainer:
         if self.info.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            if any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                   for m in self.model.modules()):
+            if any(
+                isinstance(m, nn.modules.batchnorm._BatchNorm)
+                for m in self.model.modules()
+            ):
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             dev_ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DDP(self.model, device_ids=dev_ids, find_unused_parameters=True)
@@ -202,10 +247,12 @@ class Trainer:
         self.amp = cfg.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epoch = 0
+        self.stopped_early = False
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {}
-        self.logger = RunLogger(self.out_dir, enabled=self.info.is_main,
-                                tensorboard=cfg.train.tensorboard)
+        self.logger = RunLogger(
+            self.out_dir, enabled=self.info.is_main, tensorboard=cfg.train.tensorboard
+        )
         self._loaders()
         if resume:
             self.resume(self.out_dir / "last.pt")
@@ -220,18 +267,21 @@ class Trainer:
             return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         if o.name == "adam":
             return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum,
-                               weight_decay=o.weight_decay)
+        return torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+        )
 
     def _build_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
         o = self.cfg.optim
         if o.scheduler == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=self.cfg.train.epochs, eta_min=o.min_lr)
+                self.optimizer, T_max=self.cfg.train.epochs, eta_min=o.min_lr
+            )
         if o.scheduler == "step":
             return torch.optim.lr_scheduler.StepLR(self.optimizer, o.step_size, o.gamma)
-        return torch.optim.lr_scheduler.ConstantLR(self.optimizer, factor=1.0,
-                                                   total_iters=0)
+        return torch.optim.lr_scheduler.ConstantLR(
+            self.optimizer, factor=1.0, total_iters=0
+        )
 
     def _loaders(self) -> None:
         from torch_geometric.loader import DataLoader
@@ -241,30 +291,46 @@ class Trainer:
         eval_bs = max(1, (d.eval_batch_size or d.batch_size) // info.world_size)
         train = self.datasets["train"]
         self.train_sampler = DistributedSampler(
-            train, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-            seed=self.cfg.train.seed, drop_last=False)
+            train,
+            num_replicas=info.world_size,
+            rank=info.rank,
+            shuffle=True,
+            seed=self.cfg.train.seed,
+            drop_last=False,
+        )
         drop_last = len(train) // info.world_size > per_rank  # no size-1 BN batches
-        self.train_loader = DataLoader(train, batch_size=per_rank,
-                                       sampler=self.train_sampler,
-                                       num_workers=d.num_workers, drop_last=drop_last)
+        self.train_loader = DataLoader(
+            train,
+            batch_size=per_rank,
+            sampler=self.train_sampler,
+            num_workers=d.num_workers,
+            drop_last=drop_last,
+        )
         self.eval_loaders = {}
         for split in ("val", "test"):
             ds = self.datasets.get(split)
             if ds is None or len(ds) == 0:
                 continue
             self.eval_loaders[split] = DataLoader(
-                ds, batch_size=eval_bs, num_workers=d.num_workers,
-                sampler=ShardSampler(len(ds), info.rank, info.world_size))
+                ds,
+                batch_size=eval_bs,
+                num_workers=d.num_workers,
+                sampler=ShardSampler(len(ds), info.rank, info.world_size),
+            )
 
     # -------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs (tensors, numbers, strings, plain containers)."""
         return {
-            "format": FORMAT, "version": VERSION,
+            "format": FORMAT,
+            "version": VERSION,
             "config": config_to_dict(self.cfg),
-            "meta": {**self.task.meta(), "model_name": self.cfg.model.name,
-                     "model_args": dict(self.model_args),
-                     "class_names": list(self.class_names)},
+            "meta": {
+                **self.task.meta(),
+                "model_name": self.cfg.model.name,
+                "model_args": dict(self.model_args),
+                "class_names": list(self.class_names),
+            },
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -284,7 +350,9 @@ class Trainer:
         ds = _underlying(self.datasets["train"])
         for attr in ("class_names", "classes", "categories"):
             names = getattr(ds, attr, None)
-            if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+            if isinstance(names, (list, tuple)) and all(
+                isinstance(n, str) for n in names
+            ):
                 return list(names)
         return []
 
@@ -310,7 +378,7 @@ class Trainer:
 
     # -------------------------------------------------------------- loops
     def train_epoch(self) -> dict[str, Any]:
-        """One pass over the train split; returns ``train_loss`` and the train metric."""
+        """One pass over the train split; returns the loss and the train metric."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -318,9 +386,13 @@ class Trainer:
         self.train_sampler.set_epoch(self.epoch)
         metrics = self.task.new_metrics()
         loss_sum = torch.zeros(2, dtype=torch.float64)
-        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}",
-                   leave=False, file=sys.stderr,
-                   disable=not (cfg.train.progress and self.info.is_main))
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}",
+            leave=False,
+            file=sys.stderr,
+            disable=not (cfg.train.progress and self.info.is_main),
+        )
         for i, data in enumerate(bar):
             if cfg.train.max_batches and i >= cfg.train.max_batches:
                 break
@@ -329,8 +401,9 @@ class Trainer:
                 logits = self.net(data)
             loss = self.task.loss(logits.float(), data)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {float(loss)} at epoch "
-                                         f"{self.epoch + 1}, batch {i}")
+                raise FloatingPointError(
+                    f"loss is {float(loss)} at epoch {self.epoch + 1}, batch {i}"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.optim.grad_clip > 0:
@@ -345,21 +418,35 @@ class Trainer:
         self.scheduler.step()
         metrics.reduce()
         all_reduce_sum(loss_sum)
-        out = {"loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] else float("nan")}
-        out.update({k: v for k, v in metrics.compute().items() if not isinstance(v, list)})
+        out = {
+            "loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] else float("nan")
+        }
+        out.update(
+            {k: v for k, v in metrics.compute().items() if not isinstance(v, list)}
+        )
         return out
 
     def evaluate(self, split: str = "val", *, votes: int = 1) -> dict[str, Any]:
         """Metrics of the current model on ``val`` or ``test``."""
         if split not in self.eval_loaders:
-            raise ValueError(f"no {split!r} split to evaluate; have "
-                             f"{sorted(self.eval_loaders)}")
+            raise ValueError(
+                f"no {split!r} split to evaluate; have {sorted(self.eval_loaders)}"
+            )
         t = self.cfg.train
-        return evaluate(self.model, self.eval_loaders[split], self.task, self.device,
-                        votes=votes, amp=self.amp, max_batches=t.max_batches,
-                        voxel_size=t.voxel_size, chunk_points=t.chunk_points,
-                        seed=t.seed, progress=t.progress and self.info.is_main,
-                        desc=split)
+        return evaluate(
+            self.model,
+            self.eval_loaders[split],
+            self.task,
+            self.device,
+            votes=votes,
+            amp=self.amp,
+            max_batches=t.max_batches,
+            voxel_size=t.voxel_size,
+            chunk_points=t.chunk_points,
+            seed=t.seed,
+            progress=t.progress and self.info.is_main,
+            desc=split,
+        )
 
     def fit(self, *, stop_after: int | None = None) -> dict[str, Any]:
         """Train to ``train.epochs`` (or stop after ``stop_after`` more epochs).
@@ -378,32 +465,59 @@ class Trainer:
             tr = self.train_epoch()
             self.epoch += 1
             done += 1
-            row: dict[str, Any] = {"epoch": self.epoch,
-                                   "lr": self.optimizer.param_groups[0]["lr"]}
+            row: dict[str, Any] = {
+                "epoch": self.epoch,
+                "lr": self.optimizer.param_groups[0]["lr"],
+            }
             row.update({f"train_{k}": v for k, v in tr.items()})
             improved = False
-            if "val" in self.eval_loaders and (self.epoch % t.eval_every == 0
-                                               or self.epoch == t.epochs):
+            if "val" in self.eval_loaders and (
+                self.epoch % t.eval_every == 0 or self.epoch == t.epochs
+            ):
                 va = self.evaluate("val")
-                row.update({f"val_{k}": v for k, v in va.items()
-                            if not isinstance(v, list)})
+                row.update(
+                    {f"val_{k}": v for k, v in va.items() if not isinstance(v, list)}
+                )
                 score = va.get(key, float("nan"))
                 if not math.isnan(score) and score > self.best.get(key, -math.inf):
-                    self.best = {"epoch": self.epoch, key: score, "val_loss": va["loss"]}
+                    self.best = {
+                        "epoch": self.epoch,
+                        key: score,
+                        "val_loss": va["loss"],
+                    }
                     improved = True
             elif "val" not in self.eval_loaders:
-                self.best = {"epoch": self.epoch, "note": "no validation split: last epoch"}
+                self.best = {
+                    "epoch": self.epoch,
+                    "note": "no validation split: last epoch",
+                }
                 improved = True
             row["epoch_time_s"] = round(time.time() - tick, 3)
             self.history.append(row)
             self.logger.log_epoch(row, self.history)
             if self.info.is_main:
-                msg = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in row.items())
+                msg = " ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in row.items()
+                )
                 print(f"[pointsam] {msg}", file=sys.stderr, flush=True)
             if improved:
                 self._save("best.pt")
             self._save("last.pt")
+            spent = time.time() - start
+            if (
+                t.time_budget_s > 0
+                and self.epoch < t.epochs
+                and spent + spent / done > t.time_budget_s
+            ):
+                if self.info.is_main:
+                    print(
+                        f"[pointsam] time budget of {t.time_budget_s:.0f} s reached "
+                        f"after epoch {self.epoch}/{t.epochs}",
+                        file=sys.stderr,
+                    )
+                self.stopped_early = True
+                break
         return self.finish(train_time=time.time() - start)
 
     def finish(self, train_time: float | None = None) -> dict[str, Any]:
@@ -421,15 +535,22 @@ class Trainer:
             "task": self.task.name,
             "model": self.cfg.model.name,
             "num_parameters": sum(p.numel() for p in self.model.parameters()),
-            "dataset_sizes": {k: len(v) for k, v in self.datasets.items()
-                              if v is not None},
+            "dataset_sizes": {
+                k: len(v) for k, v in self.datasets.items() if v is not None
+            },
             "selection": f"best validation {self.task.score_key} "
-                         f"(val carved from train, seed {self.cfg.data.split_seed})",
+            f"(val carved from train, seed {self.cfg.data.split_seed})",
             "best": self.best,
-            "test": {"split": self.cfg.data.test_split, "votes": t.votes,
-                     "evaluated_once": True, **test},
+            "test": {
+                "split": self.cfg.data.test_split,
+                "votes": t.votes,
+                "evaluated_once": True,
+                **test,
+            },
             "history": self.history,
             "train_time_s": train_time,
+            "epochs_run": self.epoch,
+            "stopped_by_time_budget": self.stopped_early,
             "world_size": self.info.world_size,
             "device": str(self.device),
             "versions": package_versions(),

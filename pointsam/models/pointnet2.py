@@ -75,8 +75,8 @@ class SetAbstraction(nn.Module):
     Example:
         >>> sa = SetAbstraction(0, [[16, 32]], sample=8, radii=[0.5], ks=[4]).eval()
         >>> x, p, b = sa(None, torch.randn(40, 3), torch.tensor([0] * 20 + [1] * 20))
-        >>> x.shape, p.shape, b.tolist()
-        (torch.Size([16, 32]), torch.Size([16, 3]), [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+        >>> x.shape, p.shape, b.bincount().tolist()
+        (torch.Size([16, 32]), torch.Size([16, 3]), [8, 8])
     """
 
     def __init__(self, in_channels: int, mlps: Sequence[Sequence[int]], *,
@@ -177,7 +177,8 @@ class GlobalSetAbstraction(nn.Module):
 
     Example:
         >>> g = GlobalSetAbstraction(4, [8, 16]).eval()
-        >>> g(torch.randn(10, 4), torch.randn(10, 3), torch.tensor([0] * 4 + [1] * 6)).shape
+        >>> batch = torch.tensor([0] * 4 + [1] * 6)
+        >>> g(torch.randn(10, 4), torch.randn(10, 3), batch).shape
         torch.Size([2, 16])
     """
 
@@ -219,8 +220,9 @@ class FeaturePropagation(nn.Module):
 
     Example:
         >>> fp = FeaturePropagation(8 + 2, [16]).eval()
-        >>> fp(torch.randn(5, 8), torch.randn(5, 3), torch.zeros(5, dtype=torch.long),
-        ...    torch.randn(20, 2), torch.randn(20, 3), torch.zeros(20, dtype=torch.long)).shape
+        >>> b5, b20 = torch.zeros(5).long(), torch.zeros(20).long()
+        >>> fp(torch.randn(5, 8), torch.randn(5, 3), b5,
+        ...    torch.randn(20, 2), torch.randn(20, 3), b20).shape
         torch.Size([20, 16])
     """
 
@@ -301,7 +303,8 @@ class PointNet2(nn.Module):
             ``None`` for classification. (default: ``None``)
         num_categories: Categories whose one-hot enters the decoder (part
             segmentation; 16 for ShapeNetPart), 0 for none. (default: 0)
-        grouping: ``"ball"`` (reference) or ``"knn"`` (scale-free). (default: ``"ball"``)
+        grouping: ``"ball"`` (reference) or ``"knn"`` (scale-free).
+            (default: ``"ball"``)
         fusion: MSG scale fusion, ``"concat"`` or ``"laff"``. (default: ``"concat"``)
         fusion_heads: Heads of the LAFF fusion. (default: 8)
         attention: Attention per stage (see :mod:`pointsam.models.attention`), one
@@ -331,7 +334,8 @@ class PointNet2(nn.Module):
                  attention: AttentionSpec = None, attention_k: int = 16) -> None:
         super().__init__()
         if not isinstance(in_channels, int) or in_channels < 0:
-            raise ValueError(f"in_channels must be an integer >= 0, got {in_channels!r}")
+            raise ValueError(
+                f"in_channels must be an integer >= 0, got {in_channels!r}")
         cfgs = [_stage_cfg(s, i) for i, s in enumerate(stages)]
         if not cfgs:
             raise ValueError("PointNet2 needs at least one stage")

@@ -29,101 +29,129 @@ from torch import Tensor, nn
 
 __all__ = ["ChunkedNeighbourFunction", "chunked_neighbour_apply", "default_chunk"]
 
-# kernel(dst_c [n, C_d], src_j [n, K, C_s], mask_c [n, K], want) -> (out [n, C_o],
-# attn [n, K, H] or None)
-Kernel = Callable[[Tensor, Tensor, Tensor, bool], tuple[Tensor, Tensor | None]]
+# kernel(dst [n, C_d] each, src_j [n, K, C_s] each, mask_c [n, K] or None, want)
+#   -> (out [n, C_o], attn [n, K, H] or None)
+Kernel = Callable[[Sequence[Tensor], Sequence[Tensor], Tensor | None, bool],
+                  tuple[Tensor, Tensor | None]]
 
 
-def default_chunk(k: int, channels: int, budget: int = 1 << 19) -> int:
-    """Points per block so that one ``[chunk, K, C]`` temporary holds ~``budget``."""
+def default_chunk(k: int, channels: int, device: torch.device | None = None,
+                  budget: int | None = None) -> int:
+    """Points per block so that one ``[chunk, K, C]`` temporary holds ~``budget``.
+
+    The budget is 2^19 elements on the CPU (blocks that stay in cache) and 2^25 on a
+    GPU (few, large kernels).
+    """
+    if budget is None:
+        budget = 1 << (19 if device is None or device.type == "cpu" else 25)
     return max(64, budget // max(1, k * channels))
 
 
+def _gather(t: Tensor, idx: Tensor) -> Tensor:
+    """``t[idx]`` for ``t`` [N, C] and ``idx`` [n, K] via ``index_select``, [n, K, C]."""
+    return t.index_select(0, idx.reshape(-1)).view(*idx.shape, t.size(-1))
+
+
 class ChunkedNeighbourFunction(torch.autograd.Function):
-    """See the module docstring. Returns ``(out [N, C_o], attn [N, K, H] or [0])``."""
+    """See the module docstring. Returns ``(out [N, C_o], attn [N, K, H] or [0])``.
+
+    ``apply(kernel, chunk, want, n_dst, n_src, nbr_idx, nbr_mask, *tensors)`` with
+    ``tensors`` = ``n_dst`` per-point tensors of the centres, ``n_src`` per-point
+    tensors gathered over the neighbours, then the parameters the kernel uses;
+    ``nbr_mask=None`` means every entry is valid.
+    """
 
     @staticmethod
-    def forward(ctx: Any, kernel: Kernel, chunk: int, want: bool, dst: Tensor,
-                src: Tensor, nbr_idx: Tensor, nbr_mask: Tensor,
-                *params: Tensor) -> tuple[Tensor, Tensor]:
-        n = dst.size(0)
+    def forward(ctx: Any, kernel: Kernel, chunk: int, want: bool, n_dst: int,
+                n_src: int, nbr_idx: Tensor, nbr_mask: Tensor | None,
+                *tensors: Tensor) -> tuple[Tensor, Tensor]:
+        dst, src = tensors[:n_dst], tensors[n_dst:n_dst + n_src]
+        n = nbr_idx.size(0)
         outs, attns = [], []
         for s in range(0, n, chunk):
             e = min(n, s + chunk)
-            src_j = src[nbr_idx[s:e]]  # [n, K, C_s]
-            o, a = kernel(dst[s:e], src_j, nbr_mask[s:e], want)  # [n, C_o]
+            idx = nbr_idx[s:e]  # [n, K]
+            src_j = [_gather(t, idx) for t in src]  # [n, K, C_s] each
+            mask = nbr_mask[s:e] if nbr_mask is not None else None
+            o, a = kernel([t[s:e] for t in dst], src_j, mask, want)  # [n, C_o]
             outs.append(o)
             if want and a is not None:
                 attns.append(a)
         out = torch.cat(outs) if len(outs) > 1 else outs[0]  # [N, C_o]
         attn = torch.cat(attns) if attns else out.new_zeros(0)  # [N, K, H]
-        ctx.kernel, ctx.chunk, ctx.num_params = kernel, chunk, len(params)
-        ctx.save_for_backward(dst, src, nbr_idx, nbr_mask, *params)
+        ctx.kernel, ctx.chunk, ctx.n_dst, ctx.n_src = kernel, chunk, n_dst, n_src
+        ctx.has_mask = nbr_mask is not None
+        ctx.save_for_backward(nbr_idx, nbr_mask if nbr_mask is not None else nbr_idx,
+                              *tensors)
         ctx.mark_non_differentiable(attn)
         return out, attn
 
     @staticmethod
     def backward(ctx: Any, g_out: Tensor, g_attn: Tensor
                  ) -> tuple[Tensor | None, ...]:
-        dst, src, nbr_idx, nbr_mask, *params = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        need_dst, need_src = need[3], need[4]
-        need_p = list(need[7:])
-        g_dst = torch.zeros_like(dst) if need_dst else None
-        g_src = torch.zeros_like(src) if need_src else None
-        g_params: list[Tensor | None] = [
-            torch.zeros_like(p) if np_ else None for p, np_ in zip(params, need_p)]
-        wanted_p = [p for p, np_ in zip(params, need_p) if np_]
-        n = dst.size(0)
+        nbr_idx, nbr_mask, *tensors = ctx.saved_tensors
+        nbr_mask = nbr_mask if ctx.has_mask else None
+        nd, ns = ctx.n_dst, ctx.n_src
+        need = list(ctx.needs_input_grad[7:])
+        grads: list[Tensor | None] = [
+            torch.zeros_like(t) if nd_ else None for t, nd_ in zip(tensors, need)]
+        params = tensors[nd + ns:]
+        wanted_p = [p for p, nd_ in zip(params, need[nd + ns:]) if nd_]
+        n = nbr_idx.size(0)
         g_out = g_out.contiguous()
         for s in range(0, n, ctx.chunk):
             e = min(n, s + ctx.chunk)
             idx = nbr_idx[s:e]  # [n, K]
             with torch.enable_grad():
-                d = dst[s:e].detach().requires_grad_(need_dst)  # [n, C_d]
-                src_j = src[idx].detach().requires_grad_(need_src)  # [n, K, C_s]
-                o, _ = ctx.kernel(d, src_j, nbr_mask[s:e], False)  # [n, C_o]
-                inputs = ([d] if need_dst else []) + ([src_j] if need_src else []) \
-                    + wanted_p
+                dst = [t[s:e].detach().requires_grad_(nd_)
+                       for t, nd_ in zip(tensors[:nd], need[:nd])]  # [n, C_d] each
+                src_j = [_gather(t, idx).detach().requires_grad_(nd_)
+                         for t, nd_ in zip(tensors[nd:nd + ns], need[nd:nd + ns])]
+                mask = nbr_mask[s:e] if nbr_mask is not None else None
+                o, _ = ctx.kernel(dst, src_j, mask, False)  # [n, C_o]
+                leaves = [t for t, nd_ in zip(dst + src_j, need[:nd + ns]) if nd_]
+                inputs = leaves + wanted_p
                 if not inputs:
                     break
-                grads = torch.autograd.grad(o, inputs, g_out[s:e], allow_unused=True)
-            it = iter(grads)
-            if need_dst:
-                gd = next(it)
-                if gd is not None:
-                    g_dst[s:e] = gd  # type: ignore[index]
-            if need_src:
-                gs = next(it)
-                if gs is not None:
-                    g_src.index_add_(  # type: ignore[union-attr]
-                        0, idx.reshape(-1), gs.reshape(-1, gs.size(-1)))  # [n*K, C_s]
-            j = 0
-            for i, np_ in enumerate(need_p):
-                if np_:
-                    gp = next(it)
-                    if gp is not None:
-                        g_params[i].add_(gp)  # type: ignore[union-attr]
-                    j += 1
-        return (None, None, None, g_dst, g_src, None, None, *g_params)
+                gs = torch.autograd.grad(o, inputs, g_out[s:e], allow_unused=True)
+            it = iter(gs)
+            for i in range(nd + ns):
+                if not need[i]:
+                    continue
+                g = next(it)
+                if g is None:
+                    continue
+                if i < nd:
+                    grads[i][s:e] = g  # type: ignore[index]
+                else:  # scatter the gathered gradient back, [n*K, C_s]
+                    grads[i].index_add_(  # type: ignore[union-attr]
+                        0, idx.reshape(-1), g.reshape(-1, g.size(-1)))
+            for i in range(nd + ns, len(tensors)):
+                if need[i]:
+                    g = next(it)
+                    if g is not None:
+                        grads[i].add_(g)  # type: ignore[union-attr]
+        return (None, None, None, None, None, None, None, *grads)
 
 
-def chunked_neighbour_apply(kernel: Kernel, dst: Tensor, src: Tensor, nbr_idx: Tensor,
-                            nbr_mask: Tensor, modules: Sequence[nn.Module], *,
-                            chunk: int, want: bool = False, fused: bool = True
+def chunked_neighbour_apply(kernel: Kernel, dst: Sequence[Tensor],
+                            src: Sequence[Tensor], nbr_idx: Tensor, nbr_mask: Tensor,
+                            modules: Sequence[nn.Module], *, chunk: int,
+                            want: bool = False, fused: bool = True
                             ) -> tuple[Tensor, Tensor | None]:
     r"""Run ``kernel`` over the neighbourhoods of all points.
 
-    Computes ``kernel(dst, src[nbr_idx], nbr_mask, want)`` either in one piece
-    under plain autograd (``fused=False``, the reference) or through
+    Computes ``kernel(dst, [t[nbr_idx] for t in src], nbr_mask, want)`` either in
+    one piece under plain autograd (``fused=False``, the reference) or through
     :class:`ChunkedNeighbourFunction` (``fused=True``), which keeps no
-    ``[N, K, C]`` tensor for backward.
+    ``[N, K, C]`` tensor for backward. An all-true mask is passed as ``None``.
 
     Args:
-        kernel: ``(dst_c [n, C_d], src_j [n, K, C_s], mask_c [n, K], want) ->
-            (out [n, C_o], attn [n, K, H] or None)``; row-wise in the points.
-        dst: Per-point tensors of the centre points :math:`(N, C_d)`.
-        src: Per-point tensors gathered over the neighbours :math:`(N, C_s)`.
+        kernel: ``(dst [n, C_d] each, src_j [n, K, C_s] each, mask [n, K] or None,
+            want) -> (out [n, C_o], attn [n, K, H] or None)``; row-wise in the
+            points.
+        dst: Per-point tensors of the centre points, each :math:`(N, C_d)`.
+        src: Per-point tensors gathered over the neighbours, each :math:`(N, C_s)`.
         nbr_idx: :math:`(N, K)` int64.
         nbr_mask: :math:`(N, K)` bool.
         modules: The modules whose parameters ``kernel`` uses.
@@ -134,9 +162,12 @@ def chunked_neighbour_apply(kernel: Kernel, dst: Tensor, src: Tensor, nbr_idx: T
     Returns:
         ``(out [N, C_o], attn [N, K, H] or None)``
     """
+    mask: Tensor | None = nbr_mask
+    if bool(nbr_mask.all()):
+        mask = None
     if not fused:
-        return kernel(dst, src[nbr_idx], nbr_mask, want)  # src[nbr_idx]: [N, K, C_s]
+        return kernel(list(dst), [t[nbr_idx] for t in src], mask, want)  # [N, K, C_s]
     params = [p for m in modules for p in m.parameters()]
     out, attn = ChunkedNeighbourFunction.apply(
-        kernel, chunk, want, dst, src, nbr_idx, nbr_mask, *params)
+        kernel, chunk, want, len(dst), len(src), nbr_idx, mask, *dst, *src, *params)
     return out, (attn if want else None)

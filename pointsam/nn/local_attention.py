@@ -3,6 +3,7 @@ r"""Attention of each point over its k (dilated) nearest neighbours."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -18,12 +19,13 @@ __all__ = ["LocalAttention"]
 _MODES = ("scalar", "vector")
 
 
-def _masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
+def _masked_softmax(logits: Tensor, mask: Tensor | None) -> Tensor:
     """Softmax over dim 1 (the neighbours), at least float32; masked -> 0."""
-    shape = mask.shape + (1,) * (logits.dim() - mask.dim())
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    logits = logits.masked_fill(~mask.view(shape), float("-inf"))
+    if mask is not None:
+        shape = mask.shape + (1,) * (logits.dim() - mask.dim())
+        logits = logits.masked_fill(~mask.view(shape), float("-inf"))
     return logits.softmax(dim=1)
 
 
@@ -189,11 +191,11 @@ class LocalAttention(PointModule):
                     sub.reset_parameters()
 
     # ------------------------------------------------------------------ kernels
-    def _scalar_kernel(self, dst: Tensor, src_j: Tensor, mask: Tensor,
-                       want: bool) -> tuple[Tensor, Tensor | None]:
-        c, h, d = self.out_channels, self.num_heads, self.head_dim
-        q, pos_i = dst[:, :c], dst[:, c:]  # [n, C], [n, 3]
-        k_j, v_j, pos_j = src_j[..., :c], src_j[..., c:2 * c], src_j[..., 2 * c:]
+    def _scalar_kernel(self, dst: Sequence[Tensor], src_j: Sequence[Tensor],
+                       mask: Tensor | None, want: bool) -> tuple[Tensor, Tensor | None]:
+        h, d = self.num_heads, self.head_dim
+        q, pos_i = dst  # [n, C], [n, 3]
+        k_j, v_j, pos_j = src_j  # [n, K, C], [n, K, C], [n, K, 3]
         delta = self.pos_nn(pos_i.unsqueeze(1) - pos_j)  # [n, K, C]
         key = (k_j + delta).unflatten(-1, (h, d))  # [n, K, H, D]
         logits = torch.einsum("nhd,nkhd->nkh", q.unflatten(-1, (h, d)), key)
@@ -202,15 +204,19 @@ class LocalAttention(PointModule):
         out = torch.einsum("nkh,nkhd->nhd", a, val).flatten(1)  # [n, C]
         return out, (a if want else None)
 
-    def _vector_kernel(self, dst: Tensor, src_j: Tensor, mask: Tensor,
-                       want: bool) -> tuple[Tensor, Tensor | None]:
-        c = self.out_channels
-        a_dst, pos_i = dst[:, :c], dst[:, c:]  # [n, C], [n, 3]
-        a_src, v_j, pos_j = src_j[..., :c], src_j[..., c:2 * c], src_j[..., 2 * c:]
+    def _vector_kernel(self, dst: Sequence[Tensor], src_j: Sequence[Tensor],
+                       mask: Tensor | None, want: bool) -> tuple[Tensor, Tensor | None]:
+        a_dst, pos_i = dst  # [n, C], [n, 3]
+        a_src, v_j, pos_j = src_j  # [n, K, C], [n, K, C], [n, K, 3]
         delta = self.pos_nn(pos_i.unsqueeze(1) - pos_j)  # [n, K, C]
-        logits = self.attn_nn(a_dst.unsqueeze(1) - a_src + delta)  # [n, K, C]
+        h = delta - a_src  # [n, K, C]
+        h += a_dst.unsqueeze(1)  # in place: no backward needs h's value
+        logits = self.attn_nn(h)  # [n, K, C]
         a = _masked_softmax(logits, mask).to(v_j.dtype)  # [n, K, C]
-        out = (a * (v_j + delta)).sum(1)  # [n, C]
+        if torch.is_grad_enabled():
+            out = (a * (v_j + delta)).sum(1)  # [n, C]
+        else:  # forward of the fused path: reuse the buffers
+            out = (v_j + delta).mul_(a).sum(1)  # [n, C]
         w = None
         if want:
             w = a.unflatten(-1, (self.num_heads, self.head_dim)).mean(-1)  # [n, K, H]
@@ -228,17 +234,17 @@ class LocalAttention(PointModule):
         pos = pos.to(x.dtype)
         if self.mode == "scalar":
             q = self.lin_q(x)  # [N, C]
-            src = torch.cat([self.lin_k(x), self.lin_v(x), pos], dim=1)  # [N, 2C+3]
+            src = [self.lin_k(x), self.lin_v(x), pos]  # [N, C], [N, C], [N, 3]
             kernel, modules = self._scalar_kernel, [self.pos_nn]
         else:
             if self.add_self_loops:
                 nbr_idx, nbr_mask = add_self_loops(nbr_idx, nbr_mask)  # [N, K']
             q = self.lin_dst(x)  # [N, C]
-            src = torch.cat([self.lin_src(x), self.lin(x), pos], dim=1)  # [N, 2C+3]
+            src = [self.lin_src(x), self.lin(x), pos]  # [N, C], [N, C], [N, 3]
             kernel, modules = self._vector_kernel, [self.pos_nn, self.attn_nn]
-        dst = torch.cat([q, pos], dim=1)  # [N, C+3]
-        chunk = self.chunk_size or default_chunk(nbr_idx.size(1), self.out_channels)
-        out, a = chunked_neighbour_apply(kernel, dst, src, nbr_idx, nbr_mask, modules,
+        chunk = self.chunk_size or default_chunk(nbr_idx.size(1), self.out_channels,
+                                                 x.device)
+        out, a = chunked_neighbour_apply(kernel, [q, pos], src, nbr_idx, nbr_mask, modules,
                                          chunk=chunk, want=want, fused=self.fused)
         if self.mode == "scalar":
             out = self.proj(out)  # [N, C_out]

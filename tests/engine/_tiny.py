@@ -18,16 +18,24 @@ from pointsam.ops import segment_max
 class TinyNet(nn.Module):
     """PointNet in miniature: per-point MLP, max pool, head (dropout uses the RNG)."""
 
-    def __init__(self, num_classes: int, task: str = "cls", hidden: int = 16,
-                 num_categories: int = 0, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        task: str = "cls",
+        hidden: int = 16,
+        num_categories: int = 0,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         self.task, self.num_categories = task, num_categories
-        self.mlp = nn.Sequential(nn.Linear(3, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, hidden), nn.ReLU())
+        self.mlp = nn.Sequential(
+            nn.Linear(3, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
         self.drop = nn.Dropout(dropout)
         extra = num_categories if task == "partseg" else 0
-        self.head = nn.Linear((hidden if task == "cls" else 2 * hidden) + extra,
-                              num_classes)
+        self.head = nn.Linear(
+            (hidden if task == "cls" else 2 * hidden) + extra, num_classes
+        )
 
     def forward(self, data: Data) -> torch.Tensor:
         b = int(data.batch.max()) + 1
@@ -37,8 +45,11 @@ class TinyNet(nn.Module):
             return self.head(self.drop(g))  # [B, classes]
         f = [h, g[data.batch]]
         if self.task == "partseg":
-            f.append(nn.functional.one_hot(data.category.view(-1)[data.batch],
-                                           self.num_categories).float())
+            f.append(
+                nn.functional.one_hot(
+                    data.category.view(-1)[data.batch], self.num_categories
+                ).float()
+            )
         return self.head(self.drop(torch.cat(f, 1)))  # [N, classes]
 
 
@@ -118,14 +129,26 @@ def tiny_setup(task: str = "cls", seed: int = 0):
 
     torch.manual_seed(seed)
     if task == "cls":
-        ds = {"train": TinyShapes(24, seed=1), "val": TinyShapes(6, seed=2),
-              "test": TinyShapes(9, seed=3)}
+        ds = {
+            "train": TinyShapes(24, seed=1),
+            "val": TinyShapes(6, seed=2),
+            "test": TinyShapes(9, seed=3),
+        }
         return TinyNet(3), ds, ClsTask(3)
     if task == "partseg":
-        ds = {"train": TinyParts(16, seed=1), "val": TinyParts(4, seed=2),
-              "test": TinyParts(6, seed=3)}
-        return (TinyNet(5, "partseg", num_categories=2), ds,
-                PartSegTask(TinyParts.category_parts, 5))
-    ds = {"train": TinyScenes(8, seed=1), "val": TinyScenes(2, seed=2),
-          "test": TinyScenes(3, seed=3)}
+        ds = {
+            "train": TinyParts(16, seed=1),
+            "val": TinyParts(4, seed=2),
+            "test": TinyParts(6, seed=3),
+        }
+        return (
+            TinyNet(5, "partseg", num_categories=2),
+            ds,
+            PartSegTask(TinyParts.category_parts, 5),
+        )
+    ds = {
+        "train": TinyScenes(8, seed=1),
+        "val": TinyScenes(2, seed=2),
+        "test": TinyScenes(3, seed=3),
+    }
     return TinyNet(3, "semseg"), ds, SemSegTask(3, ignore_index=-1)

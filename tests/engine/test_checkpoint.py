@@ -12,20 +12,31 @@ import numpy as np
 import pytest
 import torch
 
-from pointsam.engine.checkpoint import (CheckpointError, get_rng_state,
-                                        load_checkpoint, save_checkpoint,
-                                        set_rng_state)
+from pointsam.engine.checkpoint import (
+    CheckpointError,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 
 
 def _state(v: float) -> dict:
-    return {"format": "pointsam-checkpoint", "version": 1, "epoch": int(v),
-            "model": {"w": torch.full((4,), v)}, "history": [{"loss": v}]}
+    return {
+        "format": "pointsam-checkpoint",
+        "version": 1,
+        "epoch": int(v),
+        "model": {"w": torch.full((4,), v)},
+        "history": [{"loss": v}],
+    }
 
 
 def test_roundtrip_and_no_temp_left(tmp_path):
     p = save_checkpoint(_state(1.0), tmp_path / "ck.pt")
     s = load_checkpoint(p)
-    assert torch.equal(s["model"]["w"], torch.ones(4)) and s["history"] == [{"loss": 1.0}]
+    assert torch.equal(s["model"]["w"], torch.ones(4)) and s["history"] == [
+        {"loss": 1.0}
+    ]
     assert sorted(os.listdir(tmp_path)) == ["ck.pt"]
 
 
@@ -70,8 +81,9 @@ def test_sigkill_while_saving_keeps_previous(tmp_path):
                             "model": {{"w": torch.full((1_000_000,), 2.0)}}}},
                            {str(target)!r})
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    )
     try:
         line = proc.stdout.readline()
         assert line.strip() == "IN_SAVE"
@@ -98,3 +110,11 @@ def test_rng_state_roundtrip():
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert a[2] == b[2] and a[3] == b[3]
     _ = time  # keep import for clarity of the kill test timing
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    p = save_checkpoint(_state(1.0), tmp_path / "ck.pt")
+    data = p.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")

@@ -4,8 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from pointsam.engine.config import (ConfigError, apply_overrides, config_from_dict,
-                                    config_to_dict, load_config, valid_keys)
+from pointsam.engine.config import (
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    valid_keys,
+)
 
 TRAIN = Path(__file__).resolve().parents[2] / "train"
 
@@ -13,9 +19,19 @@ TRAIN = Path(__file__).resolve().parents[2] / "train"
 def test_defaults_and_overrides(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("train: {epochs: 3}\nmodel: {name: dgcnn_cls, args: {k: 10}}\n")
-    cfg = load_config(p, ["train.epochs=5", "model.args.attention=[null, cbam]",
-                          "optim.lr=1e-2", "data.root=/x"])
-    assert cfg.train.epochs == 5 and cfg.model.args == {"k": 10, "attention": [None, "cbam"]}
+    cfg = load_config(
+        p,
+        [
+            "train.epochs=5",
+            "model.args.attention=[null, cbam]",
+            "optim.lr=1e-2",
+            "data.root=/x",
+        ],
+    )
+    assert cfg.train.epochs == 5 and cfg.model.args == {
+        "k": 10,
+        "attention": [None, "cbam"],
+    }
     assert cfg.optim.lr == 0.01 and isinstance(cfg.optim.lr, float)
     assert cfg.data.root == "/x" and cfg.data.batch_size == 16  # default kept
     assert config_from_dict(config_to_dict(cfg)) == cfg
@@ -70,10 +86,16 @@ def test_required_configs_exist():
         for bb in ("pointnet2", "dgcnn"):
             for att in ("plain", "cbam", "local_global", "axial"):
                 assert f"modelnet{mn}_{bb}_{att}" in names
-    assert {"synthetic_shapes", "synthetic_parts", "synthetic_lidar",
-            "shapenetpart_pointnet2", "semantickitti_pointnet2",
-            "modelnet10_pointnet2_lite", "modelnet10_dgcnn_lite",
-            "modelnet10_pointnet2_lite_cbam"} <= names
+    assert {
+        "synthetic_shapes",
+        "synthetic_parts",
+        "synthetic_lidar",
+        "shapenetpart_pointnet2",
+        "semantickitti_pointnet2",
+        "modelnet10_pointnet2_lite",
+        "modelnet10_dgcnn_lite",
+        "modelnet10_pointnet2_lite_cbam",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])

@@ -26,9 +26,21 @@ def test_ddp_two_processes_match_single(tmp_path):
     from _ddp_run import run
 
     run(str(single))  # single process, in this interpreter
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                        "--nproc_per_node=2", script, str(ddp)], env=_env(),
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            script,
+            str(ddp),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     a = json.loads((single / "summary.json").read_text())
     b = json.loads((ddp / "summary.json").read_text())

@@ -5,8 +5,13 @@ import math
 import pytest
 import torch
 
-from pointsam.engine.metrics import (ClsMetrics, PartSegMetrics, SemSegMetrics,
-                                     category_part_mask, restrict_to_category)
+from pointsam.engine.metrics import (
+    ClsMetrics,
+    PartSegMetrics,
+    SemSegMetrics,
+    category_part_mask,
+    restrict_to_category,
+)
 
 
 def test_cls_hand_computed():

@@ -16,10 +16,20 @@ from _tiny import tiny_setup  # noqa: E402
 
 
 def _cfg(out, task, epochs=2, **train):
-    return config_from_dict({
-        "train": {"epochs": epochs, "out_dir": str(out), "progress": False,
-                  "task": task, "tensorboard": False, **train},
-        "data": {"batch_size": 4}, "optim": {"lr": 0.01}})
+    return config_from_dict(
+        {
+            "train": {
+                "epochs": epochs,
+                "out_dir": str(out),
+                "progress": False,
+                "task": task,
+                "tensorboard": False,
+                **train,
+            },
+            "data": {"batch_size": 4},
+            "optim": {"lr": 0.01},
+        }
+    )
 
 
 @pytest.mark.parametrize("task", ["cls", "partseg", "semseg"])
@@ -34,8 +44,15 @@ def test_tiny_run_writes_everything(tmp_path, task):
     key = t.score_key
     assert 0.0 <= s["test"][key] <= 1.0 and 0.0 <= s["best"][key] <= 1.0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["seed"] == 0 and summary["versions"]["torch"] == torch.__version__.split("+")[0] or summary["versions"]["torch"]
-    assert summary["machine"]["cpu_count"] >= 1 and summary["config"]["train"]["task"] == task
+    assert (
+        summary["seed"] == 0
+        and summary["versions"]["torch"] == torch.__version__.split("+")[0]
+        or summary["versions"]["torch"]
+    )
+    assert (
+        summary["machine"]["cpu_count"] >= 1
+        and summary["config"]["train"]["task"] == task
+    )
     rows = (tmp_path / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and f"val_{key}" in rows[0]
     ck = load_checkpoint(tmp_path / "last.pt")
@@ -56,8 +73,9 @@ def _strip(history):
 
 def test_resume_equals_uninterrupted(tmp_path):
     m, ds, t = tiny_setup("cls")
-    full = Trainer(_cfg(tmp_path / "a", "cls", epochs=3), model=m, datasets=ds,
-                   task=t).fit()
+    full = Trainer(
+        _cfg(tmp_path / "a", "cls", epochs=3), model=m, datasets=ds, task=t
+    ).fit()
     m, ds, t = tiny_setup("cls")
     cfg_b = _cfg(tmp_path / "b", "cls", epochs=3)
     Trainer(cfg_b, model=m, datasets=ds, task=t).fit(stop_after=1)
@@ -84,33 +102,63 @@ def test_split_train_val_fixed_and_disjoint():
 # ---------------------------------------------------------------- real configs
 def _real(tmp_path, **d):
     pytest.importorskip("pointsam.models")
-    return config_from_dict({
-        **d, "train": {"epochs": 1, "max_batches": 2, "out_dir": str(tmp_path),
-                       "progress": False, "tensorboard": False, **d.get("train", {})}})
+    return config_from_dict(
+        {
+            **d,
+            "train": {
+                "epochs": 1,
+                "max_batches": 2,
+                "out_dir": str(tmp_path),
+                "progress": False,
+                "tensorboard": False,
+                **d.get("train", {}),
+            },
+        }
+    )
 
 
 def test_real_cls_synthetic_shapes(tmp_path):
-    cfg = _real(tmp_path, model={"name": "pointnet2_lite_cls",
-                                 "args": {"attention": "cbam"}},
-                data={"name": "synthetic_shapes", "num_points": 96, "batch_size": 4,
-                      "args": {"num_samples": 24}})
+    cfg = _real(
+        tmp_path,
+        model={"name": "pointnet2_lite_cls", "args": {"attention": "cbam"}},
+        data={
+            "name": "synthetic_shapes",
+            "num_points": 96,
+            "batch_size": 4,
+            "args": {"num_samples": 24},
+        },
+    )
     s = Trainer(cfg).fit()
     assert s["task"] == "cls" and 0 <= s["test"]["oa"] <= 1
     assert len(s["test"]["confusion"]) == 12
 
 
 def test_real_partseg_synthetic_parts(tmp_path):
-    cfg = _real(tmp_path, model={"name": "pointnet2_lite_partseg"},
-                data={"name": "synthetic_parts", "num_points": 128, "batch_size": 4,
-                      "args": {"num_samples": 20, "num_points": 256}})
+    cfg = _real(
+        tmp_path,
+        model={"name": "pointnet2_lite_partseg"},
+        data={
+            "name": "synthetic_parts",
+            "num_points": 128,
+            "batch_size": 4,
+            "args": {"num_samples": 20, "num_points": 256},
+        },
+    )
     s = Trainer(cfg).fit()
     assert s["task"] == "partseg" and 0 <= s["test"]["instance_miou"] <= 1
 
 
 def test_real_semseg_synthetic_lidar_whole_scan(tmp_path):
-    cfg = _real(tmp_path, model={"name": "pointnet2_lite_semseg"},
-                data={"name": "synthetic_lidar", "num_points": 512, "batch_size": 2,
-                      "args": {"num_samples": 6, "beams": 8, "azimuth_steps": 180}},
-                train={"chunk_points": 400, "voxel_size": 0.2})
+    cfg = _real(
+        tmp_path,
+        model={"name": "pointnet2_lite_semseg"},
+        data={
+            "name": "synthetic_lidar",
+            "num_points": 512,
+            "batch_size": 2,
+            "args": {"num_samples": 6, "beams": 8, "azimuth_steps": 180},
+        },
+        train={"chunk_points": 400, "voxel_size": 0.2},
+    )
     s = Trainer(cfg).fit()
     assert s["task"] == "semseg" and len(s["test"]["iou"]) == 8
