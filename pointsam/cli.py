@@ -166,6 +166,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--votes must be >= 1, got {args.votes}")
     model, task, cfg, meta = load_trained(args.checkpoint)
     cfg = config_from_dict(apply_overrides(config_to_dict(cfg), args.overrides))
+    if cfg.train.num_threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.train.num_threads)
     ds = TransformedDataset(
         build_dataset(cfg, args.split), None, build_transform(cfg, train=False)
     )

@@ -13,6 +13,7 @@ from .config import Config, ConfigError, config_from_dict, config_to_dict, load_
 from .inference import predict_scan
 from .metrics import ClsMetrics, PartSegMetrics, SemSegMetrics
 from .tasks import ClsTask, PartSegTask, SemSegTask
+from .trainer import Trainer, evaluate, split_train_val
 
 __all__ = [
     "Config",
@@ -30,4 +31,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "predict_scan",
+    "Trainer",
+    "evaluate",
+    "split_train_val",
 ]

@@ -116,7 +116,9 @@ def build_transform(cfg: Config, *, train: bool) -> Callable[[Any], Any] | None:
     Training samples ``data.num_points`` at random and augments with an
     anisotropic scale in [0.8, 1.25], a shift of up to 0.1 and a clipped jitter
     (global RNG: restored on resume). Evaluation samples by farthest-point
-    sampling from the canonical start, so it is deterministic.
+    sampling from the canonical start, so it is deterministic; semantic
+    segmentation with ``train.voxel_size`` or ``train.chunk_points`` evaluates
+    every point of each scan instead (whole-scan inference).
     """
     T = _data_module().transforms
     d = cfg.data
@@ -124,7 +126,10 @@ def build_transform(cfg: Config, *, train: bool) -> Callable[[Any], Any] | None:
     task = cfg.train.task or DEFAULT_TASK.get(d.name, "cls")
     if task != "semseg":
         steps.append(T.NormalizeScale())
-    if d.num_points > 0:
+    whole_scan = task == "semseg" and (
+        cfg.train.voxel_size > 0 or cfg.train.chunk_points > 0
+    )
+    if d.num_points > 0 and (train or not whole_scan):
         steps.append(T.FixedPoints(d.num_points, method="random" if train else "fps"))
     if train and d.augment:
         steps += [T.RandomScale(0.8, 1.25), T.RandomShift(0.1), T.Jitter(0.01, 0.05)]

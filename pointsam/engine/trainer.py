@@ -34,6 +34,7 @@ from torch.utils.data import Dataset, DistributedSampler, Subset
 from .checkpoint import (
     FORMAT,
     VERSION,
+    CheckpointError,
     get_rng_state,
     load_checkpoint,
     save_checkpoint,
@@ -235,10 +236,9 @@ class Trainer:
         if self.info.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            if any(
-                isinstance(m, nn.modules.batchnorm._BatchNorm)
-                for m in self.model.modules()
-            ):
+            # SyncBatchNorm runs on CUDA only; on the CPU each rank keeps its own
+            # batch statistics (plain DDP behaviour)
+            if self.device.type == "cuda":
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             dev_ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DDP(self.model, device_ids=dev_ids, find_unused_parameters=True)
@@ -330,6 +330,7 @@ class Trainer:
                 "model_name": self.cfg.model.name,
                 "model_args": dict(self.model_args),
                 "class_names": list(self.class_names),
+                "category_names": self._names(("categories",)),
             },
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -345,10 +346,9 @@ class Trainer:
     def model_args(self) -> dict[str, Any]:
         return getattr(self.model, "_pointsam_args", dict(self.cfg.model.args))
 
-    @property
-    def class_names(self) -> list[str]:
+    def _names(self, attrs: tuple[str, ...]) -> list[str]:
         ds = _underlying(self.datasets["train"])
-        for attr in ("class_names", "classes", "categories"):
+        for attr in attrs:
             names = getattr(ds, attr, None)
             if isinstance(names, (list, tuple)) and all(
                 isinstance(n, str) for n in names
@@ -356,9 +356,23 @@ class Trainer:
                 return list(names)
         return []
 
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the labels (classes; empty for part ids)."""
+        if self.task.name == "partseg":
+            return []
+        return self._names(("class_names", "classes"))
+
     def resume(self, path: str | Path) -> None:
         """Restore a run from ``last.pt`` (model, optimiser, scheduler, RNG, logs)."""
         state = load_checkpoint(path, map_location=self.device)
+        now = config_to_dict(self.cfg)
+        for sec in ("model", "data"):
+            if state["config"].get(sec) != now[sec]:
+                raise CheckpointError(
+                    f"cannot resume from {path}: its {sec!r} config "
+                    f"{state['config'].get(sec)} differs from this run's {now[sec]}"
+                )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -366,7 +380,9 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
         self.best = dict(state["best"])
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"])  # rank 0's state: exact on a single process
+        if self.info.rank > 0:  # other ranks keep their own augmentation streams
+            seed_everything(self.cfg.train.seed + 7919 * self.info.rank + self.epoch)
         self.logger.write_csv(self.history)
 
     def _save(self, name: str) -> Path | None:
@@ -414,7 +430,14 @@ class Trainer:
             c = self.task.count(data)
             loss_sum += torch.tensor([float(loss.detach()) * c, c], dtype=torch.float64)
             self.task.update(metrics, logits.detach().float(), data)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            if bar.disable is False:  # running loss and metric on the bar
+                score = metrics.compute().get(self.task.score_key, float("nan"))
+                bar.set_postfix(
+                    {
+                        "loss": f"{float(loss.detach()):.3f}",
+                        self.task.score_key: f"{score:.3f}",
+                    }
+                )
         self.scheduler.step()
         metrics.reduce()
         all_reduce_sum(loss_sum)

@@ -35,8 +35,8 @@ Kernel = Callable[[Sequence[Tensor], Sequence[Tensor], Tensor | None, bool],
                   tuple[Tensor, Tensor | None]]
 
 
-def default_chunk(k: int, channels: int, device: torch.device | None = None,
-                  budget: int | None = None) -> int:
+def default_chunk(k: int, channels: int, budget: int | None = None, *,
+                  device: torch.device | None = None) -> int:
     """Points per block so that one ``[chunk, K, C]`` temporary holds ~``budget``.
 
     The budget is 2^19 elements on the CPU (blocks that stay in cache) and 2^25 on a
@@ -134,17 +134,21 @@ class ChunkedNeighbourFunction(torch.autograd.Function):
         return (None, None, None, None, None, None, None, *grads)
 
 
-def chunked_neighbour_apply(kernel: Kernel, dst: Sequence[Tensor],
-                            src: Sequence[Tensor], nbr_idx: Tensor, nbr_mask: Tensor,
-                            modules: Sequence[nn.Module], *, chunk: int,
-                            want: bool = False, fused: bool = True
+def chunked_neighbour_apply(kernel: Callable[..., tuple[Tensor, Tensor | None]],
+                            dst: Tensor | Sequence[Tensor],
+                            src: Tensor | Sequence[Tensor], nbr_idx: Tensor,
+                            nbr_mask: Tensor, modules: Sequence[nn.Module], *,
+                            chunk: int, want: bool = False, fused: bool = True,
+                            drop_full_mask: bool = False
                             ) -> tuple[Tensor, Tensor | None]:
     r"""Run ``kernel`` over the neighbourhoods of all points.
 
     Computes ``kernel(dst, [t[nbr_idx] for t in src], nbr_mask, want)`` either in
     one piece under plain autograd (``fused=False``, the reference) or through
     :class:`ChunkedNeighbourFunction` (``fused=True``), which keeps no
-    ``[N, K, C]`` tensor for backward. An all-true mask is passed as ``None``.
+    ``[N, K, C]`` tensor for backward. ``dst`` and ``src`` are each one tensor
+    (the kernel then gets tensors) or a list of tensors (the kernel gets lists).
+    With ``drop_full_mask=True`` an all-true mask reaches the kernel as ``None``.
 
     Args:
         kernel: ``(dst [n, C_d] each, src_j [n, K, C_s] each, mask [n, K] or None,
@@ -158,12 +162,23 @@ def chunked_neighbour_apply(kernel: Kernel, dst: Sequence[Tensor],
         chunk: Points per block (fused path).
         want: Also return the kernel's attention weights.
         fused: Use the chunked recomputing path.
+        drop_full_mask: Pass ``None`` for an all-true mask (one host sync).
 
     Returns:
         ``(out [N, C_o], attn [N, K, H] or None)``
     """
+    if isinstance(dst, Tensor) != isinstance(src, Tensor):
+        raise TypeError("dst and src must both be tensors or both be lists")
+    if isinstance(dst, Tensor):
+        single = kernel
+
+        def kernel(d: Sequence[Tensor], s: Sequence[Tensor], m: Tensor | None,
+                   w: bool) -> tuple[Tensor, Tensor | None]:
+            return single(d[0], s[0], m, w)
+
+        dst, src = [dst], [src]  # type: ignore[list-item]
     mask: Tensor | None = nbr_mask
-    if bool(nbr_mask.all()):
+    if drop_full_mask and bool(nbr_mask.all()):
         mask = None
     if not fused:
         return kernel(list(dst), [t[nbr_idx] for t in src], mask, want)  # [N, K, C_s]

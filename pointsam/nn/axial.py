@@ -102,6 +102,8 @@ class AxialAttention(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
+        if x is None:
+            raise ValueError(f"{type(self).__name__} needs point features x, got None")
         if nbr_idx is not None or nbr_mask is not None:
             raise ValueError("AxialAttention builds its own anisotropic "
                              "neighbourhoods; pass nbr_idx=None")

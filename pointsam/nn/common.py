@@ -94,8 +94,20 @@ class MLP(nn.Module):
         return self.channels[-1]
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.forward_from_first(self.lins[0](x))
+
+    def forward_from_first(self, h: Tensor) -> Tensor:
+        r"""Continue from ``h = lins[0](x)`` (before its norm and activation).
+
+        Lets a caller compute the first, linear layer more cheaply, e.g.
+        :math:`\mathbf{W}(\mathbf{p}_i - \mathbf{c}_m) + \mathbf{b} =
+        (\mathbf{W}\mathbf{p}_i + \mathbf{b}) - \mathbf{W}\mathbf{c}_m` for all
+        pairs from per-point products.
+        """
+        x = h
         for i, lin in enumerate(self.lins):
-            x = lin(x)
+            if i > 0:
+                x = lin(x)
             if i < len(self.acts):
                 norm = self.norms[i]
                 if not isinstance(norm, nn.Identity):

@@ -69,7 +69,7 @@ class GlobalPooledAttention(PointModule):
             ``num_heads``.
         num_heads: Heads H. (default: 8)
         num_global: Tokens per cloud M. (default: 256)
-        hidden_channels: Width of ``pos_nn``. (default: 32)
+        hidden_channels: Width of ``pos_nn``. (default: 16)
         pos_nn: Module :math:`(*, 3) \to (*, H)`; default ``MLP([3, hidden, H])``.
         fused: Blocked, checkpointed computation. (default: ``True``)
         chunk_size: Points per block (per cloud) on the fused path. (default: 2048)
@@ -91,7 +91,7 @@ class GlobalPooledAttention(PointModule):
     """
 
     def __init__(self, in_channels: int, out_channels: int | None = None, *,
-                 num_heads: int = 8, num_global: int = 256, hidden_channels: int = 32,
+                 num_heads: int = 8, num_global: int = 256, hidden_channels: int = 16,
                  pos_nn: nn.Module | None = None, fused: bool = True,
                  chunk_size: int = 2048, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
@@ -128,8 +128,14 @@ class GlobalPooledAttention(PointModule):
                tmask: Tensor) -> tuple[Tensor, Tensor]:
         """Queries q [B, n, C] at p [B, n, 3] over tokens k, v [B, M, C] at c."""
         h, d = self.num_heads, self.head_dim
-        rel = p.unsqueeze(2) - c.unsqueeze(1)  # [B, n, M, 3]
-        bias = self.pos_nn(rel)  # [B, n, M, H]
+        if isinstance(self.pos_nn, MLP):  # first layer from per-point products
+            lin0 = self.pos_nn.lins[0]
+            hp = lin0(p)  # [B, n, F] (with the bias)
+            hc = torch.nn.functional.linear(c, lin0.weight)  # [B, M, F]
+            bias = self.pos_nn.forward_from_first(
+                hp.unsqueeze(2) - hc.unsqueeze(1))  # [B, n, M, H]
+        else:
+            bias = self.pos_nn(p.unsqueeze(2) - c.unsqueeze(1))  # [B, n, M, H]
         qh = q.unflatten(-1, (h, d)).transpose(1, 2)  # [B, H, n, D]
         kh = k.unflatten(-1, (h, d)).transpose(1, 2)  # [B, H, M, D]
         logits = (qh @ kh.transpose(-1, -2)) * (d ** -0.5)  # [B, H, n, M]
@@ -147,6 +153,8 @@ class GlobalPooledAttention(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
+        if x is None:
+            raise ValueError(f"{type(self).__name__} needs point features x, got None")
         check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels)
         if batch is None:
             batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
@@ -259,6 +267,8 @@ class LocalGlobalAttention(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
+        if x is None:
+            raise ValueError(f"{type(self).__name__} needs point features x, got None")
         check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels)
         attn: dict[str, Tensor] | None = {} if want else None
         if want:

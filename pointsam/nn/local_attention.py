@@ -116,7 +116,8 @@ class LocalAttention(PointModule):
             (default: ``True``)
         fused: Use the chunked recomputing path. (default: ``True``)
         chunk_size: Points per block on the fused path (default: about
-            :math:`2^{19} / (K C_{out})`).
+            :math:`2^{19} / (K C_{out})` on the CPU, blocks that stay in cache, and
+            :math:`2^{25} / (K C_{out})` on a GPU).
 
     Shapes:
         - **input:** x :math:`(N, C_{in})`, pos :math:`(N, 3)`,
@@ -228,6 +229,8 @@ class LocalAttention(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
+        if x is None:
+            raise ValueError(f"{type(self).__name__} needs point features x, got None")
         check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels)
         nbr_idx, nbr_mask = neighbours(pos, batch, self.k, self.dilation,
                                        nbr_idx, nbr_mask)  # [N, K], [N, K]
@@ -243,9 +246,10 @@ class LocalAttention(PointModule):
             src = [self.lin_src(x), self.lin(x), pos]  # [N, C], [N, C], [N, 3]
             kernel, modules = self._vector_kernel, [self.pos_nn, self.attn_nn]
         chunk = self.chunk_size or default_chunk(nbr_idx.size(1), self.out_channels,
-                                                 x.device)
+                                                 device=x.device)
         out, a = chunked_neighbour_apply(kernel, [q, pos], src, nbr_idx, nbr_mask, modules,
-                                         chunk=chunk, want=want, fused=self.fused)
+                                         chunk=chunk, want=want, fused=self.fused,
+                                         drop_full_mask=True)
         if self.mode == "scalar":
             out = self.proj(out)  # [N, C_out]
         attn = {"attn": a, "nbr_idx": nbr_idx} if want and a is not None else None

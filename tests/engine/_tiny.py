@@ -7,12 +7,26 @@ configs use the real ``pointsam.models`` / ``pointsam.data``.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
 from pointsam.ops import segment_max
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids spin contention on a shared CPU.
+
+    Imported into the test modules (an autouse fixture applies where it is
+    visible); restores the thread count afterwards.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 class TinyNet(nn.Module):

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _tiny import one_thread  # noqa: E402,F401  (autouse: one torch thread)
 
 
 def _env():
@@ -55,3 +57,37 @@ def test_ddp_two_processes_match_single(tmp_path):
     assert sum(map(sum, b["test"]["confusion"])) == 9
     leftovers = [p.name for p in ddp.iterdir() if p.name.endswith(".tmp")]
     assert not leftovers
+
+
+@pytest.mark.slow
+def test_torchrun_module_entry_point(tmp_path):
+    """`torchrun -m pointsam train CONFIG` with a real model (gloo, 2 ranks)."""
+    pytest.importorskip("pointsam.models")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: {name: pointnet2_lite_cls, args: {attention: cbam}}\n"
+        "data: {name: synthetic_shapes, num_points: 128, batch_size: 8,"
+        " args: {num_samples: 48}}\n"
+        f"train: {{epochs: 1, max_batches: 2, out_dir: {tmp_path / 'run'},"
+        " progress: false, tensorboard: false}\n"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "pointsam",
+            "train",
+            str(cfg),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["world_size"] == 2 and sum(map(sum, s["test"]["confusion"])) == 16

@@ -1,10 +1,16 @@
 """Whole-scan chunked / voxel inference carries predictions back to every point."""
 
+import sys
+from pathlib import Path
+
 import torch
 from torch_geometric.data import Data
 
 from pointsam import ops
 from pointsam.engine.inference import chunk_assignment, predict_scan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tiny import one_thread  # noqa: E402,F401  (autouse: one torch thread)
 
 
 class PerPoint(torch.nn.Module):

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pointsam.engine.checkpoint import load_checkpoint
-from pointsam.engine.config import config_from_dict
+from pointsam.engine.checkpoint import CheckpointError, load_checkpoint
+from pointsam.engine.config import config_from_dict, config_to_dict
 from pointsam.engine.trainer import Trainer, split_train_val
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _tiny import tiny_setup  # noqa: E402
+from _tiny import one_thread, tiny_setup  # noqa: E402,F401
 
 
 def _cfg(out, task, epochs=2, **train):
@@ -44,11 +44,8 @@ def test_tiny_run_writes_everything(tmp_path, task):
     key = t.score_key
     assert 0.0 <= s["test"][key] <= 1.0 and 0.0 <= s["best"][key] <= 1.0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert (
-        summary["seed"] == 0
-        and summary["versions"]["torch"] == torch.__version__.split("+")[0]
-        or summary["versions"]["torch"]
-    )
+    assert summary["seed"] == 0 and summary["versions"]["torch"] == torch.__version__
+    assert summary["versions"]["pointsam"] and summary["machine"]["platform"]
     assert (
         summary["machine"]["cpu_count"] >= 1
         and summary["config"]["train"]["task"] == task
@@ -162,3 +159,13 @@ def test_real_semseg_synthetic_lidar_whole_scan(tmp_path):
     )
     s = Trainer(cfg).fit()
     assert s["task"] == "semseg" and len(s["test"]["iou"]) == 8
+
+
+def test_resume_refuses_another_model_config(tmp_path):
+    m, ds, t = tiny_setup("cls")
+    cfg = _cfg(tmp_path, "cls", epochs=2)
+    Trainer(cfg, model=m, datasets=ds, task=t).fit(stop_after=1)
+    other = config_from_dict({**config_to_dict(cfg), "model": {"name": "dgcnn_cls"}})
+    m, ds, t = tiny_setup("cls")
+    with pytest.raises(CheckpointError, match="'model' config"):
+        Trainer(other, model=m, datasets=ds, task=t, resume=True)

@@ -287,9 +287,45 @@ def test_bad_inputs(cloud):
         m(x, pos, batch, idx, mask[:, :3])
     with pytest.raises(ValueError, match="different clouds"):
         m(x, pos, batch, torch.zeros_like(idx))
+    with pytest.raises(ValueError, match="needs point features x"):
+        m(None, pos, batch)
     with pytest.raises(ValueError, match="mode must be"):
         LocalAttention(8, mode="dense")
     with pytest.raises(ValueError, match="divisible"):
         LocalAttention(8, 10, num_heads=4)
     with pytest.raises(ValueError, match="k must be"):
         LocalAttention(8, k=0)
+
+
+@pytest.mark.parametrize("as_list", [True, False])
+def test_chunked_apply_bipartite_gradcheck(as_list):
+    """The generic chunked function: src rows != dst rows, masks, both call forms."""
+    from pointsam.nn._chunked import chunked_neighbour_apply
+
+    g = torch.Generator().manual_seed(4)
+    lin = torch.nn.Linear(3, 3).double()
+    dst = torch.randn(7, 3, dtype=torch.double, generator=g, requires_grad=True)
+    src = torch.randn(11, 3, dtype=torch.double, generator=g, requires_grad=True)
+    idx = torch.randint(0, 11, (7, 4), generator=g)
+    mask = torch.rand(7, 4, generator=g) > 0.3
+    mask[:, 0] = True
+
+    def kernel(d, s, m, want):
+        if as_list:
+            d, s = d[0], s[0]
+        logits = (lin(s) * d.unsqueeze(1)).sum(-1)  # [n, K]
+        a = logits.masked_fill(~m, float("-inf")).softmax(1)  # [n, K]
+        return (a.unsqueeze(-1) * torch.tanh(s)).sum(1), a.unsqueeze(-1)
+
+    def run(d, s, fused):
+        dd, ss = ([d], [s]) if as_list else (d, s)
+        return chunked_neighbour_apply(kernel, dd, ss, idx, mask, [lin], chunk=3,
+                                       fused=fused, want=True)
+
+    out, a = run(dst, src, True)
+    ref, ra = run(dst, src, False)
+    assert torch.allclose(out, ref) and torch.allclose(a, ra)
+    assert torch.autograd.gradcheck(lambda d, s: run(d, s, True)[0], (dst, src))
+    gp = torch.autograd.grad(run(dst, src, True)[0].sum(), list(lin.parameters()))
+    rp = torch.autograd.grad(run(dst, src, False)[0].sum(), list(lin.parameters()))
+    assert all(torch.allclose(x, y) for x, y in zip(gp, rp))

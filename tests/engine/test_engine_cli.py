@@ -10,6 +10,9 @@ import pytest
 
 from pointsam.cli import main
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tiny import one_thread  # noqa: E402,F401  (autouse: one torch thread)
+
 REPO = Path(__file__).resolve().parents[2]
 
 
