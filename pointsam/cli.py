@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run the benchmarks in bench/")
     b.add_argument("names", nargs="*", help="bench scripts to run (default: all)")
     b.add_argument("--list", action="store_true", help="list them and exit")
+    b.add_argument(
+        "--quick",
+        action="store_true",
+        help="pass --quick to each script (small sizes, a smoke test)",
+    )
     return p
 
 
@@ -410,7 +415,11 @@ def _bench_dir() -> Path:
 def _cmd_bench(args: argparse.Namespace) -> int:
     root = _bench_dir()
     scripts = (
-        sorted(p for p in root.glob("*.py") if not p.name.startswith("_"))
+        sorted(
+            p
+            for p in root.glob("*.py")
+            if not p.name.startswith("_") and "__main__" in p.read_text()
+        )
         if root.is_dir()
         else []
     )
@@ -430,8 +439,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     rc = 0
     for s in scripts:
         print(f"== {s.name}", flush=True)
+        cmd = [sys.executable, "-m", f"bench.{s.stem}"]
         rc |= subprocess.call(
-            [sys.executable, "-m", f"bench.{s.stem}"], cwd=root.parent
+            cmd + (["--quick"] if args.quick else []), cwd=root.parent
         )
     return rc
 

@@ -156,10 +156,23 @@ class _Open3DRenderer:
 
     @classmethod
     def get(cls, width: int, height: int) -> _Open3DRenderer:
+        if cls._instance is None:
+            import atexit
+
+            atexit.register(cls.release)
         if cls._instance is None or cls._instance.size != (width, height):
+            if cls._instance is not None:  # Filament aborts if geometry outlives it
+                cls._instance.r.scene.clear_geometry()
             cls._instance = None  # drop the old one before making a new one
             cls._instance = cls(width, height)
         return cls._instance
+
+    @classmethod
+    def release(cls) -> None:
+        """Drop the cached renderer, its geometry first (Filament's order)."""
+        if cls._instance is not None:
+            cls._instance.r.scene.clear_geometry()
+            cls._instance = None
 
     def render(self, layers: list[tuple[np.ndarray, np.ndarray, float]],
                eye: np.ndarray, centre: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -178,7 +191,11 @@ class _Open3DRenderer:
             scene.add_geometry(f"layer{i}", pc, mat)
         self.r.setup_camera(_FOV, centre.astype(np.float32), eye.astype(np.float32),
                             up.astype(np.float32))
-        return np.asarray(self.r.render_to_image())[..., :3].copy()  # [H, W, 3]
+        img = np.asarray(self.r.render_to_image())[..., :3].copy()  # [H, W, 3]
+        # leave no geometry behind: Filament aborts at interpreter exit when a
+        # material instance is still in use by a renderable
+        scene.clear_geometry()
+        return img
 
 
 def _basis(eye: np.ndarray, centre: np.ndarray, up: np.ndarray
@@ -287,6 +304,7 @@ r.setup_camera(40.0, [0, 0, 0], [0, 0, 8], [0, 1, 0])
 img = np.asarray(r.render_to_image())
 assert img.shape[:2] == (48, 64), img.shape
 assert img.std() > 5, "blank image"
+r.scene.clear_geometry()  # else Filament aborts at exit (material still in use)
 print("OK")
 """
 _AVAILABLE: tuple[bool, str] | None = None

@@ -195,3 +195,13 @@ def test_viz_delegates_or_says_not_available(capsys, tmp_path):
             == 2
         )
         assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_bench_list(capsys):
+    if not any((REPO / "bench").glob("*.py")):
+        pytest.skip("no bench/ scripts")
+    assert main(["bench", "--list"]) == 0
+    names = capsys.readouterr().out.split()
+    assert names and all((REPO / "bench" / f"{n}.py").is_file() for n in names)
+    assert main(["bench", "no_such_bench"]) == 2
+    assert "unknown bench" in capsys.readouterr().err
