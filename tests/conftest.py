@@ -9,6 +9,11 @@ SHARED_DATA = Path(os.environ.get(
     Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
 
 
+# pytest runs with -n 2 (two workers on two cores): one OpenMP thread per worker
+# avoids oversubscription, which made the suite several times slower here.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
