@@ -6,20 +6,20 @@ returns features ``[N, C_out]``; with ``return_attention=True`` it returns
 collects the weights of every module of a model in one forward pass.
 """
 
+from .axial import AxialAttention
 from .base import AttentionRecord, PointModule, record_attention
+from .block import AttentionBlock
 
 # helpers add their imports below, one line per file
 from .common import MLP, check_inputs, neighbours
-from .laff import LAFF, LAFFMultiLevel
+from .cross_modal import CrossModalAttention
 from .gates import CBAM, ChannelGate, PointGate
+from .global_attention import GlobalPooledAttention, LocalGlobalAttention
+from .laff import LAFF, LAFFMultiLevel
+from .local_attention import LocalAttention
+from .multi_branch import MultiBranchAttention
 from .multihead import MultiHeadPointAttention
 from .temporal import TemporalAttention
-from .cross_modal import CrossModalAttention
-from .block import AttentionBlock
-from .multi_branch import MultiBranchAttention
-from .local_attention import LocalAttention
-from .global_attention import GlobalPooledAttention, LocalGlobalAttention
-from .axial import AxialAttention
 
 __all__ = ["PointModule", "AttentionRecord", "record_attention"]
 # helpers extend __all__ below

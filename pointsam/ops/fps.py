@@ -20,7 +20,6 @@ the points are stored (up to exact ties).
 
 from __future__ import annotations
 
-
 from collections.abc import Callable
 
 import numpy as np

@@ -1,9 +1,18 @@
 import pytest
 import torch
 
-from pointsam.ops import (batch_to_ptr, from_dense, grid_subsample, hdc_rates,
-                          ptr_to_batch, segment_max, segment_mean, segment_softmax,
-                          segment_sum, to_dense)
+from pointsam.ops import (
+    batch_to_ptr,
+    from_dense,
+    grid_subsample,
+    hdc_rates,
+    ptr_to_batch,
+    segment_max,
+    segment_mean,
+    segment_softmax,
+    segment_sum,
+    to_dense,
+)
 
 
 def test_grid_subsample_hand_computed_and_per_cloud():
