@@ -209,12 +209,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from pointsam.data import read_cloud
-    from pointsam.engine.predict import (
-        label_colors,
-        load_trained,
-        predict_cloud,
-        write_ply,
-    )
+    from pointsam.engine.predict import load_trained, predict_cloud
+    from pointsam.viz import export_ply, label_colors
 
     model, task, cfg, meta = load_trained(args.checkpoint)
     data = read_cloud(args.file)
@@ -231,7 +227,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             f"pointsam prob {i} {names[i] if i < len(names) else i} {probs[i]:.6f}"
             for i in range(len(probs))
         ]
-        write_ply(args.out, pos, colors, comments=comments)
+        export_ply(args.out, pos, colors=colors, comments=comments)
         print(f"class: {name} (id {label}, p={probs[label]:.3f})")
         for i in top:
             print(f"  {names[i] if i < len(names) else i}: {probs[i]:.4f}")
@@ -245,12 +241,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     else:
         labels = res["labels"].numpy()
         conf = res["probs"].max(-1).values.numpy()
-        write_ply(
+        export_ply(
             args.out,
             pos,
-            label_colors(labels),
+            colors=label_colors(labels),
             labels=labels,
-            scalars={"confidence": conf},
+            weights={"confidence": conf},
             comments=[f"pointsam {task.name} labels"],
         )
         counts = np.bincount(labels)

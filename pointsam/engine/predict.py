@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -22,40 +21,7 @@ from .checkpoint import load_checkpoint
 from .config import Config, config_from_dict
 from .tasks import PartSegTask, Task, make_task
 
-__all__ = ["load_trained", "predict_cloud", "write_ply", "label_colors"]
-
-# 20 distinct colours (tab20-like), cycled for more classes
-_PALETTE = np.array(
-    [
-        [31, 119, 180],
-        [255, 127, 14],
-        [44, 160, 44],
-        [214, 39, 40],
-        [148, 103, 189],
-        [140, 86, 75],
-        [227, 119, 194],
-        [127, 127, 127],
-        [188, 189, 34],
-        [23, 190, 207],
-        [174, 199, 232],
-        [255, 187, 120],
-        [152, 223, 138],
-        [255, 152, 150],
-        [197, 176, 213],
-        [196, 156, 148],
-        [247, 182, 210],
-        [199, 199, 199],
-        [219, 219, 141],
-        [158, 218, 229],
-    ],
-    dtype=np.uint8,
-)
-
-
-def label_colors(labels: np.ndarray) -> np.ndarray:
-    """``[N, 3]`` uint8 colour of each label (a fixed 20-colour cycle)."""
-    return _PALETTE[np.asarray(labels) % len(_PALETTE)]
-
+__all__ = ["load_trained", "predict_cloud"]
 
 def load_trained(
     path: str | Path, device: str | torch.device = "cpu"
@@ -137,56 +103,3 @@ def predict_cloud(
         ).cpu()
     labels = prob.argmax(-1)
     return {"task": task.name, "labels": labels, "probs": prob}
-
-
-def write_ply(
-    path: str | Path,
-    pos: np.ndarray,
-    colors: np.ndarray,
-    labels: np.ndarray | None = None,
-    scalars: dict[str, np.ndarray] | None = None,
-    comments: list[str] | None = None,
-) -> Path:
-    """Binary little-endian PLY: xyz float32, rgb uint8, optional int32 ``label``
-    and float32 scalar properties (any viewer can re-colour by them).
-
-    Example:
-        >>> import tempfile
-        >>> p = write_ply(tempfile.mkdtemp() + "/a.ply", np.zeros((2, 3)),
-        ...               np.zeros((2, 3), np.uint8), labels=np.array([0, 1]))
-        >>> open(p, "rb").read().split(b"end_header")[0].count(b"property")
-        7
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = len(pos)
-    fields = [
-        ("x", "<f4"),
-        ("y", "<f4"),
-        ("z", "<f4"),
-        ("red", "u1"),
-        ("green", "u1"),
-        ("blue", "u1"),
-    ]
-    if labels is not None:
-        fields.append(("label", "<i4"))
-    for k in scalars or {}:
-        fields.append((k, "<f4"))
-    arr = np.empty(n, dtype=fields)
-    arr["x"], arr["y"], arr["z"] = (np.asarray(pos, np.float32)[:, i] for i in range(3))
-    c = np.asarray(colors, np.uint8)
-    arr["red"], arr["green"], arr["blue"] = c[:, 0], c[:, 1], c[:, 2]
-    if labels is not None:
-        arr["label"] = np.asarray(labels, np.int32)
-    for k, v in (scalars or {}).items():
-        arr[k] = np.asarray(v, np.float32)
-    ply_types = {"<f4": "float", "u1": "uchar", "<i4": "int"}
-    header = ["ply", "format binary_little_endian 1.0"]
-    header += [f"comment {c}" for c in comments or []]
-    header.append(f"element vertex {n}")
-    header += [f"property {ply_types[t]} {k}" for k, t in fields]
-    header.append("end_header")
-    with open(path, "wb") as f:
-        f.write(("\n".join(header) + "\n").encode())
-        f.write(arr.tobytes())
-    return path

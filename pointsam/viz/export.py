@@ -10,7 +10,7 @@ and ``pred``. CloudCompare, MeshLab, Open3D (points and colours) and
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ _RESERVED = {"x", "y", "z", "red", "green", "blue"}
 def export_ply(path: str | Path, pos: Any, *, colors: Any = None,
                weights: Any = None, labels: Any = None, pred: Any = None,
                cmap: str = "viridis", vmin: float | None = None,
-               vmax: float | None = None) -> Path:
+               vmax: float | None = None, comments: Sequence[str] = ()) -> Path:
     r"""Write points, colours and raw weights to a binary PLY.
 
     Args:
@@ -49,6 +49,7 @@ def export_ply(path: str | Path, pos: Any, *, colors: Any = None,
         cmap: Colour map used when ``colors`` is not given.
         vmin: Low end of that colour scale.
         vmax: High end of that colour scale.
+        comments: Extra header comment lines (one line each, ASCII).
 
     Returns:
         The path written.
@@ -119,8 +120,12 @@ def export_ply(path: str | Path, pos: Any, *, colors: Any = None,
             raise ValueError(f"{k} does not fit in int32")
         rec[k] = a
     ply_type = {"<f4": "float", "u1": "uchar", "<i4": "int"}
+    for c in comments:
+        if "\n" in c or not c.isascii():
+            raise ValueError(f"a PLY comment must be one ASCII line, got {c!r}")
     header = ["ply", "format binary_little_endian 1.0",
-              "comment written by pointsam.viz.export_ply", f"element vertex {n}"]
+              "comment written by pointsam.viz.export_ply"]
+    header += [f"comment {c}" for c in comments] + [f"element vertex {n}"]
     header += [f"property {ply_type[t]} {name}" for name, t in fields]
     header.append("end_header")
     path = Path(path)

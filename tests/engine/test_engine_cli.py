@@ -166,22 +166,15 @@ def test_predict_semseg_writes_labels(tmp_path, capsys):
         )
         == 0
     )
-    header, body = ply.read_bytes().split(b"end_header\n")
+    from pointsam.viz import read_ply
+
+    header = ply.read_bytes().split(b"end_header\n")[0]
     assert b"property int label" in header and b"element vertex 700" in header
-    rec = np.frombuffer(
-        body,
-        dtype=[
-            ("x", "<f4"),
-            ("y", "<f4"),
-            ("z", "<f4"),
-            ("r", "u1"),
-            ("g", "u1"),
-            ("b", "u1"),
-            ("label", "<i4"),
-            ("confidence", "<f4"),
-        ],
-    )
-    assert len(rec) == 700 and rec["label"].min() >= 0 and rec["label"].max() < 8
+    rec = read_ply(ply)
+    assert b"property float confidence" in header
+    assert len(rec["label"]) == 700
+    assert rec["label"].min() >= 0 and rec["label"].max() < 8
+    assert np.all((rec["confidence"] > 0) & (rec["confidence"] <= 1))
     assert np.allclose(rec["x"], np.load(cloud)[:, 0])
 
 
