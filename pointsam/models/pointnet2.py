@@ -239,7 +239,9 @@ class FeaturePropagation(nn.Module):
                 batch_size: int | None = None) -> Tensor:
         idx, mask = ops.knn(pos, self.k, batch, query=pos_fine, query_batch=batch_fine,
                             batch_size=batch_size)  # [N, k]
-        d2 = ((pos_fine.unsqueeze(1) - pos[idx]) ** 2).sum(-1)  # [N, k]
+        # weights in at least float32: 1 / 1e-8 overflows float16 (inf / inf = NaN)
+        wt = torch.promote_types(pos.dtype, torch.float32)
+        d2 = ((pos_fine.to(wt).unsqueeze(1) - pos.to(wt)[idx]) ** 2).sum(-1)  # [N, k]
         w = (1.0 / (d2 + 1e-8)).masked_fill(~mask, 0.0)
         w = w / w.sum(dim=1, keepdim=True)  # [N, k]
         h = (w.unsqueeze(-1).to(x.dtype) * x[idx]).sum(dim=1)  # [N, C]

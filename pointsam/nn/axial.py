@@ -107,7 +107,7 @@ class AxialAttention(PointModule):
         if nbr_idx is not None or nbr_mask is not None:
             raise ValueError("AxialAttention builds its own anisotropic "
                              "neighbourhoods; pass nbr_idx=None")
-        check_inputs(x, pos, batch, None, None, self.in_channels)
+        check_inputs(x, pos, batch, None, None, self.in_channels, module=self)
         attn: dict[str, Tensor] = {}
         ys = []
         for name, scale, branch in zip(_AXES, axis_scales(self.stretch), self.branches):

@@ -122,7 +122,8 @@ class MLP(nn.Module):
 
 def check_inputs(x: Tensor | None, pos: Tensor, batch: Tensor | None = None,
                  nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None,
-                 in_channels: int | None = None) -> None:
+                 in_channels: int | None = None, *,
+                 module: nn.Module | None = None) -> None:
     r"""Validate the standard ``(x, pos, batch, nbr_idx, nbr_mask)`` inputs.
 
     Raises a ``ValueError`` (``TypeError`` for a non-tensor) that names the
@@ -130,7 +131,9 @@ def check_inputs(x: Tensor | None, pos: Tensor, batch: Tensor | None = None,
     is not a sorted int64 ``[N]``; ``x`` is not a float ``[N, in_channels]``;
     ``nbr_idx`` is not an int64 ``[N, K]`` with values in ``[0, N)``, or links
     points of different clouds (where ``nbr_mask`` is true); ``nbr_mask`` is not a
-    bool ``[N, K]`` or is given without ``nbr_idx``.
+    bool ``[N, K]`` or is given without ``nbr_idx``; ``x``'s dtype differs from
+    the floating weights of ``module`` outside autocast (say float64 features
+    into a float32 module: cast one of them).
 
     Example:
         >>> check_inputs(torch.randn(5, 4), torch.randn(5, 3), in_channels=3)
@@ -144,6 +147,13 @@ def check_inputs(x: Tensor | None, pos: Tensor, batch: Tensor | None = None,
     ops.check_features(x, n, "x", channels=in_channels)
     if x is not None and x.device != pos.device:
         raise ValueError(f"x is on {x.device} but pos is on {pos.device}")
+    if x is not None and module is not None \
+            and not torch.is_autocast_enabled(x.device.type):
+        w = next((p for p in module.parameters() if p.is_floating_point()), None)
+        if w is not None and w.dtype != x.dtype:
+            raise ValueError(
+                f"x is {x.dtype} but {type(module).__name__}'s weights are {w.dtype}; "
+                f"cast the input (x.to({w.dtype})) or the module (.to({x.dtype}))")
     if nbr_idx is None:
         if nbr_mask is not None:
             raise ValueError("nbr_mask given without nbr_idx")

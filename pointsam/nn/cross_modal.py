@@ -129,7 +129,7 @@ class CrossModalAttention(PointModule):
         want = self.wants_attention(return_attention)
         if x is None:
             raise ValueError("CrossModalAttention needs point features x, got None")
-        check_inputs(x, pos, batch, in_channels=self.channels)
+        check_inputs(x, pos, batch, in_channels=self.channels, module=self)
         n = x.size(0)
         if not isinstance(tokens, Tensor) or tokens.dim() != 2:
             got = list(tokens.shape) if isinstance(tokens, Tensor) else type(tokens)

@@ -93,7 +93,7 @@ class ChannelGate(PointModule):
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
         x = _need_x(x, "ChannelGate")
-        check_inputs(x, pos, batch, in_channels=self.channels)
+        check_inputs(x, pos, batch, in_channels=self.channels, module=self)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
         b = ops.batch_size_of(batch)
@@ -176,7 +176,7 @@ class PointGate(PointModule):
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
         x = _need_x(x, "PointGate")
-        check_inputs(x, pos, batch, nbr_idx, nbr_mask, in_channels=self.channels)
+        check_inputs(x, pos, batch, nbr_idx, nbr_mask, in_channels=self.channels, module=self)
         nbr_idx, nbr_mask = neighbours(pos, batch, self.k, 1, nbr_idx, nbr_mask)
         s = torch.stack([x.mean(dim=1), x.amax(dim=1)], dim=-1)  # [N, 2]
         rel_pos = (pos[nbr_idx] - pos.unsqueeze(1)).to(x.dtype)  # [N, K, 3]

@@ -155,7 +155,7 @@ class GlobalPooledAttention(PointModule):
         want = self.wants_attention(return_attention)
         if x is None:
             raise ValueError(f"{type(self).__name__} needs point features x, got None")
-        check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels)
+        check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels, module=self)
         if batch is None:
             batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
         b = ops.batch_size_of(batch)
@@ -269,7 +269,7 @@ class LocalGlobalAttention(PointModule):
         want = self.wants_attention(return_attention)
         if x is None:
             raise ValueError(f"{type(self).__name__} needs point features x, got None")
-        check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels)
+        check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels, module=self)
         attn: dict[str, Tensor] | None = {} if want else None
         if want:
             lo, la = self.local(x, pos, batch, nbr_idx, nbr_mask, return_attention=True)

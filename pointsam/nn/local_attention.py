@@ -231,7 +231,7 @@ class LocalAttention(PointModule):
         want = self.wants_attention(return_attention)
         if x is None:
             raise ValueError(f"{type(self).__name__} needs point features x, got None")
-        check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels)
+        check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels, module=self)
         nbr_idx, nbr_mask = neighbours(pos, batch, self.k, self.dilation,
                                        nbr_idx, nbr_mask)  # [N, K], [N, K]
         pos = pos.to(x.dtype)

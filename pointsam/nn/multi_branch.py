@@ -145,7 +145,7 @@ class MultiBranchAttention(PointModule):
                 return_attention: bool = False, **kwargs: Any
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
-        check_inputs(x, pos, batch, nbr_idx, nbr_mask, in_channels=self.in_channels)
+        check_inputs(x, pos, batch, nbr_idx, nbr_mask, in_channels=self.in_channels, module=self)
         if nbr_idx is None and self.k is not None:
             nbr_idx, nbr_mask = ops.knn(pos, self.k, batch)  # [N, k], [N, k]
         for name in kwargs:

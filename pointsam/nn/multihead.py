@@ -114,7 +114,7 @@ class MultiHeadPointAttention(PointModule):
         if x is None:
             raise ValueError("MultiHeadPointAttention needs point features x, "
                              "got None")
-        check_inputs(x, pos, batch, in_channels=self.channels)
+        check_inputs(x, pos, batch, in_channels=self.channels, module=self)
         n = x.size(0)
         if batch is None:
             batch = torch.zeros(n, dtype=torch.long, device=x.device)

@@ -212,7 +212,7 @@ class TemporalAttention(PointModule):
             if (fb is None) != (batch is None):
                 raise ValueError(f"give both batch and past_batch[{tau}], or neither")
             try:
-                check_inputs(fx, fp, fb, in_channels=self.channels)
+                check_inputs(fx, fp, fb, in_channels=self.channels, module=self)
             except ValueError as err:
                 raise ValueError(f"past frame {tau}: {err}") from None
             if fx is None:
@@ -231,7 +231,7 @@ class TemporalAttention(PointModule):
         want = self.wants_attention(return_attention)
         if x is None:
             raise ValueError("TemporalAttention needs point features x, got None")
-        check_inputs(x, pos, batch, in_channels=self.channels)
+        check_inputs(x, pos, batch, in_channels=self.channels, module=self)
         pbatch = self._check_past(x, batch, past_x, past_pos, past_batch)
         t, kk = len(past_x), self.k
         b = ops.batch_size_of(batch)

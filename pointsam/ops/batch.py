@@ -9,8 +9,20 @@ __all__ = ["batch_to_ptr", "ptr_to_batch", "batch_size_of", "to_dense", "from_de
 
 
 def batch_size_of(batch: Tensor | None, batch_size: int | None = None) -> int:
-    """Number of clouds B (``batch.max() + 1``; a host sync unless given)."""
+    """Number of clouds B: ``batch.max() + 1``, or ``batch_size`` when given.
+
+    A given ``batch_size`` must be an integer that covers every cloud id in
+    ``batch`` (``>= batch.max() + 1``; larger means trailing empty clouds);
+    anything else is a ``ValueError``, never a silently wrong partition.
+    """
     if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if batch is not None and batch.numel() and int(batch.max()) >= batch_size:
+            raise ValueError(f"batch_size={batch_size} but batch holds cloud id "
+                             f"{int(batch.max())}; batch_size must be >= "
+                             "batch.max() + 1")
         return batch_size
     if batch is None or batch.numel() == 0:
         return 1

@@ -20,7 +20,7 @@ the points are stored (up to exact ties).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -139,7 +139,7 @@ def available_fps_backends() -> list[str]:
 
 def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
         num: int | None = None, random_start: bool = False,
-        start: Tensor | None = None, generator: torch.Generator | None = None,
+        start: Tensor | Sequence[int] | None = None, generator: torch.Generator | None = None,
         backend: str = "auto", batch_size: int | None = None) -> Tensor:
     r"""Farthest-point sampling per cloud.
 
@@ -154,7 +154,8 @@ def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
         num: Samples per cloud (>= 1). Give exactly one of ``ratio`` and ``num``.
         random_start: Start from a random point of each cloud (training
             augmentation) instead of the canonical one.
-        start: Local start index per cloud :math:`(B)`, overriding both.
+        start: Local start index per cloud :math:`(B)` (int tensor or list),
+            overriding both.
         generator: Random generator for ``random_start``.
         backend: ``"auto"`` (fpsample on the CPU, torch on a GPU or
             torch-cluster when installed there) or one of :data:`fps_backends`.
@@ -193,7 +194,13 @@ def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
         else:
             start = canonical_start(pos, batch, b)
     else:
-        start = start.to(device=pos.device, dtype=torch.long)
+        start = torch.as_tensor(start, device=pos.device)
+        if start.dtype in (torch.bool,) or start.is_floating_point() \
+                or start.is_complex() or start.dim() > 1:
+            raise ValueError("start must be integer local indices, one per cloud "
+                             f"(a list or a 1-D int tensor), got dtype {start.dtype} "
+                             f"and shape {list(start.shape)}")
+        start = start.to(torch.long).reshape(-1)
         if start.numel() != b or bool(((start < 0) | (start >= n.clamp(min=1))).any()):
             raise ValueError(f"start must hold one local index per cloud ({b}), "
                              "each inside its cloud")

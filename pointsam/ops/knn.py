@@ -43,18 +43,27 @@ _BLOCK = 1 << 24  # elements of one distance block (64 MB in float32)
 # ----------------------------------------------------------------------------
 
 
-def _centred(pos: Tensor, query: Tensor, batch: Tensor, query_batch: Tensor,
-             b: int) -> tuple[Tensor, Tensor]:
-    """Subtract each cloud's mean from both sets (better float32 distances)."""
-    from .segment import segment_mean
+def _sqdist(q: Tensor, p: Tensor) -> Tensor:
+    r"""Exact squared distances :math:`\sum_a (q_{ia} - p_{ja})^2`, [..., M, N].
 
-    c = segment_mean(pos.double(), batch, b).to(pos.dtype)  # [B, 3]
-    return pos - c[batch], query - c[query_batch]
+    Computed from coordinate differences, never as :math:`|q|^2 + |p|^2 - 2 q
+    \cdot p`: that form loses the small distances of a tight cluster to float32
+    rounding of the large squared norms (a cloud spread over +-50 m has
+    :math:`|q|^2 \approx 2500` and an absolute error near :math:`3 \cdot
+    10^{-4}`, so millimetre neighbours come out in random order).
+
+    Args:
+        q: Queries :math:`(..., M, 3)`.
+        p: Points :math:`(..., N, 3)`.
+    """
+    d = (q[..., :, None, 0] - p[..., None, :, 0]).square_()  # [..., M, N]
+    d += (q[..., :, None, 1] - p[..., None, :, 1]).square_()
+    d += (q[..., :, None, 2] - p[..., None, :, 2]).square_()
+    return d
 
 
 def _knn_dense(pos: Tensor, batch: Tensor, query: Tensor, query_batch: Tensor,
                kk: int, b: int) -> Tensor:
-    pos, query = _centred(pos, query, batch, query_batch, b)
     p, pmask = to_dense(pos, batch, batch_size=b)  # [B, N_max, 3], [B, N_max]
     q, qmask = to_dense(query, query_batch, batch_size=b)  # [B, M_max, 3]
     n_max, m_max = p.size(1), q.size(1)
@@ -62,12 +71,9 @@ def _knn_dense(pos: Tensor, batch: Tensor, query: Tensor, query_batch: Tensor,
     ptr = batch_to_ptr(batch, b)  # [B + 1]
     out = torch.full((b, m_max, kk), -1, dtype=torch.long, device=pos.device)
     step = max(1, _BLOCK // max(1, n_max * m_max))
-    p2 = (p * p).sum(-1)  # [B, N_max]
     for s in range(0, b, step):
         e = min(b, s + step)
-        qs, ps = q[s:e], p[s:e]
-        d = (q[s:e] * q[s:e]).sum(-1, keepdim=True) + p2[s:e].unsqueeze(1) \
-            - 2.0 * torch.bmm(qs, ps.transpose(1, 2))  # [b', M_max, N_max]
+        d = _sqdist(q[s:e], p[s:e])  # [b', M_max, N_max]
         d = d.masked_fill(~pmask[s:e].unsqueeze(1), float("inf"))
         dist, idx = d.topk(kq, dim=-1, largest=False, sorted=True)  # [b', M_max, kq]
         idx = idx + ptr[s:e].view(-1, 1, 1)
@@ -79,9 +85,8 @@ def _knn_chunked(pos: Tensor, batch: Tensor, query: Tensor, query_batch: Tensor,
                  kk: int, b: int) -> Tensor:
     """Per cloud, blocks of queries against all of the cloud's points.
 
-    Distances are ``|q|^2 + |p|^2 - 2 q.p`` on coordinates centred on the cloud's
-    mean (exact enough in float32 for LiDAR ranges), in blocks of at most
-    ``2^26`` (GPU) or ``2^22`` (CPU) entries, so memory stays bounded.
+    Distances are exact coordinate differences (:func:`_sqdist`), in blocks of at
+    most ``2^26`` (GPU) or ``2^22`` (CPU) entries, so memory stays bounded.
     """
     ptr = batch_to_ptr(batch, b).tolist()
     qptr = batch_to_ptr(query_batch, b).tolist()
@@ -91,16 +96,11 @@ def _knn_chunked(pos: Tensor, batch: Tensor, query: Tensor, query_batch: Tensor,
         p = pos[ptr[i]:ptr[i + 1]]  # [n_b, 3]
         if p.size(0) == 0:
             continue
-        c = p.mean(0, keepdim=True)
-        p = p - c
-        p2 = (p * p).sum(-1)  # [n_b]
         kq = min(kk, p.size(0))
         rows = max(1, budget // p.size(0))
         for s in range(qptr[i], qptr[i + 1], rows):
             e = min(qptr[i + 1], s + rows)
-            q = query[s:e] - c  # [m', 3]
-            d = torch.addmm(p2.unsqueeze(0) + (q * q).sum(-1, keepdim=True),
-                            q, p.t(), alpha=-2.0)  # [m', n_b]
+            d = _sqdist(query[s:e], p)  # [m', n_b]
             idx = d.topk(kq, dim=1, largest=False, sorted=True).indices  # [m', kq]
             out[s:e, :kq] = idx + ptr[i]
     return out
@@ -264,8 +264,8 @@ def _prepare(pos: Tensor, batch: Tensor | None, query: Tensor | None,
     assert query_batch is not None
     if query.dtype != pos.dtype:
         raise ValueError(f"query dtype {query.dtype} differs from pos dtype {pos.dtype}")
-    b = batch_size if batch_size is not None else max(
-        batch_size_of(batch), batch_size_of(query_batch) if query_batch.numel() else 1)
+    b = max(batch_size_of(batch, batch_size),
+            batch_size_of(query_batch, batch_size))  # validates batch_size
     if scale is not None:
         s = torch.as_tensor(scale, dtype=pos.dtype, device=pos.device).flatten()
         if s.numel() != 3 or not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
@@ -326,6 +326,7 @@ def knn(pos: Tensor, k: int, batch: Tensor | None = None, *,
     """
     check_positive_int(k, "k")
     check_positive_int(dilation, "dilation")
+    self_query = query is None
     pos, batch, query, query_batch, b = _prepare(pos, batch, query, query_batch,
                                                  scale, batch_size)
     m = query.size(0)
@@ -341,7 +342,29 @@ def knn(pos: Tensor, k: int, batch: Tensor | None = None, *,
     name = _resolve_backend(backend, pos, int(counts.max()))
     table = _BACKENDS[name](pos, batch, query, query_batch, kk, b)  # [M, kk]
     table = table.to(pos.device)
+    if self_query:
+        table = _self_first(table)
     return _dilate(table, k, dilation, random_dilation, generator)
+
+
+def _self_first(table: Tensor) -> Tensor:
+    """Put each point itself in slot 0 of its own row (``query=None``).
+
+    Duplicate points tie at distance 0, so a backend may list a twin before the
+    point itself, or (with more than kk twins) leave it out. Slots ``0..j`` of a
+    row whose point sits at slot ``j`` all hold distance 0, so swapping slots 0
+    and ``j`` keeps the row sorted; a row without its point gets it in slot 0 in
+    place of a twin at the same distance.
+    """
+    m = table.size(0)
+    me = torch.arange(m, device=table.device)  # [M]
+    hit = table == me.unsqueeze(1)  # [M, kk]
+    j = hit.to(torch.uint8).argmax(dim=1)  # [M], 0 where the point is missing
+    first = table[:, 0].clone()  # [M]
+    table = table.clone()
+    table[me, j] = first  # the old slot 0 moves to the point's slot
+    table[:, 0] = me
+    return table
 
 
 def _dilate(table: Tensor, k: int, d: int, random_dilation: bool,
@@ -360,7 +383,8 @@ def _dilate(table: Tensor, k: int, d: int, random_dilation: bool,
         r[:, 0] = -1.0
         sel = r.topk(k, dim=1, largest=False).indices.sort(dim=1).values  # [M, k]
     else:
-        stride = (n_valid // k).clamp(min=1, max=d)  # [M]
+        # the largest stride <= d whose k-th pick, slot (k-1)*stride, is still valid
+        stride = ((n_valid - 1) // max(k - 1, 1)).clamp(min=1, max=d)  # [M]
         sel = torch.arange(k, device=table.device).unsqueeze(0) * stride.unsqueeze(1)
         sel = sel.clamp(max=kk - 1)
     idx = table.gather(1, sel)  # [M, k]

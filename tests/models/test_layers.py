@@ -79,6 +79,23 @@ def test_feature_propagation_equals_loop():
         assert torch.allclose(out[i], ref, atol=1e-5)
 
 
+def test_feature_propagation_half_precision_coincident_points():
+    # a fine point that coincides with a coarse one (FPS keeps the originals)
+    # gives w = 1 / 1e-8, which overflows float16: weights are float32 inside
+    g = torch.Generator().manual_seed(1)
+    pc = torch.randn(6, 3, generator=g)
+    pf = torch.cat([pc, torch.randn(9, 3, generator=g)])  # [15, 3]
+    bc, bf = torch.zeros(6, dtype=torch.long), torch.zeros(15, dtype=torch.long)
+    xc = torch.randn(6, 4, generator=g)
+    fp = FeaturePropagation(4, [4]).eval()
+    fp.mlp = torch.nn.Identity()
+    ref = fp(xc, pc, bc, None, pf, bf)
+    out = fp(xc.half(), pc.half(), bc, None, pf.half(), bf)
+    assert out.dtype == torch.float16 and bool(torch.isfinite(out).all())
+    assert torch.allclose(out[:6].float(), xc, atol=2e-2)  # coincident: copied
+    assert torch.allclose(out.float(), ref, atol=5e-2)
+
+
 def test_static_graph_equals_dynamic_when_k_covers_the_cloud():
     pos, batch = ragged((6, 8))
     kw = dict(channels=[[8], [8], [8]], k=8, emb_channels=8, task="seg")

@@ -73,6 +73,24 @@ def test_check_inputs_errors():
         check_inputs(x, pos.numpy(), batch)
 
 
+@pytest.mark.parametrize("name", ["LocalAttention", "GlobalPooledAttention",
+                                  "AxialAttention", "CBAM",
+                                  "MultiHeadPointAttention"])
+def test_module_dtype_mismatch_is_named(name):
+    import pointsam.nn as pnn
+
+    m = getattr(pnn, name)(*((8,) if name in ("CBAM", "MultiHeadPointAttention")
+                               else (8, 8)))
+    pos, batch = torch.randn(12, 3), torch.zeros(12, dtype=torch.long)
+    with pytest.raises(ValueError, match="torch.float64 but .*torch.float32"):
+        m(torch.randn(12, 8, dtype=torch.float64), pos, batch)
+    out = m.double()(torch.randn(12, 8, dtype=torch.float64), pos.double(), batch)
+    out = out[0] if isinstance(out, tuple) else out
+    assert out.dtype == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed dtypes are autocast's job
+        m.float()(torch.randn(12, 8), pos, batch)
+
+
 def test_neighbours_only_computes_when_missing():
     pos = torch.randn(10, 3)
     batch = torch.tensor([0] * 4 + [1] * 6)

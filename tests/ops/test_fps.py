@@ -73,6 +73,10 @@ def test_explicit_start_and_random_start():
     g = torch.Generator().manual_seed(0)
     r = fps(pos, batch, num=5, random_start=True, generator=g)
     assert r.numel() == 10
+    assert torch.equal(fps(pos, batch, num=5, start=[3, 7]), idx)  # a list too
+    for bad in (torch.tensor([3.0, 7.0]), [0.5, 1.0], torch.tensor([True, False])):
+        with pytest.raises(ValueError, match="integer local indices"):
+            fps(pos, batch, num=5, start=bad)
     with pytest.raises(ValueError, match="cannot take a start"):
         fps(pos, batch, num=5, start=torch.tensor([0, 0]), backend="fpsample")
 
@@ -85,6 +89,10 @@ def test_explicit_start_and_random_start():
     (dict(num=0), "num must be"),
     (dict(num=2, backend="x"), "unknown fps backend"),
     (dict(num=2, start=torch.tensor([99])), "start must"),
+    (dict(num=2, batch=torch.zeros(10, dtype=torch.long), batch_size=0),
+     "batch_size must be"),
+    (dict(num=2, batch=torch.tensor([0] * 5 + [1] * 5), batch_size=1),
+     "batch_size=1 but batch holds cloud id 1"),
 ])
 def test_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):

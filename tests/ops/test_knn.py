@@ -81,6 +81,41 @@ def test_knn_large_coordinates_far_from_origin():
         assert torch.equal(idx[:, 0], torch.arange(pos.size(0))), backend
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knn_tight_clusters_spread_wide(backend):
+    # millimetre clusters scattered over +-50 m (a LiDAR sweep): the neighbour
+    # sets must be the exact ones, not an artefact of |q|^2 + |p|^2 - 2 q.p
+    g = torch.Generator().manual_seed(11)
+    centres = (torch.rand(25, 3, generator=g) - 0.5) * 100.0  # [25, 3]
+    pos = (centres.repeat_interleave(8, 0)
+           + torch.randn(200, 3, generator=g) * 1e-3)  # [200, 3]
+    batch = torch.zeros(200, dtype=torch.long)
+    idx, mask = knn(pos, 6, batch, backend=backend)
+    check_against_reference(pos, batch, idx, mask, 6)
+    assert torch.equal(idx[:, 0], torch.arange(200))
+    assert bool((idx // 8 == torch.arange(200).unsqueeze(1) // 8).all())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knn_self_first_among_many_duplicates(backend):
+    # 12 copies of one point, k = 4: every copy still lists itself first
+    pos = torch.cat([torch.ones(12, 3), torch.randn(20, 3) * 5 + 20])
+    idx, mask = knn(pos, 4, torch.zeros(32, dtype=torch.long), backend=backend)
+    assert torch.equal(idx[:, 0], torch.arange(32)) and mask.all()
+    assert bool((idx[:12] < 12).all())  # the other slots hold twins
+    assert all(len(set(r)) == 4 for r in idx.tolist())
+
+
+def test_knn_batch_size_checked():
+    pos, batch = ragged([5, 6, 7], seed=12)
+    with pytest.raises(ValueError, match="batch_size"):
+        knn(pos, 2, batch, batch_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        knn(pos, 2, batch, batch_size=0)
+    a, _ = knn(pos, 2, batch, batch_size=5)  # trailing empty clouds are fine
+    assert torch.equal(a, knn(pos, 2, batch)[0])
+
+
 def test_knn_per_cloud_isolation():
     pos, batch = ragged([30, 40, 25], seed=5)
     idx, _ = knn(pos, 6, batch)
@@ -109,9 +144,16 @@ def test_dilation_hand_computed():
     assert mask.all()
     idx, _ = knn(pos, 3, dilation=3)
     assert idx[0].tolist() == [0, 3, 6]
-    # a 4-point cloud with k=2, d=3 falls back to the largest stride that fits
+    # a small cloud takes the largest stride <= d whose k-th pick still exists:
+    # 4 points, k=2, d=3: candidates 0..3, stride (4 - 1) // (2 - 1) = 3
     idx, mask = knn(pos[:4], 2, dilation=3)
-    assert idx[0].tolist() == [0, 2] and mask.all()
+    assert idx[0].tolist() == [0, 3] and mask.all()
+    # 5 points, k=3, d=3: stride (5 - 1) // (3 - 1) = 2 -> slots 0, 2, 4
+    idx, mask = knn(pos[:5], 3, dilation=3)
+    assert idx[0].tolist() == [0, 2, 4] and mask.all()
+    # fewer points than k: every real neighbour once, then masked padding
+    idx, mask = knn(pos[:2], 3, dilation=2)
+    assert idx[0].tolist() == [0, 1, 0] and mask[0].tolist() == [True, True, False]
 
 
 def test_random_dilation_keeps_nearest_and_candidates():
