@@ -48,3 +48,26 @@ def median_time(fn: Callable[[], object], repeat: int = 3, warmup: int = 1,
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def paired_times(fn_a: Callable[[], object], fn_b: Callable[[], object],
+                 repeat: int = 5, sync: bool = False) -> tuple[float, float]:
+    """Median wall times of ``fn_a`` and ``fn_b`` run in alternation.
+
+    One warm-up call of each, then ``repeat`` rounds of (a, b): load from other
+    processes falls on both alike, so ``median(b) / median(a)`` is a fair ratio.
+    """
+    fn_a()
+    fn_b()
+    ta: list[float] = []
+    tb: list[float] = []
+    for _ in range(repeat):
+        for fn, acc in ((fn_a, ta), (fn_b, tb)):
+            if sync:
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            if sync:
+                torch.cuda.synchronize()
+            acc.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
