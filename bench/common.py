@@ -33,21 +33,23 @@ def lidar_scan(n_beams: int = 64, n_azimuth: int = 1875, seed: int = 0) -> torch
     return pts[(r.reshape(-1) < 80)].contiguous()
 
 
+def timed(fn: Callable[[], object], sync: bool = False) -> float:
+    """Wall time of one call of ``fn()`` (CUDA synchronised when ``sync``)."""
+    if sync:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn()
+    if sync:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
 def median_time(fn: Callable[[], object], repeat: int = 3, warmup: int = 1,
                 sync: bool = False) -> float:
     """Median wall time of ``fn()`` over ``repeat`` runs, after ``warmup`` runs."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeat):
-        if sync:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if sync:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(timed(fn, sync) for _ in range(repeat))
 
 
 def paired_times(fn_a: Callable[[], object], fn_b: Callable[[], object],
@@ -62,12 +64,6 @@ def paired_times(fn_a: Callable[[], object], fn_b: Callable[[], object],
     ta: list[float] = []
     tb: list[float] = []
     for _ in range(repeat):
-        for fn, acc in ((fn_a, ta), (fn_b, tb)):
-            if sync:
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            fn()
-            if sync:
-                torch.cuda.synchronize()
-            acc.append(time.perf_counter() - t)
+        ta.append(timed(fn_a, sync))
+        tb.append(timed(fn_b, sync))
     return statistics.median(ta), statistics.median(tb)
