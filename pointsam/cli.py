@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("file", help="a .ply/.pcd/.xyz/.txt/.npy/.bin/.las cloud")
     pr.add_argument("--out", required=True, help="output .ply (coloured by label)")
     pr.add_argument(
+        "--bin-columns",
+        type=int,
+        default=None,
+        help="float32 values per point of a .bin scan (default: 4, KITTI; "
+        "5 for nuScenes *.pcd.bin; 6 for xyzrgb)",
+    )
+    pr.add_argument(
         "--category",
         type=int,
         default=None,
@@ -213,7 +220,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from pointsam.viz import export_ply, label_colors
 
     model, task, cfg, meta = load_trained(args.checkpoint)
-    data = read_cloud(args.file)
+    data = read_cloud(args.file, bin_columns=args.bin_columns)
     res = predict_cloud(model, task, cfg, data, category=args.category)
     pos = data.pos.numpy()
     names = meta.get("class_names") or []

@@ -13,8 +13,9 @@ columns of ``x``.
                             through Open3D
 ``.xyz`` ``.txt`` ``.pts``  whitespace or comma separated, 3 + C columns
 ``.npy``                    :math:`(N, 3 + C)` array
-``.bin``                    KITTI Velodyne float32 :math:`(N, 4)` x, y, z, remission
-                            (``bin_columns`` for other widths, e.g. 5 for nuScenes)
+``.bin``                    KITTI Velodyne float32 :math:`(N, 4)` x, y, z, remission;
+                            nuScenes ``*.pcd.bin`` :math:`(N, 5)`; ``bin_columns``
+                            for other widths (6 for xyzrgb)
 ``.las`` ``.laz``           laspy; ``pos`` is relative to ``data.origin``
                             (float64 :math:`(1, 3)`, the floor of the minimum
                             corner) so float32 keeps centimetres; ``y`` is the
@@ -264,7 +265,24 @@ def read_pcd(path: PathLike) -> Data:
             rec[k] = flat[:, col : col + w].reshape(rec[k].shape)
             col += w
     elif mode == "binary_compressed":
-        return _read_open3d(path)
+        # layout: uint32 compressed size, uint32 raw size, then LZF bytes
+        if len(raw) - off < 8:
+            raise CloudFormatError(f"{path}: truncated binary_compressed PCD "
+                                   "(no size words after the header)")
+        packed, unpacked = np.frombuffer(raw, dtype="<u4", count=2, offset=off)
+        if int(unpacked) != n * dt.itemsize:
+            raise CloudFormatError(
+                f"{path}: binary_compressed PCD says {int(unpacked)} raw bytes, but "
+                f"{n} points x {dt.itemsize} bytes need {n * dt.itemsize}")
+        if int(packed) == 0 or len(raw) - off - 8 < int(packed):
+            raise CloudFormatError(
+                f"{path}: truncated binary_compressed PCD ({int(packed)} compressed "
+                f"bytes announced, {len(raw) - off - 8} present)")
+        d = _read_open3d(path)
+        if d.num_nodes != n:
+            raise CloudFormatError(
+                f"{path}: PCD header says {n} points, Open3D decoded {d.num_nodes}")
+        return d
     else:
         raise CloudFormatError(f"{path}: unknown PCD DATA mode {mode!r}")
     names = set(dt.names)
@@ -431,7 +449,16 @@ def read_xyz(path: PathLike, *, delimiter: str | None = None) -> np.ndarray:
     if not rows:
         raise CloudFormatError(f"{path}: empty file")
     sep = delimiter if delimiter is not None else ("," if "," in rows[0] else None)
-    width = len(rows[0].split(sep))
+    split = (lambda r: re.split(r"[,\s]+", r.strip())) if sep == "," else str.split
+    widths = np.fromiter((len(split(r)) for r in rows), dtype=np.int64,
+                         count=len(rows))  # [N]
+    width = int(widths[0])
+    if bool((widths != width).any()):
+        bad = int(np.nonzero(widths != width)[0][0])
+        raise CloudFormatError(
+            f"{path}: rows have different numbers of columns (first row has {width}, "
+            f"data row {bad + 1} has {int(widths[bad])})"
+        )
     try:
         flat = np.array(
             re.split(r"[,\s]+", " ".join(rows).strip())
@@ -526,8 +553,24 @@ def read_las(path: PathLike) -> Data:
 
 
 # --------------------------------------------------------------------------- any
-def read_cloud(path: PathLike, *, bin_columns: int = 4) -> Data:
+_BIN_FIELDS = {4: ["remission"], 5: ["intensity", "ring"]}
+_BIN_MAX_COORD = 1e5  # metres: larger coordinates mean a wrong column count
+
+
+def _bin_columns(path: Path) -> int:
+    """Default float32 columns of a ``.bin`` scan: 5 for nuScenes ``*.pcd.bin``."""
+    return 5 if path.name.lower().endswith(".pcd.bin") else 4
+
+
+def read_cloud(path: PathLike, *, bin_columns: int | None = None) -> Data:
     """Read one point cloud of any supported format into a ``Data`` (see module doc).
+
+    A ``.bin`` scan is float32 with ``bin_columns`` values per point: by default
+    4 (KITTI / SemanticKITTI x, y, z, remission), or 5 for nuScenes ``*.pcd.bin``
+    (x, y, z, intensity, ring); other layouts (6 for the xyzrgb ``.bin`` of S3DIS,
+    ScanNet, SUN RGB-D, or Waymo in KITTI format) need ``bin_columns``. With the
+    default, a file whose size does not fit, or whose coordinates come out
+    non-finite or beyond 100 km, is a :class:`CloudFormatError` that says so.
 
     Example:
         >>> import tempfile, pathlib
@@ -573,12 +616,28 @@ def read_cloud(path: PathLike, *, bin_columns: int = 4) -> Data:
             fields=[],
         )
     if suf == ".bin":
-        arr = read_kitti_bin(path, bin_columns)
+        cols = _bin_columns(path) if bin_columns is None else bin_columns
+        if isinstance(cols, bool) or not isinstance(cols, int) or cols < 3:
+            raise ValueError(f"bin_columns must be an integer >= 3, got {cols!r}")
+        hint = ("" if bin_columns is not None else
+                f" (read with the default {cols} float32 columns; pass bin_columns "
+                "for another layout, e.g. 6 for xyzrgb)")
+        try:
+            arr = read_kitti_bin(path, cols)
+        except CloudFormatError as err:
+            raise CloudFormatError(f"{err}{hint}") from None
+        if bin_columns is None:
+            xyz = arr[:, :3]
+            if not bool(np.isfinite(xyz).all()) or \
+                    float(np.abs(xyz).max(initial=0.0)) > _BIN_MAX_COORD:
+                raise CloudFormatError(
+                    f"{path}: coordinates are non-finite or beyond "
+                    f"{_BIN_MAX_COORD:.0e} m{hint}")
         return make_data(
             arr[:, :3],
             source=path,
-            x=arr[:, 3:] if bin_columns > 3 else None,
-            fields=["remission"] if bin_columns == 4 else [],
+            x=arr[:, 3:] if cols > 3 else None,
+            fields=_BIN_FIELDS.get(cols, []),
         )
     if suf in (".las", ".laz"):
         return read_las(path)

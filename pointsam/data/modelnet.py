@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from torch import Tensor
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
@@ -83,6 +84,24 @@ FORMATS = ("auto", "off", "points", "normal_resampled", "hdf5")
 def _shape_class(shape_id: str) -> str:
     """``night_stand_0001`` -> ``night_stand``."""
     return shape_id.rsplit("_", 1)[0]
+
+
+def _normals_of(d: Data) -> Tensor | None:
+    """The normals among a point file's features, [N, 3], or ``None``.
+
+    Named fields (``nx ny nz``, from PLY/PCD) are used as they are; unnamed
+    columns (``.txt``/``.xyz``/``.npy``: x y z then features) count as normals when
+    columns 3-5 are unit vectors (|n| within 0.01 of 1 on 99% of the points).
+    """
+    if d.x is None or d.x.size(1) < 3:
+        return None
+    if d.fields[:3] == ["nx", "ny", "nz"]:
+        return d.x[:, :3]
+    if not d.fields:
+        norm = d.x[:, :3].norm(dim=1)  # [N]
+        if float(((norm - 1).abs() < 1e-2).float().mean()) >= 0.99:
+            return d.x[:, :3]
+    return None
 
 
 class ModelNet(Dataset):
@@ -425,8 +444,8 @@ class ModelNet(Dataset):
             )
         d = read_cloud(f)
         out = make_data(d.pos.numpy(), source=f, y=label)
-        if self.use_normals and d.x is not None and d.fields[:3] == ["nx", "ny", "nz"]:
-            out.x = d.x[:, :3]
+        if self.use_normals:
+            out.x = _normals_of(d)
         return out
 
     def __getitem__(self, idx: int) -> Data:

@@ -181,8 +181,8 @@ class TemporalAttention(PointModule):
         enc = sinusoidal_encoding(tau, self.channels).to(dtype)  # [T, C]
         return self.time_proj(enc)  # [T, C]
 
-    def _check_past(self, x: Tensor, batch: Tensor | None, past_x: Sequence[Tensor],
-                    past_pos: Sequence[Tensor],
+    def _check_past(self, x: Tensor, pos_dtype: torch.dtype, batch: Tensor | None,
+                    past_x: Sequence[Tensor], past_pos: Sequence[Tensor],
                     past_batch: Sequence[Tensor | None] | None
                     ) -> list[Tensor | None]:
         for name, seq in (("past_x", past_x), ("past_pos", past_pos)):
@@ -220,6 +220,9 @@ class TemporalAttention(PointModule):
             if fx.dtype != x.dtype or fx.device != x.device:
                 raise ValueError(f"past_x[{tau}] is {fx.dtype} on {fx.device}, "
                                  f"x is {x.dtype} on {x.device}")
+            if fp.dtype != pos_dtype:
+                raise ValueError(f"past_pos[{tau}] is {fp.dtype} but pos is "
+                                 f"{pos_dtype}; give every frame the same dtype")
         return out
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor | None = None,
@@ -232,7 +235,7 @@ class TemporalAttention(PointModule):
         if x is None:
             raise ValueError("TemporalAttention needs point features x, got None")
         check_inputs(x, pos, batch, in_channels=self.channels, module=self)
-        pbatch = self._check_past(x, batch, past_x, past_pos, past_batch)
+        pbatch = self._check_past(x, pos.dtype, batch, past_x, past_pos, past_batch)
         t, kk = len(past_x), self.k
         b = ops.batch_size_of(batch)
         idx_list, mask_list, offset = [], [], 0

@@ -84,9 +84,9 @@ def _fps_fpsample(pos: Tensor, batch: Tensor, counts: Tensor, start: Tensor | No
             continue
         p = pn[ptr[i]:ptr[i + 1]]
         order = np.lexsort((p[:, 2], p[:, 1], p[:, 0]))  # canonical order
-        if s == n_b:
+        if n_b == 1:
             idx = order
-        else:
+        else:  # also for s == n_b: the result is in sampling order
             h = 3 if n_b < 2_000 else 5 if n_b < 20_000 else 7 if n_b < 200_000 else 9
             h = max(1, min(h, n_b.bit_length() - 1))  # fpsample needs 2**h <= n_b
             q = np.ascontiguousarray(p[order])

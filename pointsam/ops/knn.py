@@ -116,22 +116,26 @@ def _per_cloud_cpu(search: Callable[[np.ndarray, np.ndarray, int], np.ndarray]
                              "use backend='chunked' or 'dense' on a GPU")
         ptr = batch_to_ptr(batch, b).tolist()
         qptr = batch_to_ptr(query_batch, b).tolist()
-        pn = pos.detach().float().numpy()
-        qn = query.detach().float().numpy()
+        # each cloud is centred on its mean in float64, then searched in float32:
+        # float64 input far from the origin (UTM, ECEF) keeps its precision
+        pn = pos.detach().numpy()
+        qn = query.detach().numpy()
+
+        def centred(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(a - c, dtype=np.float32)
+
         if b == 1 and pn.shape[0] >= kk:  # one full cloud: no padded table
-            c = pn.mean(0, keepdims=True)
-            return torch.from_numpy(search(np.ascontiguousarray(pn - c),
-                                           np.ascontiguousarray(qn - c), kk))
+            c = pn.mean(0, keepdims=True, dtype=np.float64)
+            return torch.from_numpy(search(centred(pn, c), centred(qn, c), kk))
         out = np.full((query.size(0), kk), -1, dtype=np.int64)
         for i in range(b):
             n_b = ptr[i + 1] - ptr[i]
             if n_b == 0 or qptr[i + 1] == qptr[i]:
                 continue
             p = pn[ptr[i]:ptr[i + 1]]
-            c = p.mean(0, keepdims=True)
+            c = p.mean(0, keepdims=True, dtype=np.float64)
             kq = min(kk, n_b)
-            idx = search(np.ascontiguousarray(p - c),
-                         np.ascontiguousarray(qn[qptr[i]:qptr[i + 1]] - c), kq)
+            idx = search(centred(p, c), centred(qn[qptr[i]:qptr[i + 1]], c), kq)
             out[qptr[i]:qptr[i + 1], :kq] = idx + ptr[i]
         return torch.from_numpy(out)
     return run

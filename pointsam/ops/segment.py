@@ -7,7 +7,10 @@ For ``src`` [N, ...] and ``index`` [N] with values in ``0..S-1``:
     \mathrm{softmax}(s)_i = \frac{\exp(s_i - m_{g(i)})}{\sum_{j: g(j)=g(i)}
     \exp(s_j - m_{g(i)})}, \quad m_g = \max_{j: g(j)=g} s_j.
 
-Empty segments give 0 (sum, mean) and 0 (max; never ``-inf``).
+Empty segments give 0 (sum, mean) and 0 (max; never ``-inf``). Sums of
+float16/bfloat16 inputs accumulate in float32 (a float16 sum over more than a
+few thousand points overflows 65504); means and softmax are returned in the
+input dtype and stay finite, a sum is cast back to it.
 """
 
 from __future__ import annotations
@@ -28,19 +31,28 @@ def _num(index: Tensor, num_segments: int | None) -> int:
     return int(index.max()) + 1 if index.numel() else 0
 
 
+def _acc(src: Tensor) -> Tensor:
+    """``src`` in its accumulation dtype: float32 for float16/bfloat16."""
+    return src.float() if src.dtype in (torch.float16, torch.bfloat16) else src
+
+
+def _segment_sum_acc(src: Tensor, index: Tensor, s: int) -> Tensor:
+    a = _acc(src)
+    out = a.new_zeros((s,) + tuple(src.shape[1:]))  # [S, ...]
+    return out.scatter_add_(0, _expand(index, a), a)
+
+
 def segment_sum(src: Tensor, index: Tensor, num_segments: int | None = None) -> Tensor:
-    """Sum of ``src`` rows per segment, [S, ...]."""
-    s = _num(index, num_segments)
-    out = src.new_zeros((s,) + tuple(src.shape[1:]))
-    return out.scatter_add_(0, _expand(index, src), src)
+    """Sum of ``src`` rows per segment, [S, ...] (accumulated in >= float32)."""
+    return _segment_sum_acc(src, index, _num(index, num_segments)).to(src.dtype)
 
 
 def segment_mean(src: Tensor, index: Tensor, num_segments: int | None = None) -> Tensor:
     """Mean of ``src`` rows per segment, [S, ...] (0 for an empty segment)."""
     s = _num(index, num_segments)
-    total = segment_sum(src, index, s)
-    count = torch.bincount(index, minlength=s).clamp_(min=1).to(src.dtype)  # [S]
-    return total / count.view((-1,) + (1,) * (src.dim() - 1))
+    total = _segment_sum_acc(src, index, s)  # [S, ...]
+    count = torch.bincount(index, minlength=s).clamp_(min=1).to(total.dtype)  # [S]
+    return (total / count.view((-1,) + (1,) * (src.dim() - 1))).to(src.dtype)
 
 
 def segment_max(src: Tensor, index: Tensor, num_segments: int | None = None) -> Tensor:
@@ -56,6 +68,6 @@ def segment_softmax(src: Tensor, index: Tensor,
     """Softmax of ``src`` within each segment, [N, ...]."""
     s = _num(index, num_segments)
     m = segment_max(src.detach(), index, s)  # [S, ...]
-    e = (src - m.index_select(0, index)).exp()  # [N, ...]
-    z = segment_sum(e, index, s)  # [S, ...]
-    return e / z.index_select(0, index)
+    e = (_acc(src) - m.index_select(0, index)).exp()  # [N, ...]
+    z = _segment_sum_acc(e, index, s)  # [S, ...]
+    return (e / z.index_select(0, index)).to(src.dtype)

@@ -48,6 +48,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--category", type=int, default=None,
                    help="part segmentation: the shape's category id")
     p.add_argument("--no-ply", action="store_true", help="write PNGs only")
+    p.add_argument("--bin-columns", type=int, default=None,
+                   help="float32 values per point of a .bin SOURCE (default: 4, "
+                   "KITTI; 5 for nuScenes *.pcd.bin; 6 for xyzrgb)")
     p.set_defaults(func=run)
     return p
 
@@ -62,7 +65,8 @@ def _parse_size(s: str) -> tuple[int, int]:
     return w, h
 
 
-def load_source(source: str, cfg: Any, num_points: int | None = None) -> Any:
+def load_source(source: str, cfg: Any, num_points: int | None = None,
+                bin_columns: int | None = None) -> Any:
     """One ``Data`` cloud from a file or ``dataset:split:index``, prepared for eval."""
     from pointsam.engine.builders import build_dataset, build_transform
 
@@ -93,7 +97,7 @@ def load_source(source: str, cfg: Any, num_points: int | None = None) -> Any:
                                     "dataset:split:index")
         from pointsam.data import read_cloud
 
-        data = read_cloud(path)
+        data = read_cloud(path, bin_columns=bin_columns)
     t = build_transform(cfg, train=False)
     return t(data) if t is not None else data
 
@@ -107,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     size = _parse_size(args.size)
     views = [v.strip() for v in args.views.split(",") if v.strip()]
     model, task, cfg, meta = load_trained(args.checkpoint)
-    data = load_source(args.source, cfg, args.num_points)
+    data = load_source(args.source, cfg, args.num_points,
+                       args.bin_columns)
     if task.name == "partseg":
         cat = args.category if args.category is not None else (
             int(data.category.reshape(-1)[0]) if "category" in data else None)

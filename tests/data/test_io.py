@@ -63,6 +63,61 @@ def test_xyz_npy_roundtrip(tmp_path):
         )
 
 
+NUSC = ("mmdet3d_samples/tests/data/nuscenes/samples/LIDAR_TOP/"
+        "n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin")
+WAYMO = "mmdet3d_samples/tests/data/waymo/kitti_format/training/velodyne/0000000.bin"
+S3DIS = "mmdet3d_samples/tests/data/s3dis/points/Area_1_office_2.bin"
+
+
+def test_bin_columns_nuscenes_waymo_s3dis(shared_data):
+    # nuScenes *.pcd.bin: 5 columns by default (MANIFEST: 100 x 5, ring 0-31)
+    d = read_cloud(shared_data / NUSC)
+    assert d.pos.shape == (100, 3) and d.fields == ["intensity", "ring"]
+    assert set(d.x[:, 1].tolist()) == set(float(i) for i in range(32))
+    assert float(d.x[:, 0].max()) <= 255 and float(d.pos.abs().max()) < 100
+    # Waymo in KITTI format is 800 x 6: read as 4 columns its timestamps land in
+    # pos, which the default refuses; bin_columns=6 reads it
+    with pytest.raises(CloudFormatError, match="bin_columns"):
+        read_cloud(shared_data / WAYMO)
+    w = read_cloud(shared_data / WAYMO, bin_columns=6)
+    assert w.pos.shape == (800, 3) and w.x.shape == (800, 3)
+    assert float(w.pos.abs().max()) < 100
+    s = read_cloud(shared_data / S3DIS, bin_columns=6)  # MANIFEST: 100 x 6 xyzrgb
+    assert s.pos.shape == (100, 3) and float(s.x.max()) <= 255
+    with pytest.raises(ValueError, match="bin_columns must be"):
+        read_cloud(shared_data / S3DIS, bin_columns=2)
+
+
+def test_xyz_ragged_rows_refused(tmp_path):
+    p = tmp_path / "r.xyz"
+    p.write_text("0 0 0\n1 1 1 1\n2 2\n")  # 9 values, as many as 3 x 3
+    with pytest.raises(CloudFormatError, match=r"r\.xyz.*data row 2 has 4"):
+        read_cloud(p)
+    p.write_text("0,0,0\n1,1\n2,2,2,2\n")
+    with pytest.raises(CloudFormatError, match="different numbers of columns"):
+        read_cloud(p)
+
+
+def test_pcd_binary_compressed(tmp_path):
+    import open3d as o3d
+
+    pts = np.random.default_rng(0).normal(size=(50, 3))
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    good = tmp_path / "good.pcd"
+    o3d.io.write_point_cloud(str(good), pc, compressed=True)
+    assert b"binary_compressed" in good.read_bytes()[:300]
+    np.testing.assert_allclose(read_cloud(good).pos.numpy(), pts, atol=1e-6)
+    bad = tmp_path / "bad.pcd"
+    bad.write_bytes(b"VERSION .7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\n"
+                    b"WIDTH 2\nHEIGHT 1\nPOINTS 2\nDATA binary_compressed\n" + b"\0" * 20)
+    with pytest.raises(CloudFormatError, match=r"bad\.pcd.*raw bytes"):
+        read_cloud(bad)
+    cut = tmp_path / "cut.pcd"
+    cut.write_bytes(good.read_bytes()[:-40])
+    with pytest.raises(CloudFormatError, match=r"cut\.pcd.*truncated"):
+        read_cloud(cut)
+
+
 def test_kitti_scan_size(shared_data):
     d = read_cloud(shared_data / "kitti_object_sample/training/velodyne/004139.bin")
     assert d.pos.shape == (123266, 3) and d.x.shape == (123266, 1)

@@ -191,6 +191,24 @@ def test_default_root_from_env(tmp_path, monkeypatch):
     assert len(ds) == 1 and ds.classes[ds[0].y.item()] == "cup"
 
 
+@pytest.mark.parametrize("suffix", ["txt", "npy"])
+def test_point_files_keep_unit_normals(tmp_path, suffix):
+    rng = np.random.default_rng(1)
+    n = rng.normal(size=(64, 3))
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    arr = np.concatenate([rng.normal(size=(64, 3)), n], 1).astype(np.float32)
+    d = tmp_path / "ModelNet10/chair/test"
+    d.mkdir(parents=True)
+    (np.savetxt if suffix == "txt" else np.save)(d / f"chair_0001.{suffix}", arr)
+    ds = ModelNet(tmp_path / "ModelNet10", "10", "test")
+    np.testing.assert_allclose(ds[0].x.numpy(), arr[:, 3:], atol=1e-6)
+    assert ModelNet(tmp_path / "ModelNet10", "10", "test",
+                    use_normals=False)[0].x is None
+    arr[:, 3:] *= 3.0  # three feature columns that are not unit vectors
+    (np.savetxt if suffix == "txt" else np.save)(d / f"chair_0001.{suffix}", arr)
+    assert ModelNet(tmp_path / "ModelNet10", "10", "test")[0].x is None
+
+
 def test_read_only_root_caches_in_user_dir(shared_data, tmp_path, monkeypatch):
     root = tmp_path / "ro" / "ModelNet10"
     (root / "table" / "test").mkdir(parents=True)

@@ -166,6 +166,18 @@ def test_low_precision_finite(cloud, name, dtype):
     assert torch.allclose(out.float(), ref, atol=0.1, rtol=0.05)
 
 
+def test_channel_gate_float16_large_cloud():
+    # 30k points of magnitude ~5: a float16 per-cloud sum would overflow 65504
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(30_000, 8, generator=g) + 4.5
+    pos = torch.randn(30_000, 3, generator=g) * 30
+    m = ChannelGate(8, reduction=2)
+    ref = m(x, pos)
+    out = m.half()(x.half(), pos.half())
+    assert bool(torch.isfinite(out).all())
+    assert torch.allclose(out.float(), ref, atol=0.05, rtol=0.02)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_inputs(cloud, name):
     x, pos, batch = cloud

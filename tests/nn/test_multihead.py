@@ -131,6 +131,18 @@ def test_low_precision_finite(cloud, dtype, fused):
     assert torch.allclose(out.float(), ref, atol=0.1, rtol=0.05)
 
 
+def test_float16_centroid_of_a_far_cloud():
+    # 8000 points near (12, 12, 2): the float16 coordinate sum overflows 65504
+    g = torch.Generator().manual_seed(5)
+    pos = torch.rand(8000, 3, generator=g) * 4 + torch.tensor([10.0, 10.0, 0.0])
+    x = torch.randn(8000, 16, generator=g)
+    m = MultiHeadPointAttention(16, num_heads=4)
+    ref = m(x, pos)
+    out = m.half()(x.half(), pos.half())
+    assert bool(torch.isfinite(out).all())
+    assert torch.allclose(out.float(), ref, atol=0.1, rtol=0.05)
+
+
 def test_too_many_points_fails_before_allocation(monkeypatch):
     m = MultiHeadPointAttention(8, num_heads=2, max_points=16)
     calls = []

@@ -201,6 +201,8 @@ def test_bad_inputs(frames):
           past_batch=[pb[0][:12], pb[1]])
     with pytest.raises(ValueError, match="channels"):
         m(torch.randn(24, 8), pos, batch, past_x=px, past_pos=pp, past_batch=pb)
+    with pytest.raises(ValueError, match=r"past_pos\[1\] is torch.float16 but pos"):
+        m(x, pos, batch, past_x=px, past_pos=[pp[0], pp[1].half()], past_batch=pb)
 
 
 def test_device_matches_cpu(frames, device):

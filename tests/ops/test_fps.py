@@ -66,6 +66,18 @@ def test_coverage_close_to_reference(backend):
     assert fps_min_dist(pos, idx) < fps_min_dist(pos, rnd)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sampling_order_prefixes(backend):
+    # samples come in sampling order, also when all points are taken: the
+    # first m of num=n are the samples of num=m
+    pos, batch = ragged([6, 40, 1], seed=7)
+    full = fps(pos, batch, ratio=1.0, backend=backend)
+    assert sorted(full.tolist()) == list(range(47))
+    few = fps(pos, batch, num=3, backend=backend)
+    assert full[:3].tolist() == few[:3].tolist()  # cloud 0: all 6 vs first 3
+    assert full[6:9].tolist() == few[3:6].tolist()
+
+
 def test_explicit_start_and_random_start():
     pos, batch = ragged([30, 30], seed=6)
     idx = fps(pos, batch, num=5, start=torch.tensor([3, 7]))

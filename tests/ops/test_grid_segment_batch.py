@@ -56,6 +56,22 @@ def test_segment_ops_against_loops():
         torch.testing.assert_close(sm[index == s], src[index == s].softmax(0))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_segment_ops_half_precision_large_segments(dtype):
+    # 120k rows of ~5: a float16 sum (6e5) and count (1.2e5) overflow 65504
+    g = torch.Generator().manual_seed(3)
+    src = torch.rand(120_000, 4, generator=g) * 2 + 4  # [N, 4] in [4, 6]
+    index = torch.cat([torch.zeros(100_000), torch.ones(20_000)]).long()
+    mean = segment_mean(src.to(dtype), index, 2)
+    assert mean.dtype == dtype and bool(torch.isfinite(mean).all())
+    torch.testing.assert_close(mean.float(), segment_mean(src, index, 2),
+                               rtol=1e-2, atol=0.0)
+    sm = segment_softmax(src[:, 0].to(dtype), index, 2)
+    assert sm.dtype == dtype and bool(torch.isfinite(sm).all())
+    totals = segment_sum(sm.float(), index, 2)
+    torch.testing.assert_close(totals, torch.ones(2), rtol=2e-2, atol=0.0)
+
+
 def test_segment_softmax_gradcheck():
     src = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
     index = torch.tensor([0, 0, 1, 1, 1, 2])

@@ -106,6 +106,18 @@ def test_knn_self_first_among_many_duplicates(backend):
     assert all(len(set(r)) == 4 for r in idx.tolist())
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knn_float64_far_from_origin(backend):
+    # UTM-like float64 coordinates: float32 cannot hold 5 cm at 8.5e5 m, so the
+    # CPU tree backends centre each cloud in float64 before they cast
+    g = torch.Generator().manual_seed(13)
+    pos = torch.tensor([637000.0, 851000.0, 500.0], dtype=torch.float64) \
+        + torch.rand(600, 3, generator=g, dtype=torch.float64) * 0.05
+    batch = torch.tensor([0] * 250 + [1] * 350)
+    idx, mask = knn(pos, 8, batch, backend=backend)
+    check_against_reference(pos, batch, idx, mask, 8)
+
+
 def test_knn_batch_size_checked():
     pos, batch = ragged([5, 6, 7], seed=12)
     with pytest.raises(ValueError, match="batch_size"):
