@@ -134,6 +134,18 @@ class ChunkedNeighbourFunction(torch.autograd.Function):
         return (None, None, None, None, None, None, None, *grads)
 
 
+def _batch_dependent(modules: Sequence[nn.Module]) -> bool:
+    """Whether a module normalises with batch statistics right now.
+
+    A BatchNorm in training mode would see one block at a time on the fused path
+    (statistics per block, not per batch) and update its running statistics
+    twice (forward and the recomputation in backward), so such a layer takes the
+    plain path: the same values as ``fused=False``, with its memory cost.
+    """
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+               for mod in modules for m in mod.modules())
+
+
 def chunked_neighbour_apply(kernel: Callable[..., tuple[Tensor, Tensor | None]],
                             dst: Tensor | Sequence[Tensor],
                             src: Tensor | Sequence[Tensor], nbr_idx: Tensor,
@@ -161,7 +173,8 @@ def chunked_neighbour_apply(kernel: Callable[..., tuple[Tensor, Tensor | None]],
         modules: The modules whose parameters ``kernel`` uses.
         chunk: Points per block (fused path).
         want: Also return the kernel's attention weights.
-        fused: Use the chunked recomputing path.
+        fused: Use the chunked recomputing path (not taken while a BatchNorm
+            inside ``modules`` is in training mode, see :func:`_batch_dependent`).
         drop_full_mask: Pass ``None`` for an all-true mask (one host sync).
 
     Returns:
@@ -180,7 +193,7 @@ def chunked_neighbour_apply(kernel: Callable[..., tuple[Tensor, Tensor | None]],
     mask: Tensor | None = nbr_mask
     if drop_full_mask and bool(nbr_mask.all()):
         mask = None
-    if not fused:
+    if not fused or _batch_dependent(modules):
         return kernel(list(dst), [t[nbr_idx] for t in src], mask, want)  # [N, K, C_s]
     params = [p for m in modules for p in m.parameters()]
     out, attn = ChunkedNeighbourFunction.apply(

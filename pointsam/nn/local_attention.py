@@ -94,8 +94,8 @@ class LocalAttention(PointModule):
     function that saves only its inputs and recomputes the ``[N, K, C]``
     intermediates block by block in backward (:mod:`pointsam.nn._chunked`);
     ``fused=False`` is the plain dense-gather reference. Both give the same
-    values and gradients. (Modules inside ``pos_nn``/``attn_nn`` are run twice in
-    training on the fused path: avoid BatchNorm there, or use ``fused=False``.)
+    values and gradients. (A BatchNorm inside ``pos_nn``/``attn_nn`` in training
+    mode needs whole-batch statistics, so the layer then takes the plain path.)
 
     Args:
         in_channels: Input size :math:`C_{in}`.

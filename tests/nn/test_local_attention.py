@@ -94,6 +94,31 @@ def test_fused_equals_plain_values_and_gradients(cloud, mode):
         assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_batchnorm_in_pos_nn_trains_like_the_plain_path(cloud):
+    # BatchNorm over [n, K, C] needs whole-batch statistics and one running-stat
+    # update per step: the fused layer must match fused=False in training
+    from pointsam.nn import MLP
+
+    x, pos, batch = cloud
+    pos_nn = MLP([3, 16, 16], norm_layer=torch.nn.BatchNorm1d)
+    a = LocalAttention(8, 16, k=6, mode="vector", chunk_size=7,
+                       pos_nn=pos_nn).train()
+    b = copy.deepcopy(a)
+    b.fused = False
+    outs = []
+    for m in (a, b):
+        out = m(x, pos, batch)
+        out.square().sum().backward()
+        outs.append(out)
+    assert torch.allclose(outs[0], outs[1], atol=1e-6)
+    bn_a = [t for t in a.modules() if isinstance(t, torch.nn.BatchNorm1d)][0]
+    bn_b = [t for t in b.modules() if isinstance(t, torch.nn.BatchNorm1d)][0]
+    assert torch.allclose(bn_a.running_mean, bn_b.running_mean)
+    assert int(bn_a.num_batches_tracked) == int(bn_b.num_batches_tracked) == 1
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-5)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_gradcheck_float64(mode):
     g = torch.Generator().manual_seed(1)
