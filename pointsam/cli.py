@@ -55,7 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a checkpoint on a split")
     e.add_argument("checkpoint")
-    e.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    e.add_argument(
+        "--split",
+        default="test",
+        help="split to evaluate (default: test); 'val' is the carve-out of train "
+        "that chose best.pt (data.val_fraction, data.split_seed); another name is "
+        "the dataset's own split",
+    )
     e.add_argument(
         "--votes",
         type=int,
@@ -80,7 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predict on one cloud file, write a PLY")
     pr.add_argument("checkpoint")
     pr.add_argument("file", help="a .ply/.pcd/.xyz/.txt/.npy/.bin/.las cloud")
-    pr.add_argument("--out", required=True, help="output .ply (coloured by label)")
+    pr.add_argument(
+        "--out",
+        required=True,
+        help="output .ply (coloured by label); a classification also writes the "
+        "class probabilities next to it as .json",
+    )
     pr.add_argument(
         "--bin-columns",
         type=int,
@@ -182,9 +193,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(cfg.train.num_threads)
-    ds = TransformedDataset(
-        build_dataset(cfg, args.split), None, build_transform(cfg, train=False)
-    )
+    if args.split == "val":  # the model-selection carve-out, as in training
+        from pointsam.engine.trainer import split_train_val
+
+        base = build_dataset(cfg, "train")
+        _, va = split_train_val(len(base), cfg.data.val_fraction, cfg.data.split_seed)
+        if not va:
+            raise ValueError("--split val: this run had no validation carve-out "
+                             "(data.val_fraction=0)")
+        ds = TransformedDataset(base, va, build_transform(cfg, train=False))
+    else:
+        ds = TransformedDataset(
+            build_dataset(cfg, args.split), None, build_transform(cfg, train=False)
+        )
     loader = DataLoader(ds, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size)
     t0 = time.time()
     res = evaluate(
@@ -219,7 +240,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from pointsam.engine.predict import load_trained, predict_cloud
     from pointsam.viz import export_ply, label_colors
 
+    if Path(args.out).suffix.lower() != ".ply":
+        raise ValueError(f"--out {args.out}: the prediction is written as a PLY, "
+                         "give a path ending in .ply")
     model, task, cfg, meta = load_trained(args.checkpoint)
+    cats = meta.get("category_names") or []
+    if task.name == "partseg" and args.category is None and cats:
+        raise ValueError("part segmentation needs the shape's category: --category "
+                         + ", ".join(f"{i}={c}" for i, c in enumerate(cats)))
     data = read_cloud(args.file, bin_columns=args.bin_columns)
     res = predict_cloud(model, task, cfg, data, category=args.category)
     pos = data.pos.numpy()
@@ -265,7 +293,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 if c
             )
         )
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}"
+          + (f" and {Path(args.out).with_suffix('.json')}" if task.name == "cls" else ""))
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from .config import Config
+from .config import Config, ConfigError
 from .tasks import ClsTask, PartSegTask, SemSegTask, Task
 
 __all__ = [
@@ -152,7 +152,15 @@ def build_dataset(cfg: Config, split: str) -> Any:
         kwargs["root"] = d.root
     if "split" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
         kwargs["split"] = split
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a data.args key the class does not take
+        if "argument" not in str(e):
+            raise
+        valid = [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY
+                 or (p.kind == p.POSITIONAL_OR_KEYWORD and n != "self")]
+        raise ConfigError(f"data.args for {cls_name}: {e}; it takes "
+                          f"{', '.join(valid)}") from None
 
 
 def build_datasets(cfg: Config) -> dict[str, Dataset]:
@@ -197,6 +205,10 @@ def dataset_info(ds: Any) -> dict[str, Any]:
 def build_task(cfg: Config, ds: Any) -> Task:
     """The task of the config (``train.task`` or the dataset's default)."""
     name = cfg.train.task or DEFAULT_TASK.get(cfg.data.name, "cls")
+    native = DEFAULT_TASK.get(cfg.data.name)
+    if native is not None and name != native:
+        raise ConfigError(f"train.task={name} does not fit data.name={cfg.data.name}, "
+                          f"whose labels are for {native}")
     info = dataset_info(ds)
     ls = cfg.optim.label_smoothing
     if name == "partseg":
@@ -224,6 +236,11 @@ def build_model(cfg: Config, task: Task) -> nn.Module:
     args.setdefault("num_classes", task.num_classes)
     if isinstance(task, PartSegTask):
         args.setdefault("num_categories", len(task.category_parts))
-    model = create_model(cfg.model.name, **args)
+    try:
+        model = create_model(cfg.model.name, **args)
+    except TypeError as e:  # a model.args key the factory does not take
+        if "argument" not in str(e):
+            raise
+        raise ConfigError(f"model.args for {cfg.model.name}: {e}") from None
     model._pointsam_args = args  # type: ignore[assignment]  # stored in checkpoints
     return model

@@ -21,6 +21,7 @@ import os
 import pickle
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically (tmp file, fsync, ``os.replace``).
 
@@ -76,6 +83,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -102,6 +110,11 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: not a torch.save archive (a plain or "
+            "legacy pickle, a truncated file, or no checkpoint at all); pointsam "
+            "never unpickles such files")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -115,9 +128,10 @@ def load_checkpoint(
             "weights_only=True does not allow (pointsam checkpoints hold only "
             f"tensors, numbers, strings and plain containers). Detail: {e}"
         ) from None
-    except (RuntimeError, EOFError, OSError) as e:
+    except Exception as e:  # RuntimeError, EOFError, OSError, KeyError, ...
         raise CheckpointError(
-            f"cannot read checkpoint {path} (truncated or not a torch file): {e}"
+            f"cannot read checkpoint {path} (truncated or not a torch file): "
+            f"{type(e).__name__}: {e}"
         ) from None
     if check_format:
         if not isinstance(state, dict) or state.get("format") != FORMAT:

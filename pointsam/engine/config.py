@@ -7,7 +7,7 @@ four sections (``model``, ``data``, ``optim``, ``train``)::
     data: {name: modelnet10, root: ../shared/data/modelnet10_pcd_1024, num_points: 512}
     train: {epochs: 30, out_dir: runs/mn10_pn2_cbam}
 
-``pointsam train CONFIG --set train.epochs=5 --set model.args.k=16`` overrides a
+``pointsam train CONFIG --set train.epochs=5 --set model.args.attention=cbam`` overrides a
 value (parsed as YAML, so ``5`` is an int and ``[1, 2]`` a list). An unknown key
 or a bad value raises :class:`ConfigError` listing the valid keys or values.
 ``model.args`` and ``data.args`` are free dicts passed as keyword arguments to
@@ -297,10 +297,28 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(
                 f"{key} must be >= 0, got {getattr(getattr(cfg, sec), name)}"
             )
+    for key in ("optim.weight_decay", "optim.momentum", "optim.min_lr"):
+        sec, name = key.split(".")
+        if getattr(getattr(cfg, sec), name) < 0:
+            raise ConfigError(
+                f"{key} must be >= 0, got {getattr(getattr(cfg, sec), name)}"
+            )
+    if cfg.optim.step_size < 1:
+        raise ConfigError(f"optim.step_size must be >= 1, got {cfg.optim.step_size}")
+    if not 0.0 < cfg.optim.gamma <= 1.0:
+        raise ConfigError(f"optim.gamma must be in (0, 1], got {cfg.optim.gamma}")
+    if not 0.0 <= cfg.optim.label_smoothing < 1.0:
+        raise ConfigError(
+            f"optim.label_smoothing must be in [0, 1), got {cfg.optim.label_smoothing}"
+        )
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(
             f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}"
         )
+    if cfg.train.votes > 1 and (cfg.train.voxel_size > 0 or cfg.train.chunk_points > 0):
+        raise ConfigError(
+            f"train.votes={cfg.train.votes} with train.voxel_size/chunk_points: "
+            "whole-scan evaluation has no test-time augmentation; use votes 1")
     if cfg.data.eval_batch_size is not None and cfg.data.eval_batch_size < 1:
         raise ConfigError("data.eval_batch_size must be >= 1")
 

@@ -63,7 +63,8 @@ def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but CUDA is not available")
+        raise ValueError("train.device=cuda was asked for but CUDA is not available "
+                         "here (torch.cuda.is_available() is False); use auto or cpu")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))

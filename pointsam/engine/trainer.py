@@ -135,6 +135,10 @@ def evaluate(
     metrics = task.new_metrics()
     loss_sum = torch.zeros(2, dtype=torch.float64)  # [sum of loss * count, count]
     whole_scan = task.name == "semseg" and (voxel_size > 0 or chunk_points > 0)
+    if whole_scan and votes > 1:
+        raise ValueError(
+            f"votes={votes}: whole-scan semantic segmentation (voxel_size or "
+            "chunk_points set) has no test-time augmentation; use votes=1")
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr)
     for i, data in enumerate(bar):
         if max_batches and i >= max_batches:
@@ -186,6 +190,27 @@ def _underlying(ds: Any) -> Any:
     while isinstance(ds, Subset):
         ds = ds.dataset
     return ds
+
+
+#: Config keys a resumed run may change: they do not alter the trajectory.
+RESUME_FREE = frozenset({
+    "data.num_workers", "data.eval_batch_size", "data.cache", "train.out_dir",
+    "train.progress", "train.tensorboard", "train.num_threads", "train.device",
+    "train.time_budget_s",
+})
+
+
+def _resume_conflicts(old: dict[str, Any], new: dict[str, Any]
+                      ) -> list[tuple[str, Any, Any]]:
+    """``(key, old, new)`` for every config value that differs outside RESUME_FREE."""
+    out = []
+    for sec in sorted(set(old) | set(new)):
+        a, b = old.get(sec) or {}, new.get(sec) or {}
+        for k in sorted(set(a) | set(b)):
+            key = f"{sec}.{k}"
+            if key not in RESUME_FREE and a.get(k) != b.get(k):
+                out.append((key, a.get(k), b.get(k)))
+    return out
 
 
 class Trainer:
@@ -366,13 +391,15 @@ class Trainer:
     def resume(self, path: str | Path) -> None:
         """Restore a run from ``last.pt`` (model, optimiser, scheduler, RNG, logs)."""
         state = load_checkpoint(path, map_location=self.device)
-        now = config_to_dict(self.cfg)
-        for sec in ("model", "data"):
-            if state["config"].get(sec) != now[sec]:
-                raise CheckpointError(
-                    f"cannot resume from {path}: its {sec!r} config "
-                    f"{state['config'].get(sec)} differs from this run's {now[sec]}"
-                )
+        diff = _resume_conflicts(state["config"], config_to_dict(self.cfg))
+        if diff:
+            raise CheckpointError(
+                f"cannot resume from {path}: this run changes "
+                + "; ".join(f"{k} ({a!r} -> {b!r})" for k, a, b in diff)
+                + ". A resumed run continues the same trajectory (model, data, "
+                "optimiser, schedule, epochs); only "
+                + ", ".join(sorted(RESUME_FREE)) + " may differ. Start a new run "
+                "(another train.out_dir) to change the others.")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

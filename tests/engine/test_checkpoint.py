@@ -40,6 +40,15 @@ def test_roundtrip_and_no_temp_left(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ck.pt"]
 
 
+def test_checkpoint_mode_follows_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = save_checkpoint(_state(1.0), tmp_path / "ck.pt")
+    finally:
+        os.umask(old)
+    assert (p.stat().st_mode & 0o777) == 0o644  # like the logs, not mkstemp's 0600
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, ("touch pwned",))

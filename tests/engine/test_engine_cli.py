@@ -34,6 +34,36 @@ def test_bad_value(capsys):
     assert "valid values: cosine, step, none" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("override, message", [
+    ("model.args.bogus=1", "model.args for pointnet2_lite_cls: .*bogus"),
+    ("data.args.bogus=1", "data.args for SyntheticShapes: .*bogus"),
+    ("optim.step_size=0", "optim.step_size must be >= 1"),
+    ("optim.gamma=0", r"optim.gamma must be in \(0, 1\]"),
+    ("optim.label_smoothing=2", r"optim.label_smoothing must be in \[0, 1\)"),
+    ("train.task=semseg", "train.task=semseg does not fit data.name=synthetic_shapes"),
+])
+def test_bad_values_are_one_line_errors(capsys, tmp_path, override, message):
+    import re
+
+    cfg = str(REPO / "train" / "synthetic_shapes.yaml")
+    rc = main(["train", cfg, "--set", override, "--set",
+               f"train.out_dir={tmp_path / 'run'}", "--set", "train.epochs=1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("pointsam: error:"), err
+    assert re.search(message, err), err
+
+
+def test_cuda_on_a_cpu_machine(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = str(REPO / "train" / "synthetic_shapes.yaml")
+    assert main(["train", cfg, "--set", "train.device=cuda", "--set",
+                 f"train.out_dir={tmp_path / 'run'}"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
 def test_missing_dataset(capsys, tmp_path):
     pytest.importorskip("pointsam.data")
     cfg = str(REPO / "train" / "modelnet10_pointnet2_plain.yaml")
@@ -121,6 +151,37 @@ def test_eval_and_predict_cls(demo_run, tmp_path, capsys):
     header = ply.read_bytes().split(b"end_header")[0].decode()
     assert "element vertex 300" in header and "comment pointsam class" in header
     assert header.count("comment pointsam prob") == 12
+
+
+def test_eval_val_is_the_selection_split(demo_run, capsys):
+    import json
+
+    _, out = demo_run
+    best = json.loads((out / "summary.json").read_text())["best"]
+    capsys.readouterr()
+    assert main(["eval", str(out / "best.pt"), "--split", "val", "--json",
+                 str(out / "val.json")]) == 0
+    res = json.loads((out / "val.json").read_text())
+    assert abs(res["oa"] - best["oa"]) < 1e-9  # best.pt was chosen on this split
+
+
+def test_predict_needs_a_ply_name_and_refuses_odd_files(demo_run, tmp_path, capsys):
+    import pickle
+
+    _, out = demo_run
+    cloud = tmp_path / "c.npy"
+    np.save(cloud, np.zeros((20, 3), np.float32))
+    assert main(["predict", str(out / "best.pt"), str(cloud), "--out",
+                 str(tmp_path / "res.json")]) == 2
+    assert "ending in .ply" in capsys.readouterr().err
+    text = tmp_path / "text.pt"
+    text.write_text("hello")
+    assert main(["eval", str(text)]) == 2
+    assert "not a torch.save archive" in capsys.readouterr().err
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    assert main(["eval", str(raw)]) == 2
+    assert "never unpickles such files" in capsys.readouterr().err
 
 
 def test_predict_semseg_writes_labels(tmp_path, capsys):

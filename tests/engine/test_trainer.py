@@ -167,5 +167,17 @@ def test_resume_refuses_another_model_config(tmp_path):
     Trainer(cfg, model=m, datasets=ds, task=t).fit(stop_after=1)
     other = config_from_dict({**config_to_dict(cfg), "model": {"name": "dgcnn_cls"}})
     m, ds, t = tiny_setup("cls")
-    with pytest.raises(CheckpointError, match="'model' config"):
+    with pytest.raises(CheckpointError, match="changes model.name"):
         Trainer(other, model=m, datasets=ds, task=t, resume=True)
+    # a longer schedule or another learning rate would not continue the run
+    d = config_to_dict(cfg)
+    d["train"]["epochs"], d["optim"]["lr"] = 5, 0.1
+    m, ds, t = tiny_setup("cls")
+    with pytest.raises(CheckpointError, match=r"optim.lr.*train.epochs \(2 -> 5\)"):
+        Trainer(config_from_dict(d), model=m, datasets=ds, task=t, resume=True)
+    # what does not change the trajectory may differ
+    d = config_to_dict(cfg)
+    d["data"]["num_workers"], d["train"]["progress"] = 0, False
+    m, ds, t = tiny_setup("cls")
+    tr = Trainer(config_from_dict(d), model=m, datasets=ds, task=t, resume=True)
+    assert tr.epoch == 1
