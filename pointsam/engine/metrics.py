@@ -165,11 +165,54 @@ class PartSegMetrics(Metric):
     def update(
         self, pred: Tensor, target: Tensor, category: Tensor, batch: Tensor
     ) -> None:
-        """Add shapes: ``pred``/``target`` ``[N]`` part ids, ``category`` ``[B]``."""
+        """Add shapes: ``pred``/``target`` ``[N]`` part ids, ``category`` ``[B]``.
+
+        Args:
+            pred: ``[N]`` predicted global part ids in ``0..P-1``.
+            target: ``[N]`` true global part ids; each must be a part of its
+                shape's category (part segmentation has no ignore label).
+            category: ``[B]`` category of each shape, in ``0..num_categories-1``.
+            batch: ``[N]`` shape of each point, in ``0..B-1``.
+
+        Raises:
+            ValueError: mismatched shapes, or a part id, category or shape index
+                out of range, or a target part that its shape's category does
+                not have.
+        """
         _check_pair(pred, target, self.num_parts)
         pred, target = pred.cpu().long(), target.cpu().long()
         batch, category = batch.cpu().long(), category.cpu().long().view(-1)
         b, p = category.numel(), self.num_parts
+        num_cat = self.part_mask.size(0)
+        if batch.shape != target.shape:
+            raise ValueError(
+                f"batch {tuple(batch.shape)} must have the shape of target "
+                f"{tuple(target.shape)}"
+            )
+        if b and (int(category.min()) < 0 or int(category.max()) >= num_cat):
+            raise ValueError(
+                f"category holds a category outside 0..{num_cat - 1}: "
+                f"{sorted(set(category.tolist()))}"
+            )
+        if batch.numel() and (int(batch.min()) < 0 or int(batch.max()) >= b):
+            raise ValueError(
+                f"batch refers to shapes outside 0..{b - 1} (category has {b} "
+                "entries, one per shape)"
+            )
+        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= p):
+            raise ValueError(
+                f"target holds a part outside 0..{p - 1} (part segmentation has "
+                "no ignore label)"
+            )
+        own = self.part_mask[category[batch], target]  # [N] target in its category
+        if not bool(own.all()):
+            i = int((~own).nonzero()[0, 0])
+            c = int(category[batch[i]])
+            raise ValueError(
+                f"target part {int(target[i])} (point {i}) is not a part of its "
+                f"shape's category {c}, whose parts are "
+                f"{self.part_mask[c].nonzero().view(-1).tolist()}"
+            )
         eq = pred == target
         inter = torch.bincount(batch[eq] * p + target[eq], minlength=b * p)  # [B*P]
         n_pred = torch.bincount(batch * p + pred, minlength=b * p)  # [B*P]

@@ -44,7 +44,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--up", default="z", choices=("z", "y"), help="the up axis")
     p.add_argument("--backend", default="auto", choices=("auto", "open3d", "numpy"))
     p.add_argument("--num-points", type=int, default=None,
-                   help="sample the cloud to this many points (default: the config's)")
+                   help="sample the cloud to this many points by farthest-point "
+                   "sampling (default: the config's data.num_points). Whole-scan "
+                   "semseg checkpoints (train.voxel_size or train.chunk_points) "
+                   "use every point by default; with --num-points the scan is "
+                   "subsampled to at most N points, labels kept with their points")
     p.add_argument("--category", type=int, default=None,
                    help="part segmentation: the shape's category id")
     p.add_argument("--no-ply", action="store_true", help="write PNGs only")
@@ -67,7 +71,15 @@ def _parse_size(s: str) -> tuple[int, int]:
 
 def load_source(source: str, cfg: Any, num_points: int | None = None,
                 bin_columns: int | None = None) -> Any:
-    """One ``Data`` cloud from a file or ``dataset:split:index``, prepared for eval."""
+    """One ``Data`` cloud from a file or ``dataset:split:index``, prepared for eval.
+
+    The cloud goes through the evaluation transform of ``cfg``
+    (:func:`pointsam.engine.builders.build_transform`). ``num_points`` replaces
+    ``data.num_points``; a whole-scan semseg config (``train.voxel_size`` or
+    ``train.chunk_points``), whose transform keeps every point, is then
+    subsampled to at most ``num_points`` by farthest-point sampling (every
+    per-point field, ``pos``/``x``/``y``, with the same index).
+    """
     from pointsam.engine.builders import build_dataset, build_transform
 
     cfg = copy.deepcopy(cfg)
@@ -99,12 +111,20 @@ def load_source(source: str, cfg: Any, num_points: int | None = None,
 
         data = read_cloud(path, bin_columns=bin_columns)
     t = build_transform(cfg, train=False)
-    return t(data) if t is not None else data
+    data = t(data) if t is not None else data
+    if num_points is not None and data.pos.size(0) > num_points:
+        # whole-scan semseg: build_transform skips FixedPoints (eval uses every
+        # point); --num-points still means "this many points"
+        from pointsam.data.transforms import FixedPoints
+
+        data = FixedPoints(num_points, method="fps", replace=False)(data)
+    return data
 
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``pointsam viz``: write the pictures and print their paths."""
     from pointsam.engine.predict import load_trained
+    from pointsam.engine.tasks import PartSegTask
 
     from .gallery import visualize
 
@@ -113,18 +133,23 @@ def run(args: argparse.Namespace) -> int:
     model, task, cfg, meta = load_trained(args.checkpoint)
     data = load_source(args.source, cfg, args.num_points,
                        args.bin_columns)
-    if task.name == "partseg":
+    category_parts = None
+    if isinstance(task, PartSegTask):
+        category_parts = task.category_parts
+        num_cat = len(category_parts)
         cat = args.category if args.category is not None else (
             int(data.category.reshape(-1)[0]) if "category" in data else None)
         if cat is None:
             raise ValueError("part segmentation needs the shape's category "
-                             "(--category)")
+                             f"(--category 0..{num_cat - 1})")
+        if not 0 <= cat < num_cat:
+            raise ValueError(f"--category must be in 0..{num_cat - 1}, got {cat}")
         data.category = torch.tensor([cat])
     paths = visualize(model, data, args.out, layer=args.layer, query=args.query,
                       class_names=meta.get("class_names") or None,
-                      task="cls" if task.name == "cls" else "seg", size=size,
+                      task=task.name, size=size,
                       views=views, up=args.up, backend=args.backend,
-                      ply=not args.no_ply)
+                      ply=not args.no_ply, category_parts=category_parts)
     for p in paths:
         print(p)
     if not any(p.name not in ("labels.png", "labels.ply", "input.png") for p in paths):

@@ -49,7 +49,8 @@ def export_ply(path: str | Path, pos: Any, *, colors: Any = None,
         cmap: Colour map used when ``colors`` is not given.
         vmin: Low end of that colour scale.
         vmax: High end of that colour scale.
-        comments: Extra header comment lines (one line each, ASCII).
+        comments: Extra header comment lines (one line each, ASCII, no ``\n`` or
+            ``\r``; a comment may contain the words ``end_header``).
 
     Returns:
         The path written.
@@ -121,8 +122,9 @@ def export_ply(path: str | Path, pos: Any, *, colors: Any = None,
         rec[k] = a
     ply_type = {"<f4": "float", "u1": "uchar", "<i4": "int"}
     for c in comments:
-        if "\n" in c or not c.isascii():
-            raise ValueError(f"a PLY comment must be one ASCII line, got {c!r}")
+        if not isinstance(c, str) or "\n" in c or "\r" in c or not c.isascii():
+            raise ValueError(f"a PLY comment must be one ASCII line (no newline), "
+                             f"got {c!r}")
     header = ["ply", "format binary_little_endian 1.0",
               "comment written by pointsam.viz.export_ply"]
     header += [f"comment {c}" for c in comments] + [f"element vertex {n}"]
@@ -136,6 +138,30 @@ def export_ply(path: str | Path, pos: Any, *, colors: Any = None,
     return path
 
 
+def _split_header(data: bytes, path: Path) -> tuple[list[str], bytes]:
+    """``(header lines between 'ply' and 'end_header', body bytes)`` of a PLY.
+
+    The header is read line by line (``\\n``, optionally ``\\r\\n``): it ends at
+    the first line that is exactly ``end_header``, so a comment that merely
+    contains those words does not end it.
+    """
+    lines: list[str] = []
+    start = 0
+    while True:
+        nl = data.find(b"\n", start)
+        if nl < 0:
+            raise ValueError(f"{path} is not a PLY file (no 'ply' magic / "
+                             "end_header line)")
+        line = data[start:nl].rstrip(b"\r").decode("ascii", "replace")
+        start = nl + 1
+        if not lines and line.strip() != "ply":
+            raise ValueError(f"{path} is not a PLY file (no 'ply' magic / "
+                             "end_header line)")
+        if line.strip() == "end_header":
+            return lines[1:], data[start:]
+        lines.append(line)
+
+
 def read_ply(path: str | Path) -> dict[str, np.ndarray]:
     """Read the vertex properties of a PLY (binary little/big-endian or ASCII).
 
@@ -144,6 +170,9 @@ def read_ply(path: str | Path) -> dict[str, np.ndarray]:
         float64 and, when present, ``colors`` ``[N, 3]`` float64 in
         :math:`[0, 1]`.
 
+    The header ends at the first line that is exactly ``end_header`` (comments
+    may contain those words).
+
     Raises:
         ValueError: not a PLY, a list property in the vertex element, or a
             truncated body.
@@ -151,16 +180,11 @@ def read_ply(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     with open(path, "rb") as f:
         data = f.read()
-    end = data.find(b"end_header")
-    if not data.startswith(b"ply") or end < 0:
-        raise ValueError(f"{path} is not a PLY file (no 'ply' magic / end_header)")
-    nl = data.find(b"\n", end)
-    header = data[:end].decode("ascii", "replace").splitlines()
-    body = data[nl + 1:]
+    header, body = _split_header(data, path)
     fmt, elements = "", []  # [(name, count, [(prop, dtype)])]
     for line in header:
         tok = line.split()
-        if not tok:
+        if not tok or tok[0] in ("comment", "obj_info"):
             continue
         if tok[0] == "format":
             fmt = tok[1]

@@ -99,12 +99,32 @@ def render_map(amap: AttentionMap, out_dir: Path, *, size: tuple[int, int] = (64
     return paths
 
 
+def _category_parts(data: Any, category_parts: Sequence[Sequence[int]]
+                    ) -> tuple[list[int], int]:
+    """``(part ids of data.category's category, largest part id of any category)``."""
+    parts = [[int(p) for p in ps] for ps in category_parts]
+    if not parts or not all(parts):
+        raise ValueError("category_parts must list at least one part for each "
+                         "category")
+    if min(min(ps) for ps in parts) < 0:
+        raise ValueError("category_parts holds a negative part id")
+    cat_t = getattr(data, "category", None)
+    if not isinstance(cat_t, torch.Tensor) or cat_t.numel() != 1:
+        raise ValueError("part segmentation needs the shape's category as "
+                         "data.category (one value)")
+    cat = int(cat_t.reshape(-1)[0])
+    if not 0 <= cat < len(parts):
+        raise ValueError(f"category must be in 0..{len(parts) - 1}, got {cat}")
+    return parts[cat], max(max(ps) for ps in parts)
+
+
 def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
               layer: str | None = None, query: int | None = None,
               class_names: Sequence[str] | None = None, task: str | None = None,
               size: tuple[int, int] = (640, 260), views: Sequence[str] = ("iso", "top"),
               up: str = "z", backend: str = "auto", ply: bool = True,
-              max_maps: int | None = None) -> list[Path]:
+              max_maps: int | None = None,
+              category_parts: Sequence[Sequence[int]] | None = None) -> list[Path]:
     r"""Draw every attention weight of one forward pass on one cloud.
 
     Args:
@@ -116,20 +136,36 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
         query: Query point for neighbour and token maps (index into
             ``data.pos``; default: :func:`default_query`).
         class_names: Names of the classes, for titles and legends.
-        task: ``cls``, ``partseg`` or ``semseg`` (default: from the logits' shape).
+        task: ``cls``, ``seg``, ``partseg`` or ``semseg`` (default: ``cls`` or
+            ``seg`` from the logits' shape).
         size: ``(width, height)`` of each PNG.
         views: Views per figure.
         up: ``"z"`` or ``"y"``.
         backend: Renderer (``"auto"``, ``"open3d"``, ``"numpy"``).
         ply: Also write PLYs with the raw weights.
         max_maps: Keep at most this many maps (the first ones).
+        category_parts: Part segmentation: the global part ids of each category
+            (the checkpoint's ``meta["category_parts"]``). The predicted label of
+            a point is then restricted to its shape's category
+            :math:`c` = ``data.category``, as evaluation does:
+            :math:`\hat y_i = \arg\max_{l \in \mathcal{P}(c)} z_{il}`.
+            Required when ``task="partseg"``.
 
     Returns:
         The files written, PNGs and PLYs.
 
     Raises:
-        ValueError: ``layer`` names no recorded layer (the message lists them).
+        ValueError: ``layer`` names no recorded layer (the message lists them);
+            an unknown ``task``; part segmentation without ``category_parts`` or
+            ``data.category``, or with a category or part id out of range.
     """
+    if task not in (None, "cls", "seg", "partseg", "semseg"):
+        raise ValueError(f"task must be 'cls', 'seg', 'partseg' or 'semseg', "
+                         f"got {task!r}")
+    if task == "partseg" and category_parts is None:
+        raise ValueError("task='partseg' needs category_parts (the part ids of "
+                         "each category) to restrict the predictions")
+    own = None if category_parts is None else _category_parts(data, category_parts)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pos = data.pos
@@ -163,7 +199,15 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
         paths += render_map(amap, out, size=size, views=views, up=up, backend=backend,
                             ply=ply, suffix=suffix)
     if task != "cls" and logits.dim() == 2 and logits.size(0) == n:
-        pred_lab = logits.argmax(-1).numpy()
+        if own is not None:  # part segmentation: only the category's parts
+            parts, top = own
+            if top >= logits.size(1):
+                raise ValueError(f"category_parts names part {top} but the model "
+                                 f"gives {logits.size(1)} logits per point")
+            allowed = torch.zeros(logits.size(1), dtype=torch.bool)  # [P]
+            allowed[parts] = True
+            logits = logits.masked_fill(~allowed, float("-inf"))  # [N, P]
+        pred_lab = logits.argmax(-1).numpy()  # [N]
         panels = []
         shown = set(pred_lab.tolist())
         if isinstance(y, torch.Tensor) and y.numel() == n:
@@ -194,7 +238,9 @@ def write_demo_gallery(model: nn.Module, dataset: Any, out_dir: str | Path, *,
     """The demo's attention pictures: :func:`visualize` on ``dataset[index]``.
 
     Class names come from the dataset (``class_names`` or ``classes``) when it
-    has them. Keyword arguments go to :func:`visualize`.
+    has them; so does, for part segmentation (a sample with ``category``), the
+    category -> parts table (``category_parts`` or ``seg_classes``) that
+    restricts the predicted labels. Keyword arguments go to :func:`visualize`.
 
     Returns:
         The files written.
@@ -208,5 +254,13 @@ def write_demo_gallery(model: nn.Module, dataset: Any, out_dir: str | Path, *,
             v = getattr(dataset, attr, None)
             if isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v):
                 names = list(v)
+                break
+    if "category_parts" not in kwargs and "category" in data:
+        for attr in ("category_parts", "seg_classes"):
+            v = getattr(dataset, attr, None)
+            if isinstance(v, dict):
+                v = list(v.values())
+            if isinstance(v, (list, tuple)) and v:
+                kwargs["category_parts"] = [list(map(int, p)) for p in v]
                 break
     return visualize(model, data, out_dir, class_names=names, **kwargs)

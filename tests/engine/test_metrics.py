@@ -94,3 +94,30 @@ def test_semseg_rejects_out_of_range_labels():
     m = SemSegMetrics(3, ignore_index=-1)
     with pytest.raises(ValueError, match="ignore label"):
         m.update(torch.tensor([0]), torch.tensor([7]))
+
+
+def test_partseg_rejects_out_of_range_input():
+    m = PartSegMetrics([[0, 1], [2, 3, 4]], num_parts=5)
+    cat, batch = torch.tensor([0]), torch.zeros(3, dtype=torch.long)
+    pred = torch.tensor([0, 1, 1])
+
+    def update(target, category=cat, b=batch, p=pred):
+        m.update(p, torch.tensor(target), category, b)
+
+    with pytest.raises(ValueError, match=r"outside 0\.\.4 .*no ignore label"):
+        update([0, 1, 5])  # >= num_parts
+    with pytest.raises(ValueError, match=r"outside 0\.\.4"):
+        update([0, -1, 1])  # there is no ignore index in part segmentation
+    with pytest.raises(ValueError, match="not a part of its shape's category 0"):
+        update([0, 3, 1])  # a part of category 1 in a shape of category 0
+    with pytest.raises(ValueError, match=r"category outside 0\.\.1"):
+        update([0, 1, 1], category=torch.tensor([2]))
+    with pytest.raises(ValueError, match=r"shapes outside 0\.\.0"):
+        update([0, 1, 1], b=torch.tensor([0, 0, 1]))
+    with pytest.raises(ValueError, match="shape of target"):
+        update([0, 1, 1], b=torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"pred holds a class outside 0\.\.4"):
+        update([0, 1, 1], p=torch.tensor([0, 1, 7]))
+    assert m.count.sum() == 0  # nothing was added by the rejected updates
+    update([0, 0, 1])  # pred 0 1 1: parts 0 and 1 each I=1, U=2
+    assert m.compute()["instance_miou"] == pytest.approx(0.5)

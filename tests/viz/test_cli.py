@@ -14,7 +14,8 @@ KITTI_NPY = "open3d_ml_demo_data/examples/demo_data/points/000700.npy"
 KITTI_LABELS = "open3d_ml_demo_data/examples/demo_data/labels/000700.npy"
 
 
-def _checkpoint(path, model_name, model_args, data, task_meta, class_names=()):
+def _checkpoint(path, model_name, model_args, data, task_meta, class_names=(),
+                train=None):
     """A checkpoint with the layout of ``Trainer.state_dict`` (engine/trainer.py)."""
     from pointsam.engine.checkpoint import FORMAT, VERSION, save_checkpoint
     from pointsam.engine.config import config_from_dict, config_to_dict
@@ -23,7 +24,7 @@ def _checkpoint(path, model_name, model_args, data, task_meta, class_names=()):
     torch.manual_seed(0)
     model = create_model(model_name, **model_args)
     cfg = config_from_dict({"model": {"name": model_name, "args": model_args},
-                            "data": data})
+                            "data": data, **({"train": train} if train else {})})
     state = {"format": FORMAT, "version": VERSION, "config": config_to_dict(cfg),
              "meta": {**task_meta, "model_name": model_name,
                       "model_args": dict(model_args),
@@ -137,3 +138,67 @@ def test_cli_segmentation_checkpoint_on_a_kitti_frame(shared_data, tmp_path, cap
             assert p.stat().st_size < 200_000
     # the source frame is real SemanticKITTI (labels 0..19, in the file's class space)
     assert np.load(shared_data / KITTI_LABELS).max() <= 19
+
+
+def test_cli_partseg_predictions_stay_in_the_shape_category(tmp_path, capsys):
+    from pointsam.data import SyntheticParts
+
+    parts = [list(p) for p in SyntheticParts.seg_classes.values()]
+    ck = _checkpoint(tmp_path / "parts.pt", "pointnet2_lite_partseg",
+                     {"num_classes": 13, "num_categories": 5, "attention": "cbam"},
+                     {"name": "synthetic_parts", "num_points": 256,
+                      "args": {"num_samples": 10, "num_points": 512}},
+                     {"task": "partseg", "num_classes": 13, "category_parts": parts})
+    out = tmp_path / "viz"
+    rc = _run([str(ck), "synthetic_parts:test:3", "--out", str(out), "--layer",
+               "backbone.stages.0.attn.point", "--size", "200x160", "--views", "iso",
+               "--backend", "numpy"])
+    assert rc == 0
+    assert "labels.ply" in {p.name for p in _printed(capsys)}
+    lab = read_ply(out / "labels.ply")
+    true = set(lab["label"].tolist())
+    cat = next(c for c, p in enumerate(parts) if true <= set(p))  # sample 3: a Mug
+    assert set(lab["pred"].tolist()) <= set(parts[cat])
+    with pytest.raises(ValueError, match=r"--category must be in 0\.\.4, got 9"):
+        _run([str(ck), "synthetic_parts:test:3", "--out", str(out), "--category",
+              "9", "--backend", "numpy"])
+
+
+def _xyz_scan(path, n=1500):
+    """A flat 'scan' whose feature column repeats x, to check point alignment."""
+    g = np.random.default_rng(0)
+    pos = np.c_[g.uniform(-20, 20, (n, 2)), g.normal(0, 0.2, n)]
+    np.savetxt(path, np.c_[pos, pos[:, :1]], fmt="%.5f")
+    return path
+
+
+def test_num_points_subsamples_a_whole_scan(tmp_path):
+    from pointsam.engine.config import config_from_dict
+
+    src = str(_xyz_scan(tmp_path / "scan.xyz"))
+    for train in ({"voxel_size": 0.2}, {"chunk_points": 500}):
+        cfg = config_from_dict({"model": {"name": "pointnet2_lite_semseg"},
+                                "data": {"name": "semantickitti", "num_points": 512},
+                                "train": train})
+        assert viz_cli.load_source(src, cfg).pos.shape == (1500, 3)  # every point
+        d = viz_cli.load_source(src, cfg, num_points=300)
+        assert d.pos.shape == (300, 3) and d.x.shape == (300, 1)
+        assert torch.equal(d.x[:, 0], d.pos[:, 0])  # features stay with points
+        assert viz_cli.load_source(src, cfg, num_points=4000).pos.shape == (1500, 3)
+    with pytest.raises(ValueError, match="must be positive"):
+        viz_cli.load_source(src, cfg, num_points=0)
+
+
+def test_cli_num_points_on_a_whole_scan_checkpoint(tmp_path, capsys):
+    ck = _checkpoint(tmp_path / "scan.pt", "pointnet2_lite_semseg",
+                     {"num_classes": 4, "attention": "cbam"},
+                     {"name": "semantickitti", "num_points": 512},
+                     {"task": "semseg", "num_classes": 4, "ignore_index": -1},
+                     train={"voxel_size": 0.2})
+    out = tmp_path / "seg"
+    rc = _run([str(ck), str(_xyz_scan(tmp_path / "scan.xyz")), "--out", str(out),
+               "--num-points", "256", "--layer", "backbone.stages.0.attn.point",
+               "--size", "200x160", "--views", "iso", "--backend", "numpy"])
+    assert rc == 0
+    assert "labels.ply" in {p.name for p in _printed(capsys)}
+    assert len(read_ply(out / "labels.ply")["pred"]) == 256

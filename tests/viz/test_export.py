@@ -48,3 +48,36 @@ def test_multi_column_weights_and_bad_input(tmp_path):
     bad.write_bytes((tmp_path / "c.ply").read_bytes()[:-20])
     with pytest.raises(ValueError, match="truncated"):
         read_ply(bad)
+
+
+def test_comment_containing_end_header_round_trips(tmp_path):
+    # predict writes class names into comments; the words "end_header" inside a
+    # comment must not end the header (only a line that is exactly end_header)
+    pos = np.random.default_rng(0).normal(size=(7, 3))
+    comments = ["classes: end_header, element vertex 3, property float x",
+                "end_header"]
+    p = export_ply(tmp_path / "c.ply", pos, weights=np.arange(7.0),
+                   labels=np.arange(7), comments=comments)
+    back = read_ply(p)
+    np.testing.assert_allclose(back["pos"], pos, atol=1e-6)
+    np.testing.assert_array_equal(back["weight"], np.arange(7.0, dtype=np.float32))
+    np.testing.assert_array_equal(back["label"], np.arange(7))
+    for bad in ("two\nlines", "carriage\rreturn"):
+        with pytest.raises(ValueError, match="one ASCII line"):
+            export_ply(tmp_path / "bad.ply", pos, comments=[bad])
+
+
+def test_read_ply_header_lines(tmp_path):
+    # CRLF header lines and an ASCII body; a file without an end_header line
+    text = ("ply\r\nformat ascii 1.0\r\ncomment end_header here\r\n"
+            "element vertex 2\r\nproperty float x\r\nproperty float y\r\n"
+            "property float z\r\nend_header\r\n1 2 3\r\n4 5 6\r\n")
+    (tmp_path / "a.ply").write_bytes(text.encode("ascii"))
+    np.testing.assert_allclose(read_ply(tmp_path / "a.ply")["pos"],
+                               [[1, 2, 3], [4, 5, 6]])
+    (tmp_path / "b.ply").write_bytes(b"ply\nformat ascii 1.0\ncomment end_header\n")
+    with pytest.raises(ValueError, match="end_header line"):
+        read_ply(tmp_path / "b.ply")
+    (tmp_path / "c.ply").write_bytes(b"solid x\nend_header\n")
+    with pytest.raises(ValueError, match="not a PLY"):
+        read_ply(tmp_path / "c.ply")
