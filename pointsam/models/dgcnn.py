@@ -50,7 +50,8 @@ def dilate(table: Tensor, k: int, dilation: int = 1) -> tuple[Tensor, Tensor]:
     valid = table >= 0  # [M, K']
     n_valid = valid.sum(1)  # [M]
     kk = table.size(1)
-    stride = (n_valid // k).clamp(min=1, max=dilation)  # [M]
+    # the largest stride <= d whose k-th pick, slot (k-1)*stride, is still valid
+    stride = ((n_valid - 1) // max(k - 1, 1)).clamp(min=1, max=dilation)  # [M]
     sel = torch.arange(k, device=table.device).unsqueeze(0) * stride.unsqueeze(1)
     sel = sel.clamp(max=kk - 1)  # [M, k]
     idx = table.gather(1, sel)  # [M, k]

@@ -311,7 +311,8 @@ class PointNet2(nn.Module):
         fusion_heads: Heads of the LAFF fusion. (default: 8)
         attention: Attention per stage (see :mod:`pointsam.models.attention`), one
             entry per set abstraction (the global one excluded). (default: ``None``)
-        attention_k: Neighbours of the attention's table per stage. (default: 16)
+        attention_k: Neighbours of the attention's table: one for every stage,
+            or a list with one per stage. (default: 16)
 
     Shapes:
         - **input:** x :math:`(N, C_{in})` or ``None``, pos :math:`(N, 3)`, batch
@@ -333,7 +334,8 @@ class PointNet2(nn.Module):
                  decoder: Sequence[Sequence[int]] | None = None,
                  num_categories: int = 0, grouping: str = "ball",
                  fusion: str = "concat", fusion_heads: int = 8,
-                 attention: AttentionSpec = None, attention_k: int = 16) -> None:
+                 attention: AttentionSpec = None,
+                 attention_k: int | Sequence[int] = 16) -> None:
         super().__init__()
         if not isinstance(in_channels, int) or in_channels < 0:
             raise ValueError(
@@ -349,12 +351,21 @@ class PointNet2(nn.Module):
         for cfg in cfgs:
             widths.append(sum(m[-1] for m in cfg["mlps"]))
         attn = build_attention(attention, widths, len(cfgs))
+        ks = (list(attention_k) if isinstance(attention_k, (list, tuple))
+              else [attention_k] * len(cfgs))
+        if len(ks) != len(cfgs) or any(isinstance(k, bool) or not isinstance(k, int)
+                                       or k < 1 for k in ks):
+            raise ValueError(f"attention_k must be an integer >= 1 or one per stage "
+                             f"({len(cfgs)}), got {attention_k!r}")
         self.stages = nn.ModuleList()
-        for cfg, a in zip(cfgs, attn):
-            sa = SetAbstraction(c, cfg["mlps"], sample=cfg["sample"],
-                                radii=cfg["radii"], ks=cfg["ks"], grouping=grouping,
-                                fusion=fusion, fusion_heads=fusion_heads, attn=a,
-                                attn_k=attention_k)
+        for i, (cfg, a, ak) in enumerate(zip(cfgs, attn, ks)):
+            try:
+                sa = SetAbstraction(c, cfg["mlps"], sample=cfg["sample"],
+                                    radii=cfg["radii"], ks=cfg["ks"], grouping=grouping,
+                                    fusion=fusion, fusion_heads=fusion_heads, attn=a,
+                                    attn_k=ak)
+            except ValueError as e:
+                raise ValueError(f"stage {i}: {e}") from None
             self.stages.append(sa)
             c = sa.out_channels
         self.global_sa = (GlobalSetAbstraction(c, global_mlp)

@@ -59,6 +59,14 @@ def to_dense(x: Tensor, batch: Tensor | None = None, *, fill_value: float = 0.0,
         >>> d.shape, m.tolist()
         (torch.Size([2, 2, 1]), [[True, False], [True, True]])
     """
+    from ._validate import check_batch
+
+    check_batch(batch, x.size(0), "batch")  # sorted: rows of a cloud contiguous
+    if max_num_points is not None and (isinstance(max_num_points, bool) or not
+                                       isinstance(max_num_points, int)
+                                       or max_num_points < 1):
+        raise ValueError(f"max_num_points must be an integer >= 1, got "
+                         f"{max_num_points!r}")
     if batch is None:
         batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
     b = batch_size_of(batch, batch_size)

@@ -2,12 +2,14 @@ r"""Voxel-grid subsampling per cloud."""
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from ._validate import check_batch, check_pos
+from .batch import batch_size_of
 from .segment import segment_mean
 
 __all__ = ["GridSample", "grid_subsample"]
@@ -23,14 +25,16 @@ class GridSample(NamedTuple):
 
 
 def grid_subsample(pos: Tensor, size: float, batch: Tensor | None = None, *,
-                   mode: str = "mean") -> GridSample:
+                   mode: str = "mean", batch_size: int | None = None) -> GridSample:
     r"""One point per occupied voxel of edge ``size`` (metres), per cloud.
 
     Voxel of point i: :math:`v_i = (b_i, \lfloor (p_i - o_{b_i}) / s \rfloor)` with
     :math:`o_b` the cloud's minimum corner, so a translated cloud gets the same
     voxels. ``mode="mean"`` returns the mean of each voxel's points,
     ``mode="first"`` its lowest-index point (``pos[index]``). Carry other fields
-    with ``cluster`` (``segment_mean(x, cluster)``) or ``index``.
+    with ``cluster`` (``segment_mean(x, cluster)``) or ``index``. Voxel keys are
+    computed in at least float32 (float16 would merge neighbouring voxels of a
+    scan); ``batch_size`` (number of clouds B) skips a host sync.
 
     Example:
         >>> pos = torch.tensor([[0., 0, 0], [0.1, 0, 0], [1.5, 0, 0]])
@@ -40,16 +44,18 @@ def grid_subsample(pos: Tensor, size: float, batch: Tensor | None = None, *,
     """
     check_pos(pos, "pos")
     check_batch(batch, pos.size(0), "batch")
-    if not (isinstance(size, (int, float)) and size > 0):
-        raise ValueError(f"size must be a positive voxel edge, got {size!r}")
+    if isinstance(size, bool) or not (isinstance(size, (int, float))
+                                      and math.isfinite(size) and size > 0):
+        raise ValueError(f"size must be a positive finite voxel edge, got {size!r}")
     if mode not in ("mean", "first"):
         raise ValueError(f"mode must be 'mean' or 'first', got {mode!r}")
     if batch is None:
         batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
-    b = int(batch.max()) + 1
-    origin = torch.full((b, 3), float("inf"), dtype=pos.dtype, device=pos.device)
-    origin = origin.scatter_reduce(0, batch.view(-1, 1).expand(-1, 3), pos, "amin")
-    v = torch.floor((pos - origin[batch]) / size).long()  # [N, 3]
+    b = batch_size_of(batch, batch_size)
+    p = pos.to(torch.promote_types(pos.dtype, torch.float32))  # exact voxel keys
+    origin = torch.full((b, 3), float("inf"), dtype=p.dtype, device=pos.device)
+    origin = origin.scatter_reduce(0, batch.view(-1, 1).expand(-1, 3), p, "amin")
+    v = torch.floor((p - origin[batch]) / size).long()  # [N, 3]
     key = torch.cat([batch.view(-1, 1), v], 1)  # [N, 4]
     uniq, cluster = torch.unique(key, dim=0, return_inverse=True)  # sorted by batch
     m = uniq.size(0)

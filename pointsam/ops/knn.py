@@ -444,11 +444,17 @@ def radius(pos: Tensor, r: float, batch: Tensor | None = None, *,
         >>> radius(pos, 1.0, max_num_neighbors=3)[1].tolist()
         [[True, True, False], [True, True, False], [True, False, False]]
     """
-    if not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+    if isinstance(r, bool) or not (isinstance(r, (int, float)) and math.isfinite(r)
+                                   and r > 0):
         raise ValueError(f"r must be a positive finite number, got {r!r}")
+    if isinstance(max_num_neighbors, bool) or not isinstance(max_num_neighbors, int) \
+            or max_num_neighbors < 1:
+        raise ValueError("max_num_neighbors must be an integer >= 1, got "
+                         f"{max_num_neighbors!r}")
     idx, mask = knn(pos, max_num_neighbors, batch, query=query,
                     query_batch=query_batch, backend=backend, batch_size=batch_size)
     q = pos if query is None else query
-    d2 = ((q.unsqueeze(1).float() - pos[idx].float()) ** 2).sum(-1)  # [M, K]
+    wt = torch.promote_types(pos.dtype, torch.float32)  # float64 stays float64
+    d2 = ((q.unsqueeze(1).to(wt) - pos[idx].to(wt)) ** 2).sum(-1)  # [M, K]
     mask = mask & (d2 <= r * r)
     return idx, mask

@@ -27,6 +27,13 @@ def _expand(index: Tensor, src: Tensor) -> Tensor:
 
 def _num(index: Tensor, num_segments: int | None) -> int:
     if num_segments is not None:
+        if isinstance(num_segments, bool) or not isinstance(num_segments, int) \
+                or num_segments < 0:
+            raise ValueError(f"num_segments must be an integer >= 0, got "
+                             f"{num_segments!r}")
+        if index.numel() and int(index.max()) >= num_segments:
+            raise ValueError(f"num_segments={num_segments} but index holds segment "
+                             f"{int(index.max())}")
         return num_segments
     return int(index.max()) + 1 if index.numel() else 0
 

@@ -85,6 +85,29 @@ def test_attention_neighbour_table_is_passed():
     assert seen == [torch.Size([24, 5])]
 
 
+def test_attention_k_per_stage():
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x, pos, batch, nbr_idx=None, nbr_mask=None):
+            seen.append(nbr_idx.size(1))
+            return torch.zeros_like(x)
+
+    stages = [{"sample": 8, "radius": 1.0, "k": 4, "mlp": [8]},
+              {"sample": 4, "radius": 2.0, "k": 4, "mlp": [8]}]
+    net = PointNet2(stages=stages, global_mlp=[8], attention=lambda c: Spy(),
+                    attention_k=[3, 2]).eval()
+    pos, batch = ragged()
+    net(None, pos, batch)
+    assert seen == [3, 2]
+    for bad in (0, [3], [3, 0], True):
+        with pytest.raises(ValueError, match="attention_k"):
+            PointNet2(stages=stages, global_mlp=[8], attention="cbam",
+                      attention_k=bad)
+    with pytest.raises(ValueError, match="stage 1: "):
+        PointNet2(stages=[stages[0], {**stages[1], "radius": -1.0}], global_mlp=[8])
+
+
 @pytest.mark.parametrize("bad, match", [
     ("cbamm", "unknown attention 'cbamm'.*valid names"),
     (["cbam"], "1 entries but the backbone has 2 stages"),

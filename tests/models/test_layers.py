@@ -19,6 +19,19 @@ def _brute_knn(x, k, batch):
     return out
 
 
+def test_dilate_follows_ops_knn_on_small_clouds():
+    # clouds with fewer than k*d points: DGCNN's dilation rule is ops.knn's
+    g = torch.Generator().manual_seed(3)
+    for n, k, d in [(10, 4, 3), (5, 3, 3), (4, 2, 3), (7, 4, 2), (2, 3, 2)]:
+        pos = torch.randn(n, 3, generator=g)
+        ref = ops.knn(pos, k, dilation=d)
+        table = ops.knn(pos, k * d)[0]
+        table = table.masked_fill(~ops.knn(pos, k * d)[1], -1)  # [n, k d]
+        got = dilate(table, k, d)
+        assert torch.equal(got[1], ref[1]), (n, k, d)
+        assert torch.equal(got[0][got[1]], ref[0][ref[1]]), (n, k, d)
+
+
 def test_feature_knn_matches_brute_force_and_chunks():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(43, 7, generator=g)

@@ -91,7 +91,53 @@ def test_ptr_dense_round_trip():
 
 def test_hdc_rates():
     assert hdc_rates(5, (1, 2, 5)) == [1, 2, 5, 1, 2]
+    assert hdc_rates(2, (1, 2, 5)) == [1, 2]
     with pytest.raises(ValueError, match="gridding"):
         hdc_rates(3, (2, 4))
+    with pytest.raises(ValueError, match="gridding"):
+        hdc_rates(2, (2, 4, 1))  # the layers used, [2, 4], share 2
     with pytest.raises(ValueError, match="positive"):
         hdc_rates(3, (1, 0))
+    # the paper's M_2 <= K rule (K = 3): (1, 2, 9) and (4, 6, 9) leave holes
+    for bad in ((1, 2, 9), (4, 6, 9)):
+        with pytest.raises(ValueError, match="M_2"):
+            hdc_rates(3, bad)
+    for depth in (True, 2.0, 0):
+        with pytest.raises(ValueError, match="depth"):
+            hdc_rates(depth)
+
+
+def test_hdc_rates_cover_every_offset():
+    # the property HDC promises: stacked 3-tap layers with rates (1, 2, 5) reach
+    # every offset in [-8, 8], a shared factor (2, 4) only the even ones
+    def reach(rates):
+        offs = {0}
+        for r in rates:
+            offs = {o + t * r for o in offs for t in (-1, 0, 1)}
+        return offs
+    assert reach(hdc_rates(3, (1, 2, 5))) == set(range(-8, 9))
+    assert reach([2, 4]) == set(range(-6, 7, 2))
+
+
+def test_segment_and_dense_validation():
+    x = torch.arange(7.0).view(7, 1)
+    with pytest.raises(ValueError, match="sorted"):
+        to_dense(x, torch.tensor([1, 0, 1, 1, 1, 3, 3]))
+    for bad in (0, -1, True):
+        with pytest.raises(ValueError, match="max_num_points"):
+            to_dense(x, torch.zeros(7, dtype=torch.long), max_num_points=bad)
+    with pytest.raises(ValueError, match="num_segments=2 but index holds segment 5"):
+        segment_sum(x, torch.tensor([0, 0, 1, 1, 5, 5, 5]), 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_grid_keys_exact_in_half_precision(dtype):
+    g = torch.Generator().manual_seed(2)
+    pos = (torch.rand(5000, 3, generator=g) - 0.5) * 60  # +-30 m
+    pos = pos.to(dtype)
+    ref = grid_subsample(pos.double(), 0.5, mode="first")
+    got = grid_subsample(pos, 0.5, mode="first", batch_size=1)
+    assert torch.equal(got.cluster, ref.cluster) and torch.equal(got.index, ref.index)
+    for bad in (float("inf"), True, 0.0):
+        with pytest.raises(ValueError, match="size"):
+            grid_subsample(pos, bad)

@@ -204,6 +204,20 @@ def test_radius_masks_far_points():
     assert torch.equal(mask.sum(1), (fmask & (df <= 0.8)).sum(1))
 
 
+def test_radius_float64_boundary_and_arguments():
+    # float64 input: the ball test is exact, a point at distance r is inside
+    pos = torch.tensor([[0.0, 0, 0], [0.1, 0.2, 0.3]], dtype=torch.float64)
+    r = float((pos[1] - pos[0]).norm())
+    _, mask = radius(pos, r, max_num_neighbors=2)
+    assert mask.tolist() == [[True, True], [True, True]]
+    pos = torch.tensor([[0.0, 0, 0], [0.5 - 1e-9, 0, 0]], dtype=torch.float64)
+    _, mask = radius(pos, 0.5 - 2e-9, max_num_neighbors=2)
+    assert mask.tolist() == [[True, False], [True, False]]
+    for bad in (0, True, 2.0):
+        with pytest.raises(ValueError, match="max_num_neighbors"):
+            radius(pos, 1.0, max_num_neighbors=bad)
+
+
 def test_half_precision_input():
     pos, batch = ragged([20, 30], seed=9)
     a, _ = knn(pos.half(), 4, batch)
