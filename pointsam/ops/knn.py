@@ -437,7 +437,8 @@ def radius(pos: Tensor, r: float, batch: Tensor | None = None, *,
     that keeps whichever points it meets first, the kept points are the nearest.
 
     Returns:
-        ``(nbr_idx, nbr_mask)``, :math:`(M, \text{max\_num\_neighbors})`.
+        ``(nbr_idx, nbr_mask)``, :math:`(M, \text{max\_num\_neighbors})`; as in
+        :func:`knn`, masked entries repeat the row's nearest point.
 
     Example:
         >>> pos = torch.tensor([[0., 0, 0], [0.5, 0, 0], [3, 0, 0]])
@@ -457,4 +458,4 @@ def radius(pos: Tensor, r: float, batch: Tensor | None = None, *,
     wt = torch.promote_types(pos.dtype, torch.float32)  # float64 stays float64
     d2 = ((q.unsqueeze(1).to(wt) - pos[idx].to(wt)) ** 2).sum(-1)  # [M, K]
     mask = mask & (d2 <= r * r)
-    return idx, mask
+    return torch.where(mask, idx, idx[:, :1]), mask  # masked: repeat the nearest

@@ -202,6 +202,7 @@ def test_radius_masks_far_points():
     full, fmask = knn(pos, 10, batch)
     df = (pos.unsqueeze(1) - pos[full]).norm(dim=-1)
     assert torch.equal(mask.sum(1), (fmask & (df <= 0.8)).sum(1))
+    assert bool((idx[~mask] == idx[:, :1].expand_as(idx)[~mask]).all())
 
 
 def test_radius_float64_boundary_and_arguments():
