@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
+from pointsam import ops
 from pointsam.models import create_model, list_models
 from pointsam.models.registry import register_model
 from tests.models._models_tiny import ragged, tiny
@@ -115,6 +116,30 @@ def test_reference_parameter_counts():
     # published: PointNet++ SSG cls 1.47M (yanx27 port: 1,475,688), DGCNN 1.81M
     assert abs(count("pointnet2_ssg_cls") / 1.47e6 - 1) < 0.05
     assert abs(count("dgcnn_cls") / 1.81e6 - 1) < 0.05
+    # the reference part segmenter (with its 3x3 transform net): ~1.46M
+    parts = sum(p.numel() for p in create_model("dgcnn_partseg").parameters())
+    assert abs(parts / 1.46e6 - 1) < 0.05
+
+
+def test_spatial_transform_starts_as_identity_and_is_per_cloud():
+    from pointsam.models.dgcnn import SpatialTransform
+
+    g = torch.Generator().manual_seed(6)
+    pos = torch.randn(40, 3, generator=g)
+    batch = torch.tensor([0] * 15 + [1] * 25)
+    t = SpatialTransform().eval()
+    idx = ops.knn(pos, 6, batch)[0]
+    out, m = t(pos, idx, batch, 2)
+    assert torch.equal(out, pos) and torch.equal(m, torch.eye(3).expand(2, 3, 3))
+    torch.nn.init.normal_(t.transform.weight, std=0.1, generator=g)
+    out, m = t(pos, idx, batch, 2)
+    # p'_i = p_i T_b, and cloud 0's transform ignores cloud 1's points
+    assert torch.allclose(out[:15], pos[:15] @ m[0], atol=1e-6)
+    pos2 = pos.clone()
+    pos2[15:] += 3.0
+    _, m2 = t(pos2, ops.knn(pos2, 6, batch)[0], batch, 2)
+    assert torch.allclose(m2[0], m[0], atol=1e-6)
+    assert not torch.allclose(m2[1], m[1])
 
 
 def test_partseg_needs_category():
