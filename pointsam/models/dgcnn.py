@@ -47,17 +47,9 @@ def dilate(table: Tensor, k: int, dilation: int = 1) -> tuple[Tensor, Tensor]:
         >>> idx.tolist(), mask.tolist()
         ([[0, 2, 4], [6, 7, 8]], [[True, True, True], [True, True, True]])
     """
-    valid = table >= 0  # [M, K']
-    n_valid = valid.sum(1)  # [M]
-    kk = table.size(1)
-    # the largest stride <= d whose k-th pick, slot (k-1)*stride, is still valid
-    stride = ((n_valid - 1) // max(k - 1, 1)).clamp(min=1, max=dilation)  # [M]
-    sel = torch.arange(k, device=table.device).unsqueeze(0) * stride.unsqueeze(1)
-    sel = sel.clamp(max=kk - 1)  # [M, k]
-    idx = table.gather(1, sel)  # [M, k]
-    mask = (idx >= 0) & (sel < n_valid.unsqueeze(1))
-    idx = torch.where(mask, idx, table[:, :1].expand_as(idx))
-    return idx, mask
+    from ..ops.knn import _dilate
+
+    return _dilate(table, k, dilation, False, None)  # the one rule of ops.knn
 
 
 @torch.no_grad()

@@ -399,9 +399,12 @@ def _self_first_rows(table: Tensor, me: Tensor) -> Tensor:
 
 def _dilate(table: Tensor, k: int, d: int, random_dilation: bool,
             generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-    """Pick k of the kk = k*d sorted candidates per row; pad with the nearest."""
+    """Pick k of the kk >= k sorted candidates per row; pad with the nearest.
+
+    Also :func:`pointsam.models.dgcnn.dilate` (candidate tables of any width).
+    """
     valid = table >= 0  # [M, kk]
-    if d == 1:  # kk == k: the table itself, padding replaced by the nearest
+    if d == 1 and table.size(1) == k:  # the table itself, padding -> nearest
         if bool(valid.all()):
             return table, valid
         return torch.where(valid, table, table[:, :1]), valid  # [M, k]
