@@ -6,7 +6,7 @@ One API with several backends (DESIGN.md section 7): :func:`knn`, :func:`radius`
 """
 
 from ._validate import check_batch, check_features, check_pos, check_positive_int
-from .batch import batch_size_of, batch_to_ptr, from_dense, ptr_to_batch, to_dense
+from .batch import batch_size_of, default_batch, batch_to_ptr, from_dense, ptr_to_batch, to_dense
 from .dilation import hdc_rates
 from .fps import available_fps_backends, canonical_start, fps, fps_backends
 from .grid import GridSample, grid_subsample
@@ -17,6 +17,6 @@ __all__ = [
     "knn", "radius", "fps", "grid_subsample", "GridSample", "hdc_rates",
     "knn_backends", "fps_backends", "available_knn_backends", "available_fps_backends",
     "canonical_start", "segment_sum", "segment_mean", "segment_max", "segment_softmax",
-    "batch_to_ptr", "ptr_to_batch", "batch_size_of", "to_dense", "from_dense",
+    "default_batch", "batch_to_ptr", "ptr_to_batch", "batch_size_of", "to_dense", "from_dense",
     "check_pos", "check_batch", "check_features", "check_positive_int",
 ]

@@ -5,7 +5,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["batch_to_ptr", "ptr_to_batch", "batch_size_of", "to_dense", "from_dense"]
+__all__ = ["default_batch", "batch_to_ptr", "ptr_to_batch", "batch_size_of", "to_dense", "from_dense"]
+
+
+def default_batch(batch: Tensor | None, ref: Tensor) -> Tensor:
+    r"""``batch`` itself, or the one-cloud batch vector ``zeros(N)`` for ``ref`` [N, *].
+
+    The single place where "no ``batch`` means one cloud" is spelled out.
+
+    Example:
+        >>> default_batch(None, torch.zeros(3, 2))
+        tensor([0, 0, 0])
+        >>> default_batch(torch.tensor([0, 1]), torch.zeros(2, 3))
+        tensor([0, 1])
+    """
+    if batch is not None:
+        return batch
+    return torch.zeros(ref.size(0), dtype=torch.long, device=ref.device)  # [N]
 
 
 def batch_size_of(batch: Tensor | None, batch_size: int | None = None) -> int:
