@@ -14,10 +14,13 @@ A backbone takes ``attention=`` in one of these forms (DESIGN.md section 4):
 
 Every module is called as ``module(x, pos, batch, nbr_idx, nbr_mask) -> [N, C]``
 on the stage output, with the stage's neighbour table (computed once per stage),
-except AxialAttention (or a module with ``own_neighbours = True``), which builds
-its own neighbourhoods and is called as ``module(x, pos, batch)``. Gates (ChannelGate,
-PointGate, CBAM) rescale the features in place, :math:`x \leftarrow g(x)`;
-every other module is added as a residual, :math:`x \leftarrow x + f(x)`.
+except a :class:`~pointsam.nn.PointModule` that declares
+``accepts_neighbours = False`` (AxialAttention builds its own anisotropic
+tubes), which is called as ``module(x, pos, batch)``. Gates (modules that declare
+``is_gate = True``: ChannelGate, PointGate, CBAM) rescale the features in place,
+:math:`x \leftarrow g(x)`; every other module is added as a residual,
+:math:`x \leftarrow x + f(x)`. Both facts are the protocol declared on
+:class:`~pointsam.nn.PointModule`.
 """
 
 from __future__ import annotations
@@ -27,42 +30,39 @@ from typing import Any
 
 from torch import nn
 
-from .. import nn as pnn
+from ..nn import (
+    CBAM,
+    AxialAttention,
+    ChannelGate,
+    GlobalPooledAttention,
+    LocalAttention,
+    LocalGlobalAttention,
+    MultiHeadPointAttention,
+    PointGate,
+    PointModule,
+)
+from ..nn.base import is_gate, takes_neighbours
 
-__all__ = ["ATTENTION", "GATES", "AttentionSpec", "build_attention", "is_gate"]
+__all__ = ["ATTENTION", "GATES", "AttentionSpec", "build_attention", "is_gate",
+           "apply_attention"]
 
-#: names understood in configs, mapped to the class names of :mod:`pointsam.nn`
-_NAMES: dict[str, str] = {
-    "channel": "ChannelGate",
-    "point": "PointGate",
-    "cbam": "CBAM",
-    "local": "LocalAttention",
-    "global": "GlobalPooledAttention",
-    "local_global": "LocalGlobalAttention",
-    "axial": "AxialAttention",
-    "mhsa": "MultiHeadPointAttention",
+#: names understood in configs -> attention class of :mod:`pointsam.nn`
+ATTENTION: dict[str, type[PointModule]] = {
+    "channel": ChannelGate,
+    "point": PointGate,
+    "cbam": CBAM,
+    "local": LocalAttention,
+    "global": GlobalPooledAttention,
+    "local_global": LocalGlobalAttention,
+    "axial": AxialAttention,
+    "mhsa": MultiHeadPointAttention,
 }
-_GATE_NAMES = ("channel", "point", "cbam")
-#: modules that build their own neighbourhoods and refuse a table
-_OWN_TABLE_NAMES = ("axial",)
-
-#: name -> attention class, for every class that :mod:`pointsam.nn` provides
-ATTENTION: dict[str, type[nn.Module]] = {
-    name: getattr(pnn, cls) for name, cls in _NAMES.items() if hasattr(pnn, cls)
-}
-#: the gate classes: applied as ``x = gate(x)``, not as a residual
-GATES: tuple[type[nn.Module], ...] = tuple(
-    ATTENTION[n] for n in _GATE_NAMES if n in ATTENTION)
-_OWN_TABLE: tuple[type[nn.Module], ...] = tuple(
-    ATTENTION[n] for n in _OWN_TABLE_NAMES if n in ATTENTION)
+#: the gate classes of the table (``is_gate = True``): ``x = gate(x)``, no residual
+GATES: tuple[type[PointModule], ...] = tuple(
+    c for c in ATTENTION.values() if c.is_gate)
 
 AttentionSpec = (str | type | Callable[[int], nn.Module] | nn.Module
                  | Mapping[str, Any] | Sequence[Any] | None)
-
-
-def is_gate(module: nn.Module) -> bool:
-    """Whether ``module`` is a gate (multiplicative, applied without a residual)."""
-    return isinstance(module, GATES)
 
 
 def _valid() -> str:
@@ -81,9 +81,7 @@ def _one(spec: Any, channels: int, stage: int) -> nn.Module | None:
         if key in ("none", "null", ""):
             return None
         if key not in ATTENTION:
-            hint = (f" ({_NAMES[key]} is not available in this pointsam.nn)"
-                    if key in _NAMES else "")
-            raise ValueError(f"unknown attention {spec!r} for stage {stage}{hint}; "
+            raise ValueError(f"unknown attention {spec!r} for stage {stage}; "
                              + _valid())
         return ATTENTION[key](channels)
     if isinstance(spec, Mapping):
@@ -153,14 +151,14 @@ def apply_attention(module: nn.Module | None, x: Any, pos: Any, batch: Any,
     r"""Run a stage's attention: ``g(x)`` for a gate, ``x + f(x)`` otherwise.
 
     The stage's table ``nbr_idx``/``nbr_mask`` is passed on, except to modules that
-    build their own neighbourhoods (AxialAttention's anisotropic tubes).
+    declare ``accepts_neighbours = False`` (AxialAttention's anisotropic tubes).
     """
     if module is None:
         return x
-    if isinstance(module, _OWN_TABLE) or getattr(module, "own_neighbours", False):
-        out = module(x, pos, batch)  # [N, C]
-    else:
+    if takes_neighbours(module):
         out = module(x, pos, batch, nbr_idx, nbr_mask)  # [N, C]
+    else:
+        out = module(x, pos, batch)  # [N, C]
     if out.shape != x.shape:
         raise ValueError(f"attention {type(module).__name__} returned "
                          f"{list(out.shape)} for input {list(x.shape)}; a stage's "

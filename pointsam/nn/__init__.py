@@ -7,7 +7,14 @@ collects the weights of every module of a model in one forward pass.
 """
 
 from .axial import AxialAttention
-from .base import AttentionRecord, PointModule, record_attention
+from .base import (
+           AttentionRecord,
+           PointModule,
+           channels_of,
+           is_gate,
+           record_attention,
+           takes_neighbours,
+)
 from .block import AttentionBlock
 
 # helpers add their imports below, one line per file
@@ -21,7 +28,8 @@ from .multi_branch import MultiBranchAttention
 from .multihead import MultiHeadPointAttention
 from .temporal import TemporalAttention
 
-__all__ = ["PointModule", "AttentionRecord", "record_attention"]
+__all__ = ["PointModule", "AttentionRecord", "record_attention", "channels_of",
+           "takes_neighbours", "is_gate"]
 # helpers extend __all__ below
 __all__ += ["MLP", "check_inputs", "neighbours", "LAFF", "LAFFMultiLevel"]
 __all__ += ["LocalAttention", "GlobalPooledAttention", "LocalGlobalAttention",

@@ -7,7 +7,6 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import PointModule
-from .common import check_inputs
 from .laff import LAFF
 from .local_attention import LocalAttention
 
@@ -73,6 +72,8 @@ class AxialAttention(PointModule):
         (torch.Size([80, 32]), torch.Size([80, 3]))
     """
 
+    accepts_neighbours = False  # builds its own tubes, refuses a shared table
+
     def __init__(self, in_channels: int, out_channels: int | None = None, *,
                  num_heads: int = 8, k: int = 16, stretch: float = 4.0,
                  device: torch.device | str | None = None,
@@ -102,12 +103,10 @@ class AxialAttention(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
-        if x is None:
-            raise ValueError(f"{type(self).__name__} needs point features x, got None")
-        if nbr_idx is not None or nbr_mask is not None:
+        if nbr_idx is not None or nbr_mask is not None:  # accepts_neighbours = False
             raise ValueError("AxialAttention builds its own anisotropic "
                              "neighbourhoods; pass nbr_idx=None")
-        check_inputs(x, pos, batch, None, None, self.in_channels, module=self)
+        x = self.check_forward(x, pos, batch)
         attn: dict[str, Tensor] = {}
         ys = []
         for name, scale, branch in zip(_AXES, axis_scales(self.stretch), self.branches):

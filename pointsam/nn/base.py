@@ -25,10 +25,12 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import ClassVar, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-__all__ = ["PointModule", "AttentionRecord", "record_attention"]
+__all__ = ["PointModule", "AttentionRecord", "record_attention", "channels_of",
+           "takes_neighbours", "is_gate"]
 
 _RECORDER: contextvars.ContextVar[AttentionRecord | None] = contextvars.ContextVar(
     "pointsam_attention_recorder", default=None
@@ -76,12 +78,73 @@ class AttentionRecord(Mapping[str, dict[str, Tensor]]):
 
 
 class PointModule(nn.Module):
-    r"""Base class of the attention modules: it connects them to the recorder.
+    r"""Base class of the attention modules: the protocol and the recorder hook.
 
-    Subclasses call ``want = self.wants_attention(return_attention)`` in forward,
-    compute their weights only when ``want`` is true, and finish with
-    ``return self.finish(out, attn, return_attention)``.
+    **The attention-module protocol**, declared here once. Whoever composes
+    modules (the backbone plug-in :func:`pointsam.models.attention.apply_attention`,
+    :class:`~pointsam.nn.AttentionBlock`, :class:`~pointsam.nn.MultiBranchAttention`)
+    reads these facts and nothing else (no ``getattr`` flags, no signature
+    inspection):
+
+    - ``in_channels`` / ``out_channels`` (``int``): the width of ``x`` and of the
+      output (an attribute or a property of every subclass).
+    - ``forward(x, pos, batch=None, nbr_idx=None, nbr_mask=None, *,
+      return_attention=False, **extra) -> [N, C_out]`` (or ``(out, attn)``).
+    - :attr:`is_gate` (class level): the output is ``x`` rescaled, so a backbone
+      applies it as :math:`x \leftarrow g(x)`, not as a residual
+      :math:`x \leftarrow x + f(x)` (ChannelGate, PointGate, CBAM).
+    - :attr:`accepts_neighbours`: forward may be given the caller's shared
+      neighbour table ``nbr_idx``/``nbr_mask`` (it may also ignore it);
+      ``False`` for a module that builds its own neighbourhoods and refuses a
+      table (AxialAttention's anisotropic tubes).
+    - :attr:`needs_features` (class level): ``x`` is required;
+      :meth:`check_forward` raises ``"<Name> needs point features x, got
+      None"`` otherwise.
+    - :attr:`extra_inputs`: the keyword inputs of forward besides the standard
+      ones (TemporalAttention: ``past_x``, ``past_pos``, ``past_batch``); a
+      wrapper passes a keyword only to the modules that declare it.
+
+    Wrappers (AttentionBlock, MultiBranchAttention) set ``accepts_neighbours``
+    and ``extra_inputs`` per instance, from what they wrap. A module that is not
+    a :class:`PointModule` is taken to follow the standard signature without
+    ``return_attention`` and extra inputs, and not to be a gate
+    (:func:`channels_of`, :func:`takes_neighbours`, :func:`is_gate`).
+
+    **The recorder hook.** Subclasses call ``want =
+    self.wants_attention(return_attention)`` in forward, compute their weights
+    only when ``want`` is true, and finish with ``return self.finish(out, attn,
+    return_attention)``.
     """
+
+    #: the output is ``x`` rescaled: apply as ``x = g(x)``, without a residual
+    is_gate: ClassVar[bool] = False
+    #: forward may be given the caller's shared neighbour table
+    accepts_neighbours: bool = True
+    #: forward needs point features ``x`` (not ``None``)
+    needs_features: ClassVar[bool] = True
+    #: keyword inputs of forward besides ``x, pos, batch, nbr_idx, nbr_mask``
+    extra_inputs: frozenset[str] = frozenset()
+
+    def check_forward(self, x: Tensor | None, pos: Tensor,
+                      batch: Tensor | None = None, nbr_idx: Tensor | None = None,
+                      nbr_mask: Tensor | None = None) -> Tensor:
+        r"""The one input check at the top of a module's forward; returns ``x``.
+
+        Raises ``"<Name> needs point features x, got None"`` when
+        :attr:`needs_features` and ``x`` is ``None``, then runs
+        :func:`~pointsam.nn.check_inputs` with this module's ``in_channels``
+        and weights.
+        """
+        if x is None:
+            if self.needs_features:
+                raise ValueError(f"{type(self).__name__} needs point features x, "
+                                 f"got None")
+        from .common import check_inputs  # common imports ops, not base
+
+        c = self.in_channels
+        check_inputs(x, pos, batch, nbr_idx, nbr_mask,
+                     c if isinstance(c, int) else None, module=self)
+        return x  # type: ignore[return-value]
 
     def wants_attention(self, return_attention: bool = False) -> bool:
         if return_attention:
@@ -102,6 +165,44 @@ class PointModule(nn.Module):
         if return_attention:
             return out, (attn if attn is not None else {})
         return out
+
+
+@runtime_checkable
+class _HasOutChannels(Protocol):
+    out_channels: int
+
+
+@runtime_checkable
+class _HasInChannels(Protocol):
+    in_channels: int
+
+
+def channels_of(module: nn.Module) -> tuple[int | None, int | None]:
+    r"""``(in_channels, out_channels)`` of a module, ``None`` where unknown.
+
+    A :class:`PointModule` declares both. Any other module is read by torch's
+    own convention (``nn.Conv1d``, PyG convs): integer ``in_channels`` /
+    ``out_channels`` attributes when it has them.
+
+    Example:
+        >>> channels_of(nn.Conv1d(3, 8, 1)), channels_of(nn.Identity())
+        ((3, 8), (None, None))
+    """
+    c_in = module.in_channels if isinstance(module, _HasInChannels) else None
+    c_out = module.out_channels if isinstance(module, _HasOutChannels) else None
+    c_in = c_in if isinstance(c_in, int) and not isinstance(c_in, bool) else None
+    c_out = c_out if isinstance(c_out, int) and not isinstance(c_out, bool) else None
+    return c_in, c_out
+
+
+def takes_neighbours(module: nn.Module) -> bool:
+    """Whether ``module`` may be given a shared table (any non-PointModule may)."""
+    return not isinstance(module, PointModule) or module.accepts_neighbours
+
+
+def is_gate(module: nn.Module) -> bool:
+    """Whether ``module`` is a gate (multiplicative, applied without a residual)."""
+    return isinstance(module, PointModule) and module.is_gate
 
 
 @contextmanager

@@ -2,7 +2,6 @@ r"""The pre-norm residual block that wraps any attention module."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -10,32 +9,10 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from .base import PointModule
+from .base import PointModule, channels_of, takes_neighbours
 from .common import MLP
 
-__all__ = ["AttentionBlock", "drop_path", "module_channels"]
-
-
-def module_channels(module: nn.Module) -> tuple[int | None, int | None]:
-    """``(in_channels, out_channels)`` of a module, from its attributes
-    (``in_channels``/``out_channels``, else ``channels``); ``None`` if unknown."""
-    c = getattr(module, "channels", None)
-    c_in = getattr(module, "in_channels", c)
-    c_out = getattr(module, "out_channels", None)
-    if c_out is None:
-        c_out = c if c is not None else c_in
-    return (c_in if isinstance(c_in, int) else None,
-            c_out if isinstance(c_out, int) else None)
-
-
-def accepts(module: nn.Module, name: str) -> bool:
-    """Whether ``module.forward`` takes a keyword ``name`` (or ``**kwargs``)."""
-    try:
-        params = inspect.signature(module.forward).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+__all__ = ["AttentionBlock", "drop_path"]
 
 
 def drop_path(x: Tensor, batch: Tensor | None, p: float, training: bool) -> Tensor:
@@ -123,7 +100,7 @@ class AttentionBlock(PointModule):
         super().__init__()
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
-        c_in, c_out = module_channels(module)
+        c_in, c_out = channels_of(module)
         if channels is None:
             channels = c_out
             if channels is None:
@@ -144,8 +121,11 @@ class AttentionBlock(PointModule):
         self.layer_scale = layer_scale
         self.drop_path = drop_path
         self.module = module
-        self._pass_return = accepts(module, "return_attention")
-        self._pass_nbr = accepts(module, "nbr_idx")
+        # the protocol of the wrapped module is the block's own
+        self._pass_return = isinstance(module, PointModule)
+        self.accepts_neighbours = takes_neighbours(module)
+        self.extra_inputs = (module.extra_inputs if isinstance(module, PointModule)
+                             else frozenset())
         self.norm1 = norm_layer(channels).to(**dd)
         hidden = int(round(channels * mlp_ratio))
         self.norm2: nn.Module | None = None
@@ -188,7 +168,7 @@ class AttentionBlock(PointModule):
             raise ValueError(f"x has {x.size(-1)} channels, expected {self.channels}")
         attn: dict[str, Tensor] = {}
         h = self.norm1(x)  # [N, C]
-        if nbr_idx is not None or self._pass_nbr:
+        if nbr_idx is not None or nbr_mask is not None:
             kwargs = dict(kwargs, nbr_idx=nbr_idx, nbr_mask=nbr_mask)
         if return_attention and self._pass_return:
             y, attn = self.module(h, pos, batch, return_attention=True,

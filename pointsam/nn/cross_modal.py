@@ -8,7 +8,6 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import PointModule
-from .common import check_inputs
 
 __all__ = ["CrossModalAttention"]
 
@@ -83,6 +82,8 @@ class CrossModalAttention(PointModule):
         (torch.Size([20, 16]), torch.Size([20, 6, 4]))
     """
 
+    extra_inputs = frozenset({"tokens", "token_batch", "token_pos", "mask"})
+
     def __init__(self, channels: int, other_channels: int, *, num_heads: int = 8,
                  radius: float | None = None, bias: bool = True, fused: bool = True,
                  device: torch.device | str | None = None,
@@ -127,9 +128,7 @@ class CrossModalAttention(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
-        if x is None:
-            raise ValueError("CrossModalAttention needs point features x, got None")
-        check_inputs(x, pos, batch, in_channels=self.channels, module=self)
+        x = self.check_forward(x, pos, batch)
         n = x.size(0)
         if not isinstance(tokens, Tensor) or tokens.dim() != 2:
             got = list(tokens.shape) if isinstance(tokens, Tensor) else type(tokens)

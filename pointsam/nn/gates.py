@@ -16,17 +16,11 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import PointModule
-from .common import MLP, check_inputs, neighbours
+from .common import MLP, neighbours
 
 __all__ = ["ChannelGate", "PointGate", "CBAM"]
 
 _Dev = torch.device | str | None
-
-
-def _need_x(x: Tensor | None, name: str) -> Tensor:
-    if x is None:
-        raise ValueError(f"{name} needs point features x, got None")
-    return x
 
 
 class ChannelGate(PointModule):
@@ -63,6 +57,8 @@ class ChannelGate(PointModule):
         (torch.Size([50, 32]), torch.Size([2, 32]))
     """
 
+    is_gate = True  # x <- g(x), no residual
+
     def __init__(self, channels: int, reduction: int = 16, *,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
                  device: _Dev = None, dtype: torch.dtype | None = None) -> None:
@@ -92,8 +88,7 @@ class ChannelGate(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
-        x = _need_x(x, "ChannelGate")
-        check_inputs(x, pos, batch, in_channels=self.channels, module=self)
+        x = self.check_forward(x, pos, batch)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
         b = ops.batch_size_of(batch)
@@ -146,6 +141,8 @@ class PointGate(PointModule):
         (torch.Size([40, 16]), torch.Size([40, 1]))
     """
 
+    is_gate = True  # x <- g(x), no residual
+
     def __init__(self, channels: int, k: int = 16, *, hidden_channels: int = 16,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
                  device: _Dev = None, dtype: torch.dtype | None = None) -> None:
@@ -175,8 +172,7 @@ class PointGate(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
-        x = _need_x(x, "PointGate")
-        check_inputs(x, pos, batch, nbr_idx, nbr_mask, in_channels=self.channels, module=self)
+        x = self.check_forward(x, pos, batch, nbr_idx, nbr_mask)
         nbr_idx, nbr_mask = neighbours(pos, batch, self.k, 1, nbr_idx, nbr_mask)
         s = torch.stack([x.mean(dim=1), x.amax(dim=1)], dim=-1)  # [N, 2]
         rel_pos = (pos[nbr_idx] - pos.unsqueeze(1)).to(x.dtype)  # [N, K, 3]
@@ -222,6 +218,8 @@ class CBAM(PointModule):
         >>> out.shape, sorted(attn)
         (torch.Size([60, 32]), ['channel', 'point'])
     """
+
+    is_gate = True  # x <- g(x), no residual
 
     def __init__(self, channels: int, reduction: int = 16, k: int = 16, *,
                  hidden_channels: int = 16, device: _Dev = None,

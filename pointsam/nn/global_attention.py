@@ -8,7 +8,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .. import ops
 from .base import PointModule
-from .common import MLP, check_inputs
+from .common import MLP
 from .laff import LAFF
 from .local_attention import LocalAttention
 
@@ -153,9 +153,7 @@ class GlobalPooledAttention(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
-        if x is None:
-            raise ValueError(f"{type(self).__name__} needs point features x, got None")
-        check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels, module=self)
+        x = self.check_forward(x, pos, batch, nbr_idx, nbr_mask)
         if batch is None:
             batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
         b = ops.batch_size_of(batch)
@@ -267,9 +265,7 @@ class LocalGlobalAttention(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
-        if x is None:
-            raise ValueError(f"{type(self).__name__} needs point features x, got None")
-        check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels, module=self)
+        x = self.check_forward(x, pos, batch, nbr_idx, nbr_mask)
         attn: dict[str, Tensor] | None = {} if want else None
         if want:
             lo, la = self.local(x, pos, batch, nbr_idx, nbr_mask, return_attention=True)

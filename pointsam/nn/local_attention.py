@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .. import ops
 from ._chunked import chunked_neighbour_apply, default_chunk
 from .base import PointModule
-from .common import MLP, check_inputs, neighbours
+from .common import MLP, neighbours
 
 __all__ = ["LocalAttention"]
 
@@ -229,9 +229,7 @@ class LocalAttention(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
-        if x is None:
-            raise ValueError(f"{type(self).__name__} needs point features x, got None")
-        check_inputs(x, pos, batch, nbr_idx, nbr_mask, self.in_channels, module=self)
+        x = self.check_forward(x, pos, batch, nbr_idx, nbr_mask)
         nbr_idx, nbr_mask = neighbours(pos, batch, self.k, self.dilation,
                                        nbr_idx, nbr_mask)  # [N, K], [N, K]
         pos = pos.to(x.dtype)

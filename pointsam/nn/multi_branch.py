@@ -2,7 +2,6 @@ r"""Several attention branches in parallel, fused per point by LAFF."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,9 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from .base import PointModule
-from .block import accepts, module_channels
-from .common import check_inputs
+from .base import PointModule, channels_of, takes_neighbours
 from .laff import LAFF
 
 __all__ = ["MultiBranchAttention"]
@@ -40,9 +37,11 @@ class MultiBranchAttention(PointModule):
     every branch; with ``k`` set and no table given, one
     :func:`pointsam.ops.knn` table of k neighbours is computed and shared;
     otherwise each branch builds its own (needed for branches with their own
-    metric, such as :class:`AxialAttention` or dilated ones). Extra keyword
-    arguments of forward (``past_x=``, ``tokens=``...) go to the branches
-    whose ``forward`` accepts them.
+    metric, such as :class:`AxialAttention` or dilated ones). A branch whose
+    :attr:`~PointModule.accepts_neighbours` is ``False`` (AxialAttention) never
+    gets the table. Extra keyword arguments of forward (``past_x=``,
+    ``tokens=``...) go to the branches that declare them in
+    :attr:`~PointModule.extra_inputs`.
 
     Args:
         branches: The m >= 1 branch modules, each ``(x, pos, batch, nbr_idx,
@@ -89,7 +88,7 @@ class MultiBranchAttention(PointModule):
         if fusion not in ("laff", "linear"):
             raise ValueError(f"fusion must be 'laff' or 'linear', got {fusion!r}")
         if branch_channels is None:
-            chans = [module_channels(br)[1] for br in branches]
+            chans = [channels_of(br)[1] for br in branches]
             for i, c in enumerate(chans):
                 if c is None:
                     raise ValueError(f"cannot read the output channels of branch {i} "
@@ -104,7 +103,7 @@ class MultiBranchAttention(PointModule):
         ops.check_positive_int(out_channels, "out_channels")
         if k is not None:
             ops.check_positive_int(k, "k")
-        in_c = {module_channels(br)[0] for br in branches} - {None}
+        in_c = {channels_of(br)[0] for br in branches} - {None}
         if len(in_c) > 1:
             raise ValueError(f"branches expect different input channels {sorted(in_c)}"
                              f"; they all run on the same x")
@@ -121,17 +120,12 @@ class MultiBranchAttention(PointModule):
             self.fuse = LAFF(branch_channels, out_channels, num_heads=num_heads, **dd)
         else:
             self.fuse = nn.Linear(sum(branch_channels), out_channels, **dd)
-        self._accepts_return = [accepts(br, "return_attention") for br in branches]
-        self._kw: list[set[str] | None] = []
-        for br in branches:
-            try:
-                params = inspect.signature(br.forward).parameters.values()
-            except (TypeError, ValueError):
-                params = []  # type: ignore[assignment]
-            if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-                self._kw.append(None)  # takes every keyword
-            else:
-                self._kw.append({p.name for p in params})
+        self._accepts_return = [isinstance(br, PointModule) for br in branches]
+        self._nbr = [takes_neighbours(br) for br in branches]
+        self._kw: list[frozenset[str]] = [
+            br.extra_inputs if isinstance(br, PointModule) else frozenset()
+            for br in branches]
+        self.extra_inputs = frozenset().union(*self._kw)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -145,18 +139,18 @@ class MultiBranchAttention(PointModule):
                 return_attention: bool = False, **kwargs: Any
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
-        check_inputs(x, pos, batch, nbr_idx, nbr_mask, in_channels=self.in_channels, module=self)
+        self.check_forward(x, pos, batch, nbr_idx, nbr_mask)
         if nbr_idx is None and self.k is not None:
             nbr_idx, nbr_mask = ops.knn(pos, self.k, batch)  # [N, k], [N, k]
         for name in kwargs:
-            if all(kw is not None and name not in kw for kw in self._kw):
+            if name not in self.extra_inputs:
                 raise TypeError(f"no branch accepts the keyword argument {name!r}")
         feats: list[Tensor] = []
         attn: dict[str, Tensor] = {}
         for i, br in enumerate(self.branches):
             kw = self._kw[i]
-            extra = {n: v for n, v in kwargs.items() if kw is None or n in kw}
-            if nbr_idx is not None and (kw is None or "nbr_idx" in kw):
+            extra = {n: v for n, v in kwargs.items() if n in kw}
+            if nbr_idx is not None and self._nbr[i]:
                 extra.update(nbr_idx=nbr_idx, nbr_mask=nbr_mask)
             if want and self._accepts_return[i]:
                 f, a = br(x, pos, batch, return_attention=True, **extra)  # [N, C_i]

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import PointModule
-from .common import MLP, check_inputs
+from .common import MLP
 
 __all__ = ["MultiHeadPointAttention"]
 
@@ -111,10 +111,7 @@ class MultiHeadPointAttention(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
-        if x is None:
-            raise ValueError("MultiHeadPointAttention needs point features x, "
-                             "got None")
-        check_inputs(x, pos, batch, in_channels=self.channels, module=self)
+        x = self.check_forward(x, pos, batch)
         n = x.size(0)
         if batch is None:
             batch = torch.zeros(n, dtype=torch.long, device=x.device)

@@ -116,6 +116,8 @@ class TemporalAttention(PointModule):
         (torch.Size([30, 16]), torch.Size([30, 8, 4]))
     """
 
+    extra_inputs = frozenset({"past_x", "past_pos", "past_batch"})
+
     def __init__(self, channels: int, *, num_heads: int = 8, k: int = 16,
                  num_frames: int | None = None, hidden_channels: int | None = None,
                  fused: bool = True, chunk: int | None = None,
@@ -232,9 +234,7 @@ class TemporalAttention(PointModule):
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
-        if x is None:
-            raise ValueError("TemporalAttention needs point features x, got None")
-        check_inputs(x, pos, batch, in_channels=self.channels, module=self)
+        x = self.check_forward(x, pos, batch)
         pbatch = self._check_past(x, pos.dtype, batch, past_x, past_pos, past_batch)
         t, kk = len(past_x), self.k
         b = ops.batch_size_of(batch)
