@@ -20,6 +20,14 @@ in the same run:
    peak memory (peak RSS above the level before the forward, each case in its
    own process; on CUDA ``max_memory_allocated``).
 4. Training-step time of each lite model at 16 clouds x 512 points.
+5. ``validate``: validation once at the boundary against validation at every
+   level (issue 15), interleaved in the same run (``paired_times``): a
+   ``pointnet2_lite_cls`` training step, 16 x 1024 points, and a whole-scan
+   ``pointnet2_lite_semseg`` inference on the real KITTI object scan
+   ``../shared/data/kitti_object_sample/training/velodyne/004139.bin`` (123k
+   points; a synthetic 120k scan when it is absent). "Before" runs the same
+   code inside :func:`pointsam.ops.validate_always`, which re-enables every
+   internal check, as the code did before it validated once.
 
 ``--quick`` runs every section at small sizes (a smoke test, about a minute).
 """
@@ -39,8 +47,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.common import lidar_scan, median_time
+from bench.common import lidar_scan, median_time, paired_times
+from pointsam import ops
 from pointsam.models import create_model, list_models
+
+_KITTI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                      "shared", "data", "kitti_object_sample", "training",
+                      "velodyne", "004139.bin")
 
 # ----------------------------------------------------------------------------
 # the dense reference DGCNN, from the paper (Wang et al. 2019, section 3.1)
@@ -351,13 +364,65 @@ def bench_lite(b: int, n: int, repeat: int, device: torch.device) -> list[str]:
     return lines
 
 
+def _kitti_scan(device: torch.device) -> tuple[Tensor, str]:
+    import numpy as np
+
+    if os.path.exists(_KITTI):
+        pts = np.fromfile(_KITTI, dtype=np.float32).reshape(-1, 4)[:, :3]
+        return torch.from_numpy(pts.copy()).to(device), "KITTI 004139.bin"
+    return _scan(120_000, device), "synthetic scan"
+
+
+def bench_validate(b: int, n: int, repeat: int, device: torch.device) -> list[str]:
+    sync = device.type == "cuda"
+    lines = ["### Validation at the boundary vs at every level (issue 15)", "",
+             "before = `ops.validate_always()` (every internal op and module checks "
+             "pos/batch/tables again, host syncs included); after = the default "
+             f"(checked once at the model's entry). Interleaved, median of {repeat}.",
+             "", "| case | N | before (s) | after (s) | after / before |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    torch.manual_seed(0)
+    pos, batch = _clouds(b, n, device)
+    m = create_model("pointnet2_lite_cls", num_classes=10).to(device).train()
+    opt = torch.optim.SGD(m.parameters(), lr=1e-3)
+    y = torch.randint(0, 10, (b,), device=device)
+
+    def step() -> None:
+        opt.zero_grad()
+        F.cross_entropy(m(pos=pos, batch=batch), y).backward()
+        opt.step()
+
+    def step_before() -> None:
+        with ops.validate_always():
+            step()
+
+    tb, ta = paired_times(step_before, step, repeat, sync)
+    lines.append(f"| `pointnet2_lite_cls` training step, {b} x {n} | {b * n:,} | "
+                 f"{tb:.3f} | {ta:.3f} | {ta / tb:.3f} |")
+    scan, label = _kitti_scan(device)
+    seg = create_model("pointnet2_lite_semseg", num_classes=19).to(device).eval()
+
+    def infer() -> None:
+        with torch.no_grad():
+            seg(pos=scan)
+
+    def infer_before() -> None:
+        with ops.validate_always():
+            infer()
+
+    tb, ta = paired_times(infer_before, infer, repeat, sync)
+    lines.append(f"| `pointnet2_lite_semseg` inference, {label} | {scan.size(0):,} | "
+                 f"{tb:.3f} | {ta:.3f} | {ta / tb:.3f} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", help="also write the tables to this markdown file")
-    ap.add_argument("--only", default="step,static,scans,lite",
+    ap.add_argument("--only", default="step,static,scans,lite,validate",
                     help="comma-separated sections to run")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -389,6 +454,9 @@ def main() -> None:
     if "lite" in only:
         sections.append(lambda: bench_lite(4 if q else 16, 128 if q else 512,
                                            1 if q else args.repeat, dev))
+    if "validate" in only:
+        sections.append(lambda: bench_validate(4 if q else 16, 256 if q else 1024,
+                                               1 if q else args.repeat, dev))
     for section in sections:
         lines = section() + [""]
         print("\n".join(lines), flush=True)

@@ -93,7 +93,8 @@ def feature_knn(x: Tensor, k: int, batch: Tensor | None = None, *,
     ops.check_features(x, x.size(0) if isinstance(x, Tensor) else 0, "x")
     if x.size(0) == 0:
         raise ValueError("x is empty (0 points)")
-    ops.check_batch(batch, x.size(0), "batch")
+    if not ops.is_trusted():  # value check: at the boundary only
+        ops.check_batch(batch, x.size(0), "batch")
     if batch is None:
         batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
     b = ops.batch_size_of(batch, batch_size)
@@ -381,8 +382,9 @@ class DGCNN(nn.Module):
     def forward(self, x: Tensor | None, pos: Tensor, batch: Tensor | None = None, *,
                 category: Tensor | None = None,
                 batch_size: int | None = None) -> Tensor:
-        ops.check_pos(pos, "pos")
-        ops.check_batch(batch, pos.size(0), "batch")
+        if not ops.is_trusted():  # called directly: this is the boundary
+            ops.check_pos(pos, "pos")
+            ops.check_batch(batch, pos.size(0), "batch")
         if batch is None:
             batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
         b = ops.batch_size_of(batch, batch_size)
@@ -390,6 +392,11 @@ class DGCNN(nn.Module):
             if x is None:
                 raise ValueError(f"x is required: in_channels={self.in_channels}")
             ops.check_features(x, pos.size(0), "x", channels=self.in_channels)
+        with ops.trusted():  # validated: the stages and their ops do not check again
+            return self._forward(x, pos, batch, category, b)
+
+    def _forward(self, x: Tensor | None, pos: Tensor, batch: Tensor,
+                 category: Tensor | None, b: int) -> Tensor:
         # one coordinate kNN per forward: stage 1, static stages, all attention
         d_max = max(self.dilation) if self.static_graph else self.dilation[0]
         cidx, cmask = ops.knn(pos, self.k * d_max, batch, batch_size=b)  # [N, k d]

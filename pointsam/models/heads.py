@@ -121,7 +121,9 @@ def unpack(data: Any = None, *, pos: Tensor | None = None, x: Tensor | None = No
     r"""``(x, pos, batch, category, batch_size)`` from a ``Data``/``Batch`` or tensors.
 
     ``batch`` defaults to one cloud; the number of clouds comes from
-    ``data.num_graphs`` when present (no host sync), else from ``batch``.
+    ``data.num_graphs`` when present, else from ``batch``. This is a model's
+    boundary: ``pos``/``batch`` (and ``batch_size``) are validated here, once;
+    the model then runs its backbone inside :func:`pointsam.ops.trusted`.
     """
     if data is not None:
         if pos is not None:
@@ -139,7 +141,7 @@ def unpack(data: Any = None, *, pos: Tensor | None = None, x: Tensor | None = No
         b = 1
     else:
         ng = getattr(data, "num_graphs", None) if data is not None else None
-        b = int(ng) if isinstance(ng, int) else ops.batch_size_of(batch)
+        b = ops.batch_size_of(batch, ng if isinstance(ng, int) else None)
     return x, pos, batch, category, b
 
 
@@ -176,7 +178,8 @@ class PointClassifier(nn.Module):
     def forward(self, data: Any = None, **tensors: Tensor) -> Tensor:
         x, pos, batch, _, b = unpack(data, **tensors)
         x = _features(self.backbone, x, pos.size(0))
-        return self.head(self.backbone(x, pos, batch, batch_size=b))  # [B, classes]
+        with ops.trusted():  # validated above: the backbone does not check again
+            return self.head(self.backbone(x, pos, batch, batch_size=b))  # [B, classes]
 
 
 class PointSegmenter(nn.Module):
@@ -219,7 +222,9 @@ class PointSegmenter(nn.Module):
             if bool(((category < 0) | (category >= nc)).any()):
                 raise ValueError(f"category values must be in [0, {nc}), got "
                                  f"{sorted(set(category.tolist()))}")
-            feat = self.backbone(x, pos, batch, category=category, batch_size=b)
-        else:
-            feat = self.backbone(x, pos, batch, batch_size=b)
-        return self.head(feat)  # [N, classes]
+        with ops.trusted():  # validated above: the backbone does not check again
+            if nc > 0:
+                feat = self.backbone(x, pos, batch, category=category, batch_size=b)
+            else:
+                feat = self.backbone(x, pos, batch, batch_size=b)
+            return self.head(feat)  # [N, classes]

@@ -400,8 +400,9 @@ class PointNet2(nn.Module):
     def forward(self, x: Tensor | None, pos: Tensor, batch: Tensor | None = None, *,
                 category: Tensor | None = None,
                 batch_size: int | None = None) -> Tensor:
-        ops.check_pos(pos, "pos")
-        ops.check_batch(batch, pos.size(0), "batch")
+        if not ops.is_trusted():  # called directly: this is the boundary
+            ops.check_pos(pos, "pos")
+            ops.check_batch(batch, pos.size(0), "batch")
         if batch is None:
             batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
         b = ops.batch_size_of(batch, batch_size)
@@ -411,6 +412,11 @@ class PointNet2(nn.Module):
                 raise ValueError(f"x is required: in_channels={self.in_channels}")
         else:
             x = None
+        with ops.trusted():  # validated: the stages and their ops do not check again
+            return self._forward(x, pos, batch, category, b)
+
+    def _forward(self, x: Tensor | None, pos: Tensor, batch: Tensor,
+                 category: Tensor | None, b: int) -> Tensor:
         levels = [(x, pos, batch)]
         for sa in self.stages:
             levels.append(sa(*levels[-1], batch_size=b))

@@ -29,6 +29,8 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
+from .. import ops
+
 __all__ = ["PointModule", "AttentionRecord", "record_attention", "channels_of",
            "takes_neighbours", "is_gate"]
 
@@ -133,12 +135,17 @@ class PointModule(nn.Module):
         Raises ``"<Name> needs point features x, got None"`` when
         :attr:`needs_features` and ``x`` is ``None``, then runs
         :func:`~pointsam.nn.check_inputs` with this module's ``in_channels``
-        and weights.
+        and weights, except inside :func:`pointsam.ops.trusted` (a backbone
+        that validated ``pos``/``batch`` at its entry and built the table
+        itself): a module called directly by a user is validated, the same
+        module inside a model is not validated again.
         """
         if x is None:
             if self.needs_features:
                 raise ValueError(f"{type(self).__name__} needs point features x, "
                                  f"got None")
+        if ops.is_trusted():
+            return x  # type: ignore[return-value]
         from .common import check_inputs  # common imports ops, not base
 
         c = self.in_channels

@@ -5,8 +5,23 @@ One API with several backends (DESIGN.md section 7): :func:`knn`, :func:`radius`
 ``batch``/``ptr``/dense helpers. Nothing here holds parameters.
 """
 
-from ._validate import check_batch, check_features, check_pos, check_positive_int
-from .batch import batch_size_of, default_batch, batch_to_ptr, from_dense, ptr_to_batch, to_dense
+from ._validate import (
+    check_batch,
+    check_features,
+    check_pos,
+    check_positive_int,
+    is_trusted,
+    trusted,
+    validate_always,
+)
+from .batch import (
+    batch_size_of,
+    batch_to_ptr,
+    default_batch,
+    from_dense,
+    ptr_to_batch,
+    to_dense,
+)
 from .dilation import hdc_rates
 from .fps import available_fps_backends, canonical_start, fps, fps_backends
 from .grid import GridSample, grid_subsample
@@ -19,4 +34,5 @@ __all__ = [
     "canonical_start", "segment_sum", "segment_mean", "segment_max", "segment_softmax",
     "default_batch", "batch_to_ptr", "ptr_to_batch", "batch_size_of", "to_dense", "from_dense",
     "check_pos", "check_batch", "check_features", "check_positive_int",
+    "trusted", "is_trusted", "validate_always",
 ]

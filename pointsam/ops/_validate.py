@@ -1,11 +1,84 @@
-"""One validation helper for every public op: clear ``ValueError``s naming the argument."""
+r"""One validation helper for every public op: clear ``ValueError``s naming the argument.
+
+**Validate once, at the boundary.** Checking ``pos`` for NaN or ``batch`` for
+order reads tensor values, so each check is a host sync (``bool(tensor)``). The
+public boundaries validate: a model's entry (:func:`pointsam.models.heads.unpack`
+or a backbone's forward called directly), every public op (:func:`pointsam.ops.knn`,
+:func:`~pointsam.ops.fps`...) and every attention module called directly. A
+boundary that has validated runs the rest of the call inside :func:`trusted`;
+there, the internal calls (the ops a backbone calls, its attention modules'
+:meth:`~pointsam.nn.PointModule.check_forward`) skip the value checks of
+``pos``/``batch``/neighbour tables and the ``batch_size`` cross-check, so a
+model's forward does one validation, at its entry. Checks of arguments that are
+not derived from the validated inputs (``k``, ``ratio``, a backend name) stay.
+
+:func:`trusted` is a :class:`contextvars.ContextVar`, so it is per thread and
+per task; it is never set by a module's state. :func:`validate_always` turns
+trust off (every level validates again, as before this design): for debugging
+a model that feeds bad data to an internal call, and for the before/after
+benchmark in ``bench/models.py``.
+
+Example:
+    >>> import torch
+    >>> pos = torch.tensor([[0.0, 0, float("nan")]])
+    >>> check_pos(pos)
+    Traceback (most recent call last):
+    ...
+    ValueError: pos contains NaN or Inf coordinates (1 points)
+    >>> with trusted():
+    ...     is_trusted()
+    True
+    >>> with trusted(), validate_always():
+    ...     is_trusted()
+    False
+"""
 
 from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
-__all__ = ["check_pos", "check_batch", "check_features", "check_positive_int"]
+__all__ = ["check_pos", "check_batch", "check_features", "check_positive_int",
+           "trusted", "is_trusted", "validate_always"]
+
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "pointsam_trusted_inputs", default=False)
+_ALWAYS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "pointsam_validate_always", default=False)
+
+
+@contextmanager
+def trusted() -> Iterator[None]:
+    """Mark the calls inside as internal: their inputs were validated at the boundary.
+
+    Only a boundary that has just validated ``pos``/``batch`` (and built the
+    neighbour tables it passes on) should enter it.
+    """
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def is_trusted() -> bool:
+    """Whether the current call is internal (inside :func:`trusted`) and may skip
+    the value checks; always ``False`` inside :func:`validate_always`."""
+    return _TRUSTED.get() and not _ALWAYS.get()
+
+
+@contextmanager
+def validate_always(enabled: bool = True) -> Iterator[None]:
+    """Inside, :func:`trusted` has no effect: every level validates its inputs."""
+    token = _ALWAYS.set(enabled)
+    try:
+        yield
+    finally:
+        _ALWAYS.reset(token)
 
 
 def check_pos(pos: Tensor, name: str = "pos", *, allow_empty: bool = False) -> None:

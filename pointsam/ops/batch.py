@@ -29,13 +29,18 @@ def batch_size_of(batch: Tensor | None, batch_size: int | None = None) -> int:
 
     A given ``batch_size`` must be an integer that covers every cloud id in
     ``batch`` (``>= batch.max() + 1``; larger means trailing empty clouds);
-    anything else is a ``ValueError``, never a silently wrong partition.
+    anything else is a ``ValueError``, never a silently wrong partition. The
+    cover check reads ``batch.max()`` (a host sync) and is skipped inside
+    :func:`pointsam.ops.trusted`, where the boundary computed ``batch_size``.
     """
+    from ._validate import is_trusted
+
     if batch_size is not None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
                 or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if batch is not None and batch.numel() and int(batch.max()) >= batch_size:
+        if batch is not None and batch.numel() and not is_trusted() \
+                and int(batch.max()) >= batch_size:
             raise ValueError(f"batch_size={batch_size} but batch holds cloud id "
                              f"{int(batch.max())}; batch_size must be >= "
                              "batch.max() + 1")
@@ -75,9 +80,10 @@ def to_dense(x: Tensor, batch: Tensor | None = None, *, fill_value: float = 0.0,
         >>> d.shape, m.tolist()
         (torch.Size([2, 2, 1]), [[True, False], [True, True]])
     """
-    from ._validate import check_batch
+    from ._validate import check_batch, is_trusted
 
-    check_batch(batch, x.size(0), "batch")  # sorted: rows of a cloud contiguous
+    if not is_trusted():
+        check_batch(batch, x.size(0), "batch")  # sorted: rows of a cloud contiguous
     if max_num_points is not None and (isinstance(max_num_points, bool) or not
                                        isinstance(max_num_points, int)
                                        or max_num_points < 1):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._validate import check_batch, check_pos, check_positive_int
+from ._validate import check_batch, check_pos, check_positive_int, is_trusted
 from .batch import batch_size_of, batch_to_ptr, to_dense
 
 __all__ = ["fps", "fps_backends", "available_fps_backends", "canonical_start"]
@@ -169,8 +169,9 @@ def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
         >>> fps(pos, num=2, backend="torch").tolist()
         [3, 0]
     """
-    check_pos(pos, "pos")
-    check_batch(batch, pos.size(0), "batch")
+    if not is_trusted():  # value checks: at the boundary only
+        check_pos(pos, "pos")
+        check_batch(batch, pos.size(0), "batch")
     if (ratio is None) == (num is None):
         raise ValueError("give exactly one of ratio and num")
     if ratio is not None and not (isinstance(ratio, (int, float))

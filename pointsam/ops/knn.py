@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._validate import check_batch, check_pos, check_positive_int
+from ._validate import check_batch, check_pos, check_positive_int, is_trusted
 from .batch import batch_size_of, batch_to_ptr, to_dense
 
 __all__ = ["knn", "radius", "knn_backends", "available_knn_backends"]
@@ -267,17 +267,21 @@ def _resolve_backend(backend: str, pos: Tensor, n_max: int) -> str:
 def _prepare(pos: Tensor, batch: Tensor | None, query: Tensor | None,
              query_batch: Tensor | None, scale: Sequence[float] | Tensor | None,
              batch_size: int | None) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
-    check_pos(pos, "pos")
-    check_batch(batch, pos.size(0), "batch")
+    check = not is_trusted()  # value checks: at the boundary only
+    if check:
+        check_pos(pos, "pos")
+        check_batch(batch, pos.size(0), "batch")
     if query is None:
         if query_batch is not None:
             raise ValueError("query_batch given without query")
         query, query_batch = pos, batch
     else:
-        check_pos(query, "query", allow_empty=True)
+        if check:
+            check_pos(query, "query", allow_empty=True)
         if (batch is None) != (query_batch is None):
             raise ValueError("give both batch and query_batch, or neither")
-        check_batch(query_batch, query.size(0), "query_batch")
+        if check:
+            check_batch(query_batch, query.size(0), "query_batch")
     if batch is None:
         batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
         query_batch = torch.zeros(query.size(0), dtype=torch.long, device=pos.device)
@@ -288,7 +292,8 @@ def _prepare(pos: Tensor, batch: Tensor | None, query: Tensor | None,
             batch_size_of(query_batch, batch_size))  # validates batch_size
     if scale is not None:
         s = torch.as_tensor(scale, dtype=pos.dtype, device=pos.device).flatten()
-        if s.numel() != 3 or not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
+        if s.numel() != 3 or (check and (not bool(torch.isfinite(s).all())
+                                         or bool((s <= 0).any()))):
             raise ValueError(f"scale must be 3 positive finite numbers, got {scale!r}")
         pos, query = pos * s, query * s
     if pos.dtype in (torch.float16, torch.bfloat16):
@@ -355,7 +360,7 @@ def knn(pos: Tensor, k: int, batch: Tensor | None = None, *,
         return empty, empty.bool()
     counts = torch.bincount(batch, minlength=b)  # [B]
     qcounts = torch.bincount(query_batch, minlength=b)
-    if bool(((counts == 0) & (qcounts > 0)).any()):
+    if not is_trusted() and bool(((counts == 0) & (qcounts > 0)).any()):
         bad = torch.nonzero((counts == 0) & (qcounts > 0)).flatten().tolist()
         raise ValueError(f"query points of clouds {bad} have no points in pos")
     kk = k * dilation

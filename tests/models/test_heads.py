@@ -1,0 +1,77 @@
+"""Heads and the model adapters: the model's boundary validates once."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from pointsam import ops
+from pointsam.models import create_model
+from pointsam.nn import common
+from tests.models._models_tiny import ragged, tiny
+
+
+def _spy(monkeypatch, fn):
+    """Count the calls of ``fn`` through every pointsam module that binds it."""
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(args[1:2])
+        return fn(*args, **kwargs)
+
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__name__", "").startswith("pointsam") \
+                and getattr(mod, fn.__name__, None) is fn:
+            monkeypatch.setattr(mod, fn.__name__, wrapper)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["pointnet2_lite_cls", "dgcnn_lite_semseg",
+                                  "pointnet2_lite_semseg"])
+@pytest.mark.parametrize("attention", [None, "cbam", "local"])
+def test_model_forward_validates_once_at_the_entry(monkeypatch, name, attention):
+    m = create_model(name, num_classes=5, attention=attention, **tiny(name)).eval()
+    pos, batch = ragged()
+    pos_calls = _spy(monkeypatch, ops.check_pos)
+    batch_calls = _spy(monkeypatch, ops.check_batch)
+    module_calls = _spy(monkeypatch, common.check_inputs)
+    with torch.no_grad():
+        m(pos=pos, batch=batch)
+    assert len(pos_calls) == 1 and len(batch_calls) == 1  # unpack, nothing below
+    assert module_calls == []  # no attention module re-validates inside the model
+    # forced on at every level (the old behaviour, kept for debugging and bench)
+    with ops.validate_always(), torch.no_grad():
+        m(pos=pos, batch=batch)
+    assert len(pos_calls) > 2 and len(batch_calls) > 2
+    if attention is not None:
+        assert module_calls
+
+
+def test_backbone_called_directly_is_a_boundary(monkeypatch):
+    m = create_model("dgcnn_lite_cls", **tiny("dgcnn_lite_cls")).eval()
+    pos, batch = ragged()
+    calls = _spy(monkeypatch, ops.check_pos)
+    with torch.no_grad():
+        m.backbone(None, pos, batch)
+    assert len(calls) == 1
+    pos[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        m.backbone(None, pos, batch)
+
+
+def test_entry_errors_unchanged():
+    m = create_model("pointnet2_lite_cls", **tiny("pointnet2_lite_cls")).eval()
+    pos, batch = ragged()
+    with pytest.raises(ValueError, match="must be sorted"):
+        m(pos=pos, batch=batch.flip(0))
+    with pytest.raises(ValueError, match="batch has 5 entries"):
+        m(pos=pos, batch=batch[:5])
+    from torch_geometric.data import Batch, Data
+
+    data = Batch.from_data_list([Data(pos=pos[:9]), Data(pos=pos[9:])])
+    data.batch = torch.zeros_like(data.batch).index_fill_(0, torch.tensor([20]), 2)
+    data.batch[21:] = 2
+    with pytest.raises(ValueError, match="batch_size=2 but batch holds cloud id 2"):
+        m(data)
