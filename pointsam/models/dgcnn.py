@@ -2,7 +2,8 @@ r"""DGCNN with attention per EdgeConv stage, dynamic or static graphs.
 
 From `"Dynamic Graph CNN for Learning on Point Clouds"
 <https://arxiv.org/abs/1801.07829>`_ (Wang et al., 2019). Ragged batches,
-channels last; the feature-space kNN is batched per cloud (:func:`feature_knn`).
+channels last; the feature-space kNN is batched per cloud
+(:func:`pointsam.ops.feature_knn`).
 """
 
 from __future__ import annotations
@@ -17,110 +18,15 @@ from torch import Tensor, nn
 
 from .. import ops
 from ..nn import LAFFMultiLevel
+from ..ops import feature_knn  # re-exported: pointsam.models.feature_knn
 from .attention import AttentionSpec, apply_attention, build_attention
 from .heads import ClsHead, PointClassifier, PointSegmenter, SegHead
 from .registry import register_model
 from .shapenet_parts import NUM_CATEGORIES, NUM_PARTS
 
-__all__ = ["feature_knn", "dilate", "EdgeConv", "SpatialTransform", "DGCNN"]
+__all__ = ["feature_knn", "EdgeConv", "SpatialTransform", "DGCNN"]
 
-_BLOCK = 1 << 24  # distance entries per block (64 MB in float32)
 _FUSIONS = ("concat", "laff")
-
-
-def dilate(table: Tensor, k: int, dilation: int = 1) -> tuple[Tensor, Tensor]:
-    r"""Keep every ``dilation``-th of a sorted candidate table, as :func:`ops.knn`.
-
-    Args:
-        table: Candidates sorted by distance :math:`(M, K')`, ``-1`` where a cloud
-            has too few points (at the end of the row), :math:`K' \ge k`.
-        k: Neighbours kept.
-        dilation: Stride d; a row with fewer than ``k * d`` candidates uses the
-            largest stride ``<= d`` that still gives ``min(k, valid)`` neighbours.
-
-    Returns:
-        ``(nbr_idx, nbr_mask)`` :math:`(M, k)`; masked entries repeat the nearest.
-
-    Example:
-        >>> t = torch.tensor([[0, 1, 2, 3, 4, 5], [6, 7, 8, -1, -1, -1]])
-        >>> idx, mask = dilate(t, 3, 2)
-        >>> idx.tolist(), mask.tolist()
-        ([[0, 2, 4], [6, 7, 8]], [[True, True, True], [True, True, True]])
-    """
-    from ..ops.knn import _dilate
-
-    return _dilate(table, k, dilation, False, None)  # the one rule of ops.knn
-
-
-@torch.no_grad()
-def feature_knn(x: Tensor, k: int, batch: Tensor | None = None, *,
-                dilation: int = 1, batch_size: int | None = None,
-                block: int = _BLOCK) -> tuple[Tensor, Tensor]:
-    r"""k nearest neighbours in feature space, per cloud (DGCNN's dynamic graph).
-
-    .. math::
-        \mathcal{N}(i) = \operatorname{top-}k_{j:\, b_j = b_i}\;
-        -\|\mathbf{x}_i - \mathbf{x}_j\|^2
-
-    ranked by :math:`\|\mathbf{x}_j\|^2 - 2\,\mathbf{x}_i^\top \mathbf{x}_j`
-    (the squared distance less the row constant :math:`\|\mathbf{x}_i\|^2`,
-    one ``baddbmm``) on clouds
-    padded by :func:`pointsam.ops.to_dense`, several clouds per ``bmm`` while they
-    fit ``block`` entries, and query-row chunks for a cloud that does not. The
-    cost is :math:`O(\sum_b n_b^2 C)` time and :math:`O(\text{block})` memory;
-    use a static graph for large scans. No gradient flows through the indices.
-
-    Args:
-        x: Features :math:`(N, C)`.
-        k: Neighbours (self included, at distance 0).
-        batch: Sorted cloud ids :math:`(N)`; ``None`` means one cloud.
-        dilation: Dilation rate d (keep every d-th of the k*d nearest).
-        batch_size: Number of clouds B, to skip a host sync.
-        block: Distance entries computed at once.
-
-    Returns:
-        ``(nbr_idx, nbr_mask)`` int64 / bool :math:`(N, k)` (masked entries repeat
-        the nearest), rows sorted by distance.
-
-    Example:
-        >>> x = torch.tensor([[0.], [1.], [5.], [0.], [9.]])
-        >>> idx, mask = feature_knn(x, 2, torch.tensor([0, 0, 0, 1, 1]))
-        >>> idx.tolist(), bool(mask.all())
-        ([[0, 1], [1, 0], [2, 1], [3, 4], [4, 3]], True)
-    """
-    ops.check_positive_int(k, "k")
-    ops.check_positive_int(dilation, "dilation")
-    ops.check_features(x, x.size(0) if isinstance(x, Tensor) else 0, "x")
-    if x.size(0) == 0:
-        raise ValueError("x is empty (0 points)")
-    if not ops.is_trusted():  # value check: at the boundary only
-        ops.check_batch(batch, x.size(0), "batch")
-    if batch is None:
-        batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-    b = ops.batch_size_of(batch, batch_size)
-    xf = x.detach().float()
-    dense, dmask = ops.to_dense(xf, batch, batch_size=b)  # [B, N_max, C]
-    n_max = dense.size(1)
-    kk = min(k * dilation, n_max)
-    ptr = ops.batch_to_ptr(batch, b)  # [B + 1]
-    # the row term ||x_i||^2 does not change a row's ranking: rank by
-    # ||x_j||^2 - 2 x_i.x_j, one baddbmm; padding columns get +inf
-    sq = (dense * dense).sum(-1).masked_fill(~dmask, float("inf"))  # [B, N_max]
-    table = torch.full((b, n_max, k * dilation), -1, dtype=torch.long, device=x.device)
-    rows = max(1, min(n_max, block // max(1, n_max)))  # query rows per block
-    clouds = max(1, block // max(1, n_max * n_max))  # clouds per block
-    for s in range(0, b, clouds):
-        e = min(b, s + clouds)
-        keys_t = dense[s:e].transpose(1, 2)  # [b', C, N_max]
-        for r in range(0, n_max, rows):
-            q = dense[s:e, r:r + rows]  # [b', r', C]
-            d = torch.baddbmm(sq[s:e].unsqueeze(1), q, keys_t,
-                              alpha=-2.0)  # [b', r', N_max]
-            dist, idx = d.topk(kk, dim=-1, largest=False, sorted=True)  # [b', r', kk]
-            idx = (idx + ptr[s:e].view(-1, 1, 1)).masked_fill(torch.isinf(dist), -1)
-            table[s:e, r:r + rows, :kk] = idx
-    return dilate(table[dmask], k, dilation)  # [N, k]
-
 
 class EdgeConv(nn.Module):
     r"""EdgeConv: an MLP on edge features, max over the k neighbours.
@@ -385,8 +291,7 @@ class DGCNN(nn.Module):
         if not ops.is_trusted():  # called directly: this is the boundary
             ops.check_pos(pos, "pos")
             ops.check_batch(batch, pos.size(0), "batch")
-        if batch is None:
-            batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+        batch = ops.default_batch(batch, pos)  # [N]
         b = ops.batch_size_of(batch, batch_size)
         if self.in_channels:
             if x is None:
@@ -400,7 +305,6 @@ class DGCNN(nn.Module):
         # one coordinate kNN per forward: stage 1, static stages, all attention
         d_max = max(self.dilation) if self.static_graph else self.dilation[0]
         cidx, cmask = ops.knn(pos, self.k * d_max, batch, batch_size=b)  # [N, k d]
-        ctable = cidx.masked_fill(~cmask, -1)
         a_idx, a_mask = cidx[:, :self.k], cmask[:, :self.k]  # [N, k]
         p_in = pos
         if self.spatial_transform is not None:
@@ -408,17 +312,16 @@ class DGCNN(nn.Module):
             # the first graph on the transformed coordinates, as the reference
             cidx0, cmask0 = ops.knn(p_in, self.k * self.dilation[0], batch,
                                     batch_size=b)  # [N, k d_0]
-            ctable0 = cidx0.masked_fill(~cmask0, -1)
         h = torch.cat([p_in, x], dim=-1) if self.in_channels else p_in  # [N, 3 + C]
         levels = []
         for i, stage in enumerate(self.stages):
             if i == 0 and self.spatial_transform is not None:
-                nbr, _ = dilate(ctable0, self.k, self.dilation[0])  # [N, k]
+                nbr, _ = ops.dilate(cidx0, cmask0, self.k, self.dilation[0])  # [N, k]
             elif i == 0 or self.static_graph:
-                nbr, _ = dilate(ctable, self.k, self.dilation[i])  # [N, k]
+                nbr, _ = ops.dilate(cidx, cmask, self.k, self.dilation[i])  # [N, k]
             else:
-                nbr, _ = feature_knn(h, self.k, batch, dilation=self.dilation[i],
-                                     batch_size=b)  # [N, k]
+                nbr, _ = ops.feature_knn(h, self.k, batch, dilation=self.dilation[i],
+                                         batch_size=b)  # [N, k]
             h = stage(h, nbr)  # [N, C_l]
             h = apply_attention(stage.attn, h, pos, batch, a_idx, a_mask)
             levels.append(h)

@@ -137,11 +137,11 @@ def unpack(data: Any = None, *, pos: Tensor | None = None, x: Tensor | None = No
     ops.check_pos(pos, "pos")
     ops.check_batch(batch, pos.size(0), "batch")
     if batch is None:
-        batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
         b = 1
     else:
         ng = getattr(data, "num_graphs", None) if data is not None else None
         b = ops.batch_size_of(batch, ng if isinstance(ng, int) else None)
+    batch = ops.default_batch(batch, pos)  # [N]
     return x, pos, batch, category, b
 
 

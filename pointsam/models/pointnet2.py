@@ -403,8 +403,7 @@ class PointNet2(nn.Module):
         if not ops.is_trusted():  # called directly: this is the boundary
             ops.check_pos(pos, "pos")
             ops.check_batch(batch, pos.size(0), "batch")
-        if batch is None:
-            batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+        batch = ops.default_batch(batch, pos)  # [N]
         b = ops.batch_size_of(batch, batch_size)
         if self.in_channels:
             ops.check_features(x, pos.size(0), "x", channels=self.in_channels)

@@ -144,8 +144,8 @@ class CrossModalAttention(PointModule):
             raise ValueError("give both batch and token_batch, or neither")
         ops.check_batch(token_batch, nt, "token_batch")
         if batch is None:
-            batch = torch.zeros(n, dtype=torch.long, device=x.device)
-            token_batch = torch.zeros(nt, dtype=torch.long, device=x.device)
+            batch = ops.default_batch(None, x)  # [N]
+            token_batch = ops.default_batch(None, tokens)  # [T]
         assert token_batch is not None
         b = max(ops.batch_size_of(batch), ops.batch_size_of(token_batch))
         h, d = self.num_heads, self.head_dim

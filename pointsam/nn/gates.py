@@ -89,8 +89,7 @@ class ChannelGate(PointModule):
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
         x = self.check_forward(x, pos, batch)
-        if batch is None:
-            batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+        batch = ops.default_batch(batch, x)  # [N]
         b = ops.batch_size_of(batch)
         avg = ops.segment_mean(x, batch, b)  # [B, C]
         mx = ops.segment_max(x, batch, b)  # [B, C]

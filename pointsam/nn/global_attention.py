@@ -154,8 +154,7 @@ class GlobalPooledAttention(PointModule):
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
         x = self.check_forward(x, pos, batch, nbr_idx, nbr_mask)
-        if batch is None:
-            batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+        batch = ops.default_batch(batch, pos)  # [N]
         b = ops.batch_size_of(batch)
         pos = pos.to(x.dtype)
         tokens, cpos, cbatch, assign = pool_tokens(x, pos, batch, self.num_global, b)

@@ -113,8 +113,7 @@ class MultiHeadPointAttention(PointModule):
         want = self.wants_attention(return_attention)
         x = self.check_forward(x, pos, batch)
         n = x.size(0)
-        if batch is None:
-            batch = torch.zeros(n, dtype=torch.long, device=x.device)
+        batch = ops.default_batch(batch, x)  # [N]
         b = ops.batch_size_of(batch)
         counts = torch.bincount(batch, minlength=b)  # [B]
         n_max = int(counts.max())

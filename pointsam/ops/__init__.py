@@ -1,7 +1,8 @@
 r"""Neighbourhoods and reductions on ragged point batches.
 
 One API with several backends (DESIGN.md section 7): :func:`knn`, :func:`radius`,
-:func:`fps`, :func:`grid_subsample`, the segment reductions and the
+:func:`fps`, :func:`grid_subsample`, the neighbour rules :func:`dilate` and
+:func:`feature_knn`, the segment reductions and the
 ``batch``/``ptr``/dense helpers. Nothing here holds parameters.
 """
 
@@ -22,14 +23,16 @@ from .batch import (
     ptr_to_batch,
     to_dense,
 )
-from .dilation import hdc_rates
+from .dilation import dilate, hdc_rates
+from .feature_knn import feature_knn
 from .fps import available_fps_backends, canonical_start, fps, fps_backends
 from .grid import GridSample, grid_subsample
 from .knn import available_knn_backends, knn, knn_backends, radius
 from .segment import segment_max, segment_mean, segment_softmax, segment_sum
 
 __all__ = [
-    "knn", "radius", "fps", "grid_subsample", "GridSample", "hdc_rates",
+    "knn", "radius", "fps", "grid_subsample", "GridSample", "hdc_rates", "dilate",
+    "feature_knn",
     "knn_backends", "fps_backends", "available_knn_backends", "available_fps_backends",
     "canonical_start", "segment_sum", "segment_mean", "segment_max", "segment_softmax",
     "default_batch", "batch_to_ptr", "ptr_to_batch", "batch_size_of", "to_dense", "from_dense",

@@ -89,8 +89,7 @@ def to_dense(x: Tensor, batch: Tensor | None = None, *, fill_value: float = 0.0,
                                        or max_num_points < 1):
         raise ValueError(f"max_num_points must be an integer >= 1, got "
                          f"{max_num_points!r}")
-    if batch is None:
-        batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+    batch = default_batch(batch, x)  # [N]
     b = batch_size_of(batch, batch_size)
     counts = torch.bincount(batch, minlength=b)  # [B]
     n_max = int(counts.max()) if max_num_points is None else max_num_points

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ._validate import check_batch, check_pos, check_positive_int, is_trusted
-from .batch import batch_size_of, batch_to_ptr, to_dense
+from .batch import batch_size_of, batch_to_ptr, default_batch, to_dense
 
 __all__ = ["fps", "fps_backends", "available_fps_backends", "canonical_start"]
 
@@ -179,8 +179,7 @@ def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
         raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
     if num is not None:
         check_positive_int(num, "num")
-    if batch is None:
-        batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+    batch = default_batch(batch, pos)  # [N]
     b = batch_size_of(batch, batch_size)
     n = torch.bincount(batch, minlength=b)  # [B]
     if ratio is not None:

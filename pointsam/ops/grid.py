@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._validate import check_batch, check_pos, is_trusted
-from .batch import batch_size_of
+from .batch import batch_size_of, default_batch
 from .segment import segment_mean
 
 __all__ = ["GridSample", "grid_subsample"]
@@ -50,8 +50,7 @@ def grid_subsample(pos: Tensor, size: float, batch: Tensor | None = None, *,
         raise ValueError(f"size must be a positive finite voxel edge, got {size!r}")
     if mode not in ("mean", "first"):
         raise ValueError(f"mode must be 'mean' or 'first', got {mode!r}")
-    if batch is None:
-        batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+    batch = default_batch(batch, pos)  # [N]
     b = batch_size_of(batch, batch_size)
     p = pos.to(torch.promote_types(pos.dtype, torch.float32))  # exact voxel keys
     origin = torch.full((b, 3), float("inf"), dtype=p.dtype, device=pos.device)

@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from ._validate import check_batch, check_pos, check_positive_int, is_trusted
-from .batch import batch_size_of, batch_to_ptr, to_dense
+from .batch import batch_size_of, batch_to_ptr, default_batch, to_dense
+from .dilation import dilate_table
 
 __all__ = ["knn", "radius", "knn_backends", "available_knn_backends"]
 
@@ -283,8 +284,7 @@ def _prepare(pos: Tensor, batch: Tensor | None, query: Tensor | None,
         if check:
             check_batch(query_batch, query.size(0), "query_batch")
     if batch is None:
-        batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
-        query_batch = torch.zeros(query.size(0), dtype=torch.long, device=pos.device)
+        batch, query_batch = default_batch(None, pos), default_batch(None, query)
     assert query_batch is not None
     if query.dtype != pos.dtype:
         raise ValueError(f"query dtype {query.dtype} differs from pos dtype {pos.dtype}")
@@ -369,7 +369,7 @@ def knn(pos: Tensor, k: int, batch: Tensor | None = None, *,
     table = table.to(pos.device)
     if self_query:
         table = _self_first(table)
-    return _dilate(table, k, dilation, random_dilation, generator)
+    return dilate_table(table, k, dilation, random_dilation, generator)
 
 
 def _self_first(table: Tensor) -> Tensor:
@@ -400,37 +400,6 @@ def _self_first_rows(table: Tensor, me: Tensor) -> Tensor:
     table[torch.arange(m, device=table.device), j] = first  # old slot 0 -> slot j
     table[:, 0] = me
     return table
-
-
-def _dilate(table: Tensor, k: int, d: int, random_dilation: bool,
-            generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-    """Pick k of the kk >= k sorted candidates per row; pad with the nearest.
-
-    Also :func:`pointsam.models.dgcnn.dilate` (candidate tables of any width).
-    """
-    valid = table >= 0  # [M, kk]
-    if d == 1 and table.size(1) == k:  # the table itself, padding -> nearest
-        if bool(valid.all()):
-            return table, valid
-        return torch.where(valid, table, table[:, :1]), valid  # [M, k]
-    n_valid = valid.sum(1)  # [M]
-    kk = table.size(1)
-    if random_dilation:
-        # keep slot 0, draw k - 1 of the other valid slots, then sort the slots
-        r = torch.rand(table.shape, generator=generator,
-                       device="cpu").to(table.device)  # [M, kk]
-        r = r.masked_fill(~valid, 2.0)
-        r[:, 0] = -1.0
-        sel = r.topk(k, dim=1, largest=False).indices.sort(dim=1).values  # [M, k]
-    else:
-        # the largest stride <= d whose k-th pick, slot (k-1)*stride, is still valid
-        stride = ((n_valid - 1) // max(k - 1, 1)).clamp(min=1, max=d)  # [M]
-        sel = torch.arange(k, device=table.device).unsqueeze(0) * stride.unsqueeze(1)
-        sel = sel.clamp(max=kk - 1)
-    idx = table.gather(1, sel)  # [M, k]
-    mask = (idx >= 0) & (sel < n_valid.unsqueeze(1))
-    idx = torch.where(mask, idx, table[:, :1].expand_as(idx))
-    return idx, mask
 
 
 def radius(pos: Tensor, r: float, batch: Tensor | None = None, *,

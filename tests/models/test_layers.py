@@ -1,61 +1,12 @@
-"""feature_knn, EdgeConv, feature propagation and the static graph vs references."""
+"""EdgeConv, feature propagation and the static graph vs references."""
 
 from __future__ import annotations
 
 import torch
 
 from pointsam import ops
-from pointsam.models import DGCNN, EdgeConv, FeaturePropagation, feature_knn
-from pointsam.models.dgcnn import dilate
+from pointsam.models import DGCNN, EdgeConv, FeaturePropagation
 from tests.models._models_tiny import ragged
-
-
-def _brute_knn(x, k, batch):
-    out = []
-    for i in range(x.size(0)):
-        same = (batch == batch[i]).nonzero().flatten()
-        d = ((x[same] - x[i]) ** 2).sum(-1)
-        out.append(set(same[d.argsort()[:k]].tolist()))
-    return out
-
-
-def test_dilate_follows_ops_knn_on_small_clouds():
-    # clouds with fewer than k*d points: DGCNN's dilation rule is ops.knn's
-    g = torch.Generator().manual_seed(3)
-    for n, k, d in [(10, 4, 3), (5, 3, 3), (4, 2, 3), (7, 4, 2), (2, 3, 2)]:
-        pos = torch.randn(n, 3, generator=g)
-        ref = ops.knn(pos, k, dilation=d)
-        table = ops.knn(pos, k * d)[0]
-        table = table.masked_fill(~ops.knn(pos, k * d)[1], -1)  # [n, k d]
-        got = dilate(table, k, d)
-        assert torch.equal(got[1], ref[1]), (n, k, d)
-        assert torch.equal(got[0][got[1]], ref[0][ref[1]]), (n, k, d)
-
-
-def test_feature_knn_matches_brute_force_and_chunks():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(43, 7, generator=g)
-    batch = torch.tensor([0] * 3 + [1] * 25 + [2] * 15)
-    ref = _brute_knn(x, 5, batch)
-    for block in (1 << 24, 30, 1):  # whole batch, row chunks, one row at a time
-        idx, mask = feature_knn(x, 5, batch, block=block)
-        got = [set(r[m].tolist()) for r, m in zip(idx, mask)]
-        assert got == ref
-        assert (idx[:, 0] == torch.arange(43)).all()  # self first
-        assert (batch[idx] == batch.unsqueeze(1)).all()  # never another cloud
-    assert mask[:3].sum(1).tolist() == [3, 3, 3]  # a 3-point cloud
-
-
-def test_feature_knn_dilation_matches_ops_knn_on_coordinates():
-    pos, batch = ragged((30, 40))
-    a, am = feature_knn(pos, 4, batch, dilation=3)
-    b, bm = ops.knn(pos, 4, batch, dilation=3, backend="chunked")
-    assert torch.equal(am, bm) and torch.equal(a, b)
-
-
-def test_dilate_small_cloud():
-    idx, mask = dilate(torch.tensor([[4, 5, -1, -1]]), 3, 2)
-    assert idx.tolist() == [[4, 5, 4]] and mask.tolist() == [[True, True, False]]
 
 
 def test_edgeconv_equals_definition():

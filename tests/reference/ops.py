@@ -39,3 +39,29 @@ def fps_naive(pos: Tensor, num: int, start: int) -> list[int]:
         sel.append(j)
         dist = torch.minimum(dist, ((p - p[j]) ** 2).sum(-1))
     return sel
+
+
+def feature_knn_sets(x: Tensor, k: int, batch: Tensor) -> list[set[int]]:
+    """Per point, the set of its k nearest in feature space within its cloud."""
+    xd = x.double()
+    out = []
+    for i in range(x.size(0)):
+        same = torch.nonzero(batch == batch[i]).flatten()
+        d = ((xd[same] - xd[i]) ** 2).sum(-1)
+        out.append(set(same[d.argsort(stable=True)[:k]].tolist()))
+    return out
+
+
+def dilate_rows(table: Tensor, k: int, d: int) -> tuple[list[list[int]], list[list[bool]]]:
+    """The dilation rule row by row: valid prefix n, stride min(d, max(1,
+    (n - 1) // (k - 1))), picks t * stride; a pick past n is masked and repeats
+    the row's first candidate."""
+    idx, mask = [], []
+    for row in table.tolist():
+        valid = [j for j in row if j >= 0]
+        n = len(valid)
+        s = min(d, max(1, (n - 1) // max(k - 1, 1)))
+        picks = [t * s for t in range(k)]
+        idx.append([valid[p] if p < n else valid[0] for p in picks])
+        mask.append([p < n for p in picks])
+    return idx, mask
