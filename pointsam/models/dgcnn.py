@@ -97,7 +97,9 @@ class DGCNN(nn.Module):
                  fusion: str = "concat", fusion_heads: int = 8, task: str = "cls",
                  num_categories: int = 0, category_channels: int = 64,
                  attention: AttentionSpec = None,
-                 negative_slope: float = 0.2, spatial_transform: bool = False) -> None:
+                 negative_slope: float = 0.2, spatial_transform: bool = False,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if not isinstance(in_channels, int) or in_channels < 0:
             raise ValueError(
@@ -123,29 +125,32 @@ class DGCNN(nn.Module):
         self.num_categories = num_categories
         widths = [c[-1] for c in chans]
         attn = build_attention(attention, widths, n)
+        dd = {"device": device, "dtype": dtype}
         self.stages = nn.ModuleList()
         c = 3 + in_channels
         for ch, a in zip(chans, attn):
-            self.stages.append(EdgeConv(c, ch, negative_slope=negative_slope, attn=a))
+            self.stages.append(EdgeConv(c, ch, negative_slope=negative_slope, attn=a,
+                                        **dd))
             c = ch[-1]
-        self.spatial_transform = (SpatialTransform(negative_slope)
+        self.spatial_transform = (SpatialTransform(negative_slope, **dd)
                                   if spatial_transform else None)
         total = sum(widths)
-        self.fuse = (LAFFMultiLevel(widths, total, num_heads=fusion_heads)
+        self.fuse = (LAFFMultiLevel(widths, total, num_heads=fusion_heads, **dd)
                      if fusion == "laff" and n > 1 else None)
         act = partial(nn.LeakyReLU, negative_slope)
-        self.emb = nn.Sequential(nn.Linear(total, emb_channels, bias=False),
-                                 nn.BatchNorm1d(emb_channels), act())
+        self.emb = nn.Sequential(nn.Linear(total, emb_channels, bias=False, **dd),
+                                 nn.BatchNorm1d(emb_channels, **dd), act())
         self.category = None
         if num_categories:
             self.category = nn.Sequential(
-                nn.Linear(num_categories, category_channels, bias=False),
-                nn.BatchNorm1d(category_channels), act())
+                nn.Linear(num_categories, category_channels, bias=False, **dd),
+                nn.BatchNorm1d(category_channels, **dd), act())
         if task == "cls":
             self.out_channels = 2 * emb_channels
         else:
             self.out_channels = emb_channels + total + (
                 category_channels if num_categories else 0)
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for m in self.modules():

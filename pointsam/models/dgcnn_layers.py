@@ -53,7 +53,9 @@ class EdgeConv(nn.Module):
     """
 
     def __init__(self, in_channels: int, channels: Sequence[int], *,
-                 negative_slope: float = 0.2, attn: nn.Module | None = None) -> None:
+                 negative_slope: float = 0.2, attn: nn.Module | None = None,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         channels = list(channels)
         if not channels:
@@ -62,17 +64,20 @@ class EdgeConv(nn.Module):
             ops.check_positive_int(c, "channels")
         self.in_channels, self.out_channels = in_channels, channels[-1]
         self.channels = channels
-        self.lin = nn.Linear(2 * in_channels, channels[0], bias=False)
-        self.lins = nn.ModuleList(nn.Linear(a, b, bias=False)
+        dd = {"device": device, "dtype": dtype}
+        self.lin = nn.Linear(2 * in_channels, channels[0], bias=False, **dd)
+        self.lins = nn.ModuleList(nn.Linear(a, b, bias=False, **dd)
                                   for a, b in zip(channels[:-1], channels[1:]))
-        self.norms = nn.ModuleList(nn.BatchNorm1d(c) for c in channels)
+        self.norms = nn.ModuleList(nn.BatchNorm1d(c, **dd) for c in channels)
         self.negative_slope = negative_slope
-        self.attn = attn
+        self.attn = attn.to(**dd) if attn is not None else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for m in (self.lin, *self.lins, *self.norms):
             m.reset_parameters()
+        if self.attn is not None and hasattr(self.attn, "reset_parameters"):
+            self.attn.reset_parameters()
 
     def _act(self, h: Tensor, norm: nn.Module) -> Tensor:
         n, k, c = h.shape
@@ -124,17 +129,25 @@ class SpatialTransform(nn.Module):
         (True, torch.Size([1, 3, 3]))
     """
 
-    def __init__(self, negative_slope: float = 0.2) -> None:
+    def __init__(self, negative_slope: float = 0.2,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         act = partial(nn.LeakyReLU, negative_slope)
-        self.edge = EdgeConv(3, [64, 128], negative_slope=negative_slope)
-        self.point = nn.Sequential(nn.Linear(128, 1024, bias=False),
-                                   nn.BatchNorm1d(1024), act())
-        self.mlp = nn.Sequential(nn.Linear(1024, 512, bias=False), nn.BatchNorm1d(512),
-                                 act(), nn.Linear(512, 256, bias=False),
-                                 nn.BatchNorm1d(256), act())
-        self.transform = nn.Linear(256, 9)
+        self.negative_slope = negative_slope
+        self.edge = EdgeConv(3, [64, 128], negative_slope=negative_slope, **dd)
+        self.point = nn.Sequential(nn.Linear(128, 1024, bias=False, **dd),
+                                   nn.BatchNorm1d(1024, **dd), act())
+        self.mlp = nn.Sequential(nn.Linear(1024, 512, bias=False, **dd),
+                                 nn.BatchNorm1d(512, **dd), act(),
+                                 nn.Linear(512, 256, bias=False, **dd),
+                                 nn.BatchNorm1d(256, **dd), act())
+        self.transform = nn.Linear(256, 9, **dd)
         self.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
 
     def reset_parameters(self) -> None:
         for m in self.modules():

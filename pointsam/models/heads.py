@@ -22,16 +22,17 @@ __all__ = ["ClsHead", "SegHead", "PointClassifier", "PointSegmenter", "unpack"]
 
 def _mlp_layers(in_channels: int, hidden: Sequence[int], out_channels: int,
                 dropout: float, act_layer: Callable[[], nn.Module],
-                bias: bool) -> nn.Sequential:
+                bias: bool, **dd: Any) -> nn.Sequential:
     layers: list[nn.Module] = []
     c = in_channels
     for h in hidden:
         ops.check_positive_int(h, "hidden_channels")
-        layers += [nn.Linear(c, h, bias=bias), nn.BatchNorm1d(h), act_layer()]
+        layers += [nn.Linear(c, h, bias=bias, **dd), nn.BatchNorm1d(h, **dd),
+                   act_layer()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         c = h
-    layers.append(nn.Linear(c, out_channels))
+    layers.append(nn.Linear(c, out_channels, **dd))
     return nn.Sequential(*layers)
 
 
@@ -64,13 +65,16 @@ class ClsHead(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, *,
                  hidden_channels: Sequence[int] = (512, 256), dropout: float = 0.5,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
-                 bias: bool = True) -> None:
+                 bias: bool = True,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         ops.check_positive_int(in_channels, "in_channels")
         ops.check_positive_int(num_classes, "num_classes")
         self.in_channels, self.num_classes = in_channels, num_classes
         self.mlp = _mlp_layers(in_channels, hidden_channels, num_classes, dropout,
-                               act_layer, bias)
+                               act_layer, bias, device=device, dtype=dtype)
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for m in self.mlp:
@@ -110,9 +114,12 @@ class SegHead(ClsHead):
     def __init__(self, in_channels: int, num_classes: int, *,
                  hidden_channels: Sequence[int] = (128,), dropout: float = 0.5,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
-                 bias: bool = True) -> None:
+                 bias: bool = True,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__(in_channels, num_classes, hidden_channels=hidden_channels,
-                         dropout=dropout, act_layer=act_layer, bias=bias)
+                         dropout=dropout, act_layer=act_layer, bias=bias,
+                         device=device, dtype=dtype)
 
 
 def unpack(data: Any = None, *, pos: Tensor | None = None, x: Tensor | None = None,
@@ -175,6 +182,11 @@ class PointClassifier(nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
+    def reset_parameters(self) -> None:
+        for m in (self.backbone, self.head):
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
     def forward(self, data: Any = None, **tensors: Tensor) -> Tensor:
         x, pos, batch, _, b = unpack(data, **tensors)
         x = _features(self.backbone, x, pos.size(0))
@@ -202,6 +214,11 @@ class PointSegmenter(nn.Module):
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.backbone, self.head = backbone, head
+
+    def reset_parameters(self) -> None:
+        for m in (self.backbone, self.head):
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
 
     @property
     def num_categories(self) -> int:

@@ -115,7 +115,9 @@ class PointNet2(nn.Module):
                  num_categories: int = 0, grouping: str = "ball",
                  fusion: str = "concat", fusion_heads: int = 8,
                  attention: AttentionSpec = None,
-                 attention_k: int | Sequence[int] = 16) -> None:
+                 attention_k: int | Sequence[int] = 16,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if not isinstance(in_channels, int) or in_channels < 0:
             raise ValueError(
@@ -126,7 +128,9 @@ class PointNet2(nn.Module):
         if global_mlp is None and decoder is None:
             raise ValueError("give global_mlp (classification) and/or decoder "
                              "(segmentation)")
+        dd = {"device": device, "dtype": dtype}
         self.in_channels, self.num_categories = in_channels, num_categories
+        self.grouping, self.fusion = grouping, fusion
         widths, c = [], in_channels
         for cfg in cfgs:
             widths.append(sum(m[-1] for m in cfg["mlps"]))
@@ -143,18 +147,24 @@ class PointNet2(nn.Module):
                 sa = SetAbstraction(c, cfg["mlps"], sample=cfg["sample"],
                                     radii=cfg["radii"], ks=cfg["ks"], grouping=grouping,
                                     fusion=fusion, fusion_heads=fusion_heads, attn=a,
-                                    attn_k=ak)
+                                    attn_k=ak, **dd)
             except ValueError as e:
                 raise ValueError(f"stage {i}: {e}") from None
             self.stages.append(sa)
             c = sa.out_channels
-        self.global_sa = (GlobalSetAbstraction(c, global_mlp)
+        self.global_sa = (GlobalSetAbstraction(c, global_mlp, **dd)
                           if global_mlp is not None else None)
         self.fp: nn.ModuleList | None = None
         if decoder is None:
             assert self.global_sa is not None
             self.out_channels = self.global_sa.out_channels
-            return
+        else:
+            self.out_channels = self._build_decoder(decoder, widths, dd)
+        self.reset_parameters()
+
+    def _build_decoder(self, decoder: Sequence[Sequence[int]], widths: list[int],
+                       dd: dict[str, Any]) -> int:
+        in_channels, num_categories = self.in_channels, self.num_categories
         levels = [in_channels] + widths  # feature width per level
         if self.global_sa is not None:
             levels.append(self.global_sa.out_channels)
@@ -168,14 +178,19 @@ class PointNet2(nn.Module):
         for i, mlp in enumerate(decoder):
             lvl = len(levels) - 2 - i  # the level propagated to
             skip = skip0 if lvl == 0 else levels[lvl]
-            self.fp.append(FeaturePropagation(c + skip, mlp))
+            self.fp.append(FeaturePropagation(c + skip, mlp, **dd))
             c = mlp[-1]
-        self.out_channels = c
+        return c
 
     def reset_parameters(self) -> None:
         for m in self.modules():
             if m is not self and hasattr(m, "reset_parameters"):
                 m.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+                f"stages={len(self.stages)}, grouping={self.grouping!r}, "
+                f"fusion={self.fusion!r}, num_categories={self.num_categories}")
 
     def forward(self, x: Tensor | None, pos: Tensor, batch: Tensor | None = None, *,
                 category: Tensor | None = None,

@@ -9,6 +9,7 @@ channels last; the backbone that stacks them is
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -23,9 +24,9 @@ _GROUPINGS = ("ball", "knn")
 _FUSIONS = ("concat", "laff")
 
 
-def _bn_mlp(channels: Sequence[int]) -> MLP:
+def _bn_mlp(channels: Sequence[int], **dd: Any) -> MLP:
     """Shared MLP with BatchNorm and ReLU after every layer (PointNet++'s convs)."""
-    return MLP(list(channels), norm_layer=nn.BatchNorm1d, plain_last=False)
+    return MLP(list(channels), norm_layer=nn.BatchNorm1d, plain_last=False, **dd)
 
 
 class SetAbstraction(nn.Module):
@@ -74,7 +75,9 @@ class SetAbstraction(nn.Module):
                  sample: int | float, radii: Sequence[float] | None,
                  ks: Sequence[int], grouping: str = "ball", fusion: str = "concat",
                  fusion_heads: int = 8, attn: nn.Module | None = None,
-                 attn_k: int = 16) -> None:
+                 attn_k: int = 16,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if grouping not in _GROUPINGS:
             raise ValueError(f"unknown grouping {grouping!r}; choose from {_GROUPINGS}")
@@ -101,18 +104,23 @@ class SetAbstraction(nn.Module):
         self.in_channels, self.sample, self.grouping = in_channels, sample, grouping
         self.radii = radii if grouping == "ball" else None
         self.ks, self.fusion, self.attn_k = ks, fusion, attn_k
-        self.mlps = nn.ModuleList(_bn_mlp([in_channels + 3, *m]) for m in mlps)
+        dd = {"device": device, "dtype": dtype}
+        self.mlps = nn.ModuleList(_bn_mlp([in_channels + 3, *m], **dd) for m in mlps)
         widths = [m[-1] for m in mlps]
         self.out_channels = sum(widths)
-        self.fuse = (LAFFMultiLevel(widths, self.out_channels, num_heads=fusion_heads)
+        self.fuse = (LAFFMultiLevel(widths, self.out_channels, num_heads=fusion_heads,
+                                    **dd)
                      if fusion == "laff" and len(widths) > 1 else None)
-        self.attn = attn
+        self.attn = attn.to(**dd) if attn is not None else None
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for m in self.mlps:
             m.reset_parameters()
         if self.fuse is not None:
             self.fuse.reset_parameters()
+        if self.attn is not None and hasattr(self.attn, "reset_parameters"):
+            self.attn.reset_parameters()
 
     def forward(self, x: Tensor | None, pos: Tensor, batch: Tensor,
                 batch_size: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -173,13 +181,19 @@ class GlobalSetAbstraction(nn.Module):
         torch.Size([2, 16])
     """
 
-    def __init__(self, in_channels: int, mlp: Sequence[int]) -> None:
+    def __init__(self, in_channels: int, mlp: Sequence[int],
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.mlp = _bn_mlp([in_channels + 3, *mlp])
-        self.out_channels = list(mlp)[-1]
+        self.mlp = _bn_mlp([in_channels + 3, *mlp], device=device, dtype=dtype)
+        self.in_channels, self.out_channels = in_channels, list(mlp)[-1]
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.mlp.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}"
 
     def forward(self, x: Tensor | None, pos: Tensor, batch: Tensor,
                 batch_size: int | None = None) -> Tensor:
@@ -217,10 +231,13 @@ class FeaturePropagation(nn.Module):
         torch.Size([20, 16])
     """
 
-    def __init__(self, in_channels: int, mlp: Sequence[int], *, k: int = 3) -> None:
+    def __init__(self, in_channels: int, mlp: Sequence[int], *, k: int = 3,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.mlp = _bn_mlp([in_channels, *mlp])
+        self.mlp = _bn_mlp([in_channels, *mlp], device=device, dtype=dtype)
         self.in_channels, self.out_channels, self.k = in_channels, list(mlp)[-1], k
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.mlp.reset_parameters()
