@@ -1,10 +1,14 @@
-"""Tiny overrides per registered model, so every model runs in milliseconds."""
+"""Tiny overrides per registered model, so every model runs in milliseconds,
+and the ragged batches the model tests share."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+from torch_geometric.data import Batch, Data
+
+from pointsam.models import create_model
 
 _SSG = [{"sample": 8, "radius": 0.8, "k": 6, "mlp": [8, 16]},
         {"sample": 4, "radius": 1.5, "k": 6, "mlp": [16, 16]}]
@@ -40,3 +44,22 @@ def ragged(sizes: tuple[int, ...] = (9, 14, 20), seed: int = 0
     pos = torch.randn(sum(sizes), 3, generator=g)
     batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
     return pos, batch
+
+
+def model_data(name: str, sizes: tuple[int, ...] = (9, 14, 20), seed: int = 0) -> Batch:
+    pos, batch = ragged(sizes, seed)
+    clouds = []
+    for b in range(len(sizes)):
+        d = Data(pos=pos[batch == b])
+        if "partseg" in name:
+            d.category = torch.tensor([(3 * b + 1) % 16])
+        clouds.append(d)
+    return Batch.from_data_list(clouds)
+
+
+def num_classes_for(name: str) -> int:
+    return 50 if "partseg" in name else 5
+
+
+def build_tiny(name: str) -> torch.nn.Module:
+    return create_model(name, num_classes=num_classes_for(name), **tiny(name))

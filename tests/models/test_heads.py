@@ -1,4 +1,4 @@
-"""Heads and the model adapters: the model's boundary validates once."""
+"""Heads and the model adapters: input checks at the model's boundary, once."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import sys
 
 import pytest
 import torch
+from torch_geometric.data import Data
 
 from pointsam import ops
 from pointsam.models import create_model
 from pointsam.nn import common
+from tests.models._models_tiny import build_tiny as _build
 from tests.models._models_tiny import ragged, tiny
 
 
@@ -68,10 +70,67 @@ def test_entry_errors_unchanged():
         m(pos=pos, batch=batch.flip(0))
     with pytest.raises(ValueError, match="batch has 5 entries"):
         m(pos=pos, batch=batch[:5])
-    from torch_geometric.data import Batch, Data
+    from torch_geometric.data import Batch
 
     data = Batch.from_data_list([Data(pos=pos[:9]), Data(pos=pos[9:])])
     data.batch = torch.zeros_like(data.batch).index_fill_(0, torch.tensor([20]), 2)
     data.batch[21:] = 2
     with pytest.raises(ValueError, match="batch_size=2 but batch holds cloud id 2"):
         m(data)
+
+
+def test_partseg_needs_category():
+    m = _build("pointnet2_lite_partseg").eval()
+    pos, batch = ragged()
+    with pytest.raises(ValueError, match="category"):
+        m(pos=pos, batch=batch)
+    with pytest.raises(ValueError, match=r"in \[0, 16\)"):
+        m(pos=pos, batch=batch, category=torch.tensor([0, 1, 16]))
+    with pytest.raises(ValueError, match="one per cloud"):
+        m(pos=pos, batch=batch, category=torch.tensor([0, 1]))
+
+
+def test_partseg_uses_the_category():
+    m = _build("dgcnn_lite_partseg").eval()
+    pos, batch = ragged()
+    with torch.no_grad():
+        a = m(pos=pos, batch=batch, category=torch.tensor([0, 1, 2]))
+        b = m(pos=pos, batch=batch, category=torch.tensor([5, 1, 2]))
+    first = batch == 0
+    assert not torch.allclose(a[first], b[first])
+    assert torch.allclose(a[~first], b[~first], atol=1e-5)
+
+
+def test_features_required_when_in_channels():
+    m = create_model("dgcnn_lite_cls", in_channels=3, **tiny("dgcnn_lite_cls")).eval()
+    pos, batch = ragged()
+    with pytest.raises(ValueError, match="in_channels=3"):
+        m(pos=pos, batch=batch)
+    with pytest.raises(ValueError, match="channels, expected 3"):
+        m(pos=pos, batch=batch, x=torch.randn(pos.size(0), 4))
+    assert m(pos=pos, batch=batch, x=torch.randn(pos.size(0), 3)).shape == (3, 10)
+
+
+def test_bad_input_is_named():
+    m = _build("pointnet2_lite_cls").eval()
+    pos, batch = ragged()
+    pos[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        m(pos=pos, batch=batch)
+    with pytest.raises(ValueError, match="no pos"):
+        m(Data(x=torch.randn(3, 3)))
+
+
+def test_head_device_dtype_and_reset():
+    from pointsam.models import ClsHead, SegHead
+
+    h = SegHead(8, 3, hidden_channels=(4,), dtype=torch.float64).eval()
+    assert {p.dtype for p in h.parameters()} == {torch.float64}
+    assert h(torch.randn(5, 8, dtype=torch.float64)).dtype == torch.float64
+    c = ClsHead(8, 3, hidden_channels=(4,))
+    with torch.no_grad():
+        for p in c.parameters():
+            p.fill_(7.0)
+    c.reset_parameters()
+    assert all(not bool((p == 7.0).all()) for p in c.parameters())
+    assert c.extra_repr() == "8, 3" and repr(c).startswith("ClsHead(\n  8, 3\n")
