@@ -95,3 +95,23 @@ def test_dgcnn_with_axial_attention_runs():
     net = DGCNN(channels=[[8]], k=4, emb_channels=8,
                 attention={"name": "axial", "num_heads": 2, "k": 3}).eval()
     assert net(None, torch.randn(20, 3)).shape == (1, 16)
+
+
+@pytest.mark.slow
+def test_no_graph_break_inside_trusted():
+    # called directly, the value checks (host syncs) break the graph; inside
+    # ops.trusted (how a backbone calls its modules) nothing does
+    from pointsam import ops
+
+    m = PointGate(16, k=4).eval()
+    x, pos = torch.randn(64, 16), torch.randn(64, 3)
+    idx, mask = ops.knn(pos, 4)
+    torch._dynamo.reset()
+    assert torch._dynamo.explain(m)(x, pos, None, idx, mask).graph_break_count > 0
+    torch._dynamo.reset()
+    with ops.trusted():
+        e = torch._dynamo.explain(m)(x, pos, None, idx, mask)
+    assert e.graph_break_count == 0
+    with ops.trusted():
+        assert torch.allclose(torch.compile(m)(x, pos, None, idx, mask),
+                              m(x, pos, None, idx, mask), atol=1e-6)
