@@ -194,7 +194,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(cfg.train.num_threads)
     if args.split == "val":  # the model-selection carve-out, as in training
-        from pointsam.engine.trainer import split_train_val
+        from pointsam.data import split_train_val
 
         base = build_dataset(cfg, "train")
         _, va = split_train_val(len(base), cfg.data.val_fraction, cfg.data.split_seed)

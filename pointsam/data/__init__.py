@@ -23,6 +23,7 @@ from .io import read_cloud, read_kitti_bin, read_kitti_label, read_off, sample_s
 from .kitti import SemanticKITTI, learning_map_lut, semantic_kitti_config
 from .modelnet import MODELNET10_CLASSES, MODELNET40_CLASSES, ModelNet
 from .shapenet import SEG_CLASSES, ShapeNetPart
+from .split import split_train_val
 from .synthetic import (
     LIDAR_CLASSES,
     PART_CLASSES,
@@ -70,6 +71,7 @@ __all__ = [
     "read_kitti_label",
     "sample_surface",
     "collate",
+    "split_train_val",
     "Compose",
     "NormalizeScale",
     "FixedPoints",

@@ -31,6 +31,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler, Subset
 
+from pointsam.data import split_train_val  # re-exported: its old home
+
+from .builders import build_datasets, build_model, build_task
 from .checkpoint import (
     FORMAT,
     VERSION,
@@ -63,25 +66,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def split_train_val(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Fixed-seed carve-out of ``round(fraction * n)`` validation indices.
-
-    Example:
-        >>> tr, va = split_train_val(10, 0.2, seed=0)
-        >>> len(tr), len(va), sorted(tr + va) == list(range(10))
-        (8, 2, True)
-    """
-    if n < 1:
-        raise ValueError("the train split is empty")
-    k = int(round(fraction * n))
-    if fraction > 0 and n >= 2:
-        k = min(max(k, 1), n - 1)
-    else:
-        k = 0
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return sorted(perm[k:]), sorted(perm[:k])
 
 
 def vote_augment(data: Any, vote: int, seed: int = 0) -> Any:
@@ -242,19 +226,15 @@ class Trainer:
             torch.set_num_threads(cfg.train.num_threads)
         seed_everything(cfg.train.seed)
         if datasets is None:
-            from .builders import build_datasets
-
             datasets = build_datasets(cfg)
         self.datasets = datasets
         if task is None:
-            from .builders import build_task
-
             task = build_task(cfg, _underlying(datasets["train"]))
         self.task = task
+        #: the arguments of the model's factory, stored in checkpoints
+        self.model_args: dict[str, Any] = dict(cfg.model.args)
         if model is None:
-            from .builders import build_model
-
-            model = build_model(cfg, task)
+            model, self.model_args = build_model(cfg, task)
         seed_everything(cfg.train.seed + 7919 * self.info.rank)
         self.model = model.to(self.device)
         self.net: nn.Module = self.model
@@ -366,10 +346,6 @@ class Trainer:
             "history": self.history,
             "best": self.best,
         }
-
-    @property
-    def model_args(self) -> dict[str, Any]:
-        return getattr(self.model, "_pointsam_args", dict(self.cfg.model.args))
 
     def _names(self, attrs: tuple[str, ...]) -> list[str]:
         ds = _underlying(self.datasets["train"])
