@@ -127,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
 
     from pointsam.engine.predict import load_trained
     from pointsam.engine.tasks import PartSegTask
-
     from pointsam.viz.gallery import visualize
 
     size = _parse_size(args.size)
