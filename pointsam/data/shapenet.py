@@ -12,30 +12,13 @@ import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
+from pointsam.ops.parts import SEG_CLASSES  # the one table (models use it too)
+
 from ._common import CloudFormatError, data_root, make_data, missing
 from .io import read_xyz
 
 __all__ = ["ShapeNetPart", "SEG_CLASSES"]
 
-#: The 16 categories and their global part ids (50 parts in all).
-SEG_CLASSES: dict[str, list[int]] = {
-    "Airplane": [0, 1, 2, 3],
-    "Bag": [4, 5],
-    "Cap": [6, 7],
-    "Car": [8, 9, 10, 11],
-    "Chair": [12, 13, 14, 15],
-    "Earphone": [16, 17, 18],
-    "Guitar": [19, 20, 21],
-    "Knife": [22, 23],
-    "Lamp": [24, 25, 26, 27],
-    "Laptop": [28, 29],
-    "Motorbike": [30, 31, 32, 33, 34, 35],
-    "Mug": [36, 37],
-    "Pistol": [38, 39, 40],
-    "Rocket": [41, 42, 43],
-    "Skateboard": [44, 45, 46],
-    "Table": [47, 48, 49],
-}
 SPLITS = ("train", "val", "test", "trainval")
 
 
