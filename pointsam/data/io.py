@@ -7,8 +7,8 @@ int64 :math:`(N)` when it holds per-point labels. ``data.fields`` names the
 columns of ``x``.
 
 ==========================  =====================================================
-``.ply``                    ASCII / binary vertex element (numpy); other layouts
-                            through Open3D
+``.ply``                    ASCII / binary vertex element (plyfile); other
+                            layouts through Open3D
 ``.pcd``                    ASCII and binary read directly; ``binary_compressed``
                             through Open3D
 ``.xyz`` ``.txt`` ``.pts``  whitespace or comma separated, 3 + C columns
@@ -37,6 +37,7 @@ import numpy as np
 from torch_geometric.data import Data
 
 from ._common import CloudFormatError, make_data
+from .ply import PlyLayoutError, read_ply_vertices
 
 __all__ = [
     "read_cloud",
@@ -327,89 +328,20 @@ def _read_open3d(path: Path) -> Data:
 
 
 # --------------------------------------------------------------------------- PLY
-_PLY_TYPES = {
-    "char": "i1",
-    "int8": "i1",
-    "uchar": "u1",
-    "uint8": "u1",
-    "short": "i2",
-    "int16": "i2",
-    "ushort": "u2",
-    "uint16": "u2",
-    "int": "i4",
-    "int32": "i4",
-    "uint": "u4",
-    "uint32": "u4",
-    "float": "f4",
-    "float32": "f4",
-    "double": "f8",
-    "float64": "f8",
-}
-
-
 def read_ply(path: PathLike) -> Data:
     """Read the vertex element of a PLY file (ASCII or binary, little or big endian).
 
     Properties ``x y z`` give ``pos``; ``nx ny nz``, ``red green blue`` (uchar,
     scaled to [0, 1]), ``intensity``/``scalar_intensity`` give ``x``; ``label``,
-    ``class`` or ``scalar_label`` gives ``y``. Files whose first element is not a
-    list-free ``vertex`` element are read through Open3D.
+    ``class`` or ``scalar_label`` gives ``y``. The file is parsed by
+    :func:`pointsam.data.ply.read_ply_vertices` (plyfile); files whose first
+    element is not a list-free ``vertex`` element are read through Open3D.
     """
     path = Path(path)
-    raw = _read_bytes(path)
-    end = raw.find(b"end_header")
-    if not raw.startswith(b"ply") or end < 0:
-        raise CloudFormatError(f"{path}: bad PLY header (no 'ply' ... 'end_header')")
-    nl = raw.find(b"\n", end)
-    body = nl + 1
-    header = raw[:end].decode("ascii", errors="replace").splitlines()
-    fmt, elements = None, []
-    for ln in header:
-        t = ln.split()
-        if not t:
-            continue
-        if t[0] == "format":
-            fmt = t[1]
-        elif t[0] == "element":
-            elements.append((t[1], int(t[2]), []))
-        elif t[0] == "property" and elements:
-            elements[-1][2].append(t[1:])
-    if (
-        not elements
-        or elements[0][0] != "vertex"
-        or any(p[0] == "list" for p in elements[0][2])
-    ):
+    try:
+        rec, _ = read_ply_vertices(path)
+    except PlyLayoutError:
         return _read_open3d(path)
-    _, n, props = elements[0]
-    if fmt == "ascii":
-        names = [p[1] for p in props]
-        lines = raw[body:].decode("ascii", errors="replace").splitlines()
-        if len(lines) < n:
-            raise CloudFormatError(
-                f"{path}: truncated PLY, {n} vertices promised, "
-                f"{len(lines)} lines found"
-            )
-        try:
-            arr = np.array(" ".join(lines[:n]).split(), dtype=np.float64)
-            arr = arr.reshape(n, len(names))
-        except ValueError:
-            raise CloudFormatError(f"{path}: malformed PLY ascii vertex data") from None
-        rec = {k: arr[:, i] for i, k in enumerate(names)}
-    elif fmt in ("binary_little_endian", "binary_big_endian"):
-        e = "<" if fmt == "binary_little_endian" else ">"
-        try:
-            dt = np.dtype([(p[1], e + _PLY_TYPES[p[0]]) for p in props])
-        except KeyError as err:
-            raise CloudFormatError(f"{path}: unknown PLY property type {err}") from None
-        if len(raw) - body < n * dt.itemsize:
-            raise CloudFormatError(
-                f"{path}: truncated PLY, {n} vertices need {n * dt.itemsize} bytes, "
-                f"found {len(raw) - body}"
-            )
-        r = np.frombuffer(raw, dtype=dt, count=n, offset=body)
-        rec = {k: r[k] for k in dt.names}
-    else:
-        raise CloudFormatError(f"{path}: unknown PLY format {fmt!r}")
     if not {"x", "y", "z"} <= rec.keys():
         raise CloudFormatError(f"{path}: PLY vertex has no x y z properties")
     pos = np.stack([rec["x"], rec["y"], rec["z"]], 1).astype(np.float64)  # [N, 3]
