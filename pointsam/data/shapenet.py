@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
 from pointsam.ops.parts import SEG_CLASSES  # the one table (models use it too)
 
 from ._common import CloudFormatError, data_root, make_data, missing
+from .base import PointDataset
 from .io import read_xyz
 
 __all__ = ["ShapeNetPart", "SEG_CLASSES"]
@@ -22,7 +22,7 @@ __all__ = ["ShapeNetPart", "SEG_CLASSES"]
 SPLITS = ("train", "val", "test", "trainval")
 
 
-class ShapeNetPart(Dataset):
+class ShapeNetPart(PointDataset):
     r"""ShapeNet part segmentation: 16 categories, 50 parts, points with normals.
 
     Layout under ``root``::
@@ -53,6 +53,8 @@ class ShapeNetPart(Dataset):
         use_normals: Put normals in ``x``.
         transform: Applied to each sample on access.
     """
+
+    item_name = "shapes"
 
     def __init__(
         self,
@@ -159,12 +161,6 @@ class ShapeNetPart(Dataset):
             y=lab,
             category=torch.tensor([cat], dtype=torch.long),
         )
-
-    def __getitem__(self, idx: int) -> Data:
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} out of range for {len(self)} shapes")
-        data = self.get(idx % len(self))
-        return self.transform(data) if self.transform is not None else data
 
     @property
     def num_classes(self) -> int:

@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
 from ._common import make_data
+from .base import PointDataset
 from .io import sample_surface
 
 __all__ = [
@@ -181,7 +181,7 @@ def _shape_mesh(name: str) -> Mesh:
     return _unit(name)
 
 
-class SyntheticShapes(Dataset):
+class SyntheticShapes(PointDataset):
     r"""Parametric solids sampled on their surfaces, with normals (classification).
 
     The 12 classes (:data:`SHAPE_CLASSES`): sphere, cube, cylinder, cone, torus,
@@ -256,12 +256,6 @@ class SyntheticShapes(Dataset):
             + rng.normal(scale=self.noise * size, size=pts.shape)
         )
         return make_data(pts, x=nrm, y=label)
-
-    def __getitem__(self, idx: int) -> Data:
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} out of range for {len(self)} samples")
-        data = self.get(idx % len(self))
-        return self.transform(data) if self.transform is not None else data
 
     def __repr__(self) -> str:
         return f"SyntheticShapes({len(self)}, split={self.split!r})"
@@ -355,7 +349,7 @@ def _part_meshes(cat: str, rng: np.random.Generator) -> list[tuple[Mesh, int]]:
     return out
 
 
-class SyntheticParts(Dataset):
+class SyntheticParts(PointDataset):
     r"""Objects assembled from labelled parts (part segmentation, like ShapeNetPart).
 
     Five categories (:data:`PART_CLASSES`) with 13 global part ids: Airplane
@@ -424,12 +418,6 @@ class SyntheticParts(Dataset):
         pts, nrm = _pose(pts, nrm, _random_rotation(rng, self.rotation))
         pts = pts + rng.normal(scale=self.noise, size=pts.shape)
         return make_data(pts, x=nrm, y=lab, category=torch.tensor([cat]))
-
-    def __getitem__(self, idx: int) -> Data:
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} out of range for {len(self)} samples")
-        data = self.get(idx % len(self))
-        return self.transform(data) if self.transform is not None else data
 
     def __repr__(self) -> str:
         return f"SyntheticParts({len(self)}, split={self.split!r})"
@@ -555,7 +543,7 @@ def _street_scene(rng: np.random.Generator) -> dict[str, object]:
     return {"objects": objs, "road_width": road_w}
 
 
-class SyntheticLidar(Dataset):
+class SyntheticLidar(PointDataset):
     r"""Procedural street scenes ray-cast in a spinning-LiDAR pattern (semantic seg.).
 
     A random street (road, raised sidewalks, terrain, buildings with gaps, parked
@@ -708,12 +696,6 @@ class SyntheticLidar(Dataset):
             torch.from_numpy(np.stack(mats)).float().unsqueeze(0)
         )  # [1, T, 4, 4]
         return out
-
-    def __getitem__(self, idx: int) -> Data:
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} out of range for {len(self)} samples")
-        data = self.get(idx % len(self))
-        return self.transform(data) if self.transform is not None else data
 
     def __repr__(self) -> str:
         return (
