@@ -5,7 +5,7 @@ r"""Coloured PLY export that keeps the raw weights as per-point properties.
 ``axis_x`` ...) plus optional int32 ``label`` and ``pred``. CloudCompare,
 MeshLab, Open3D (points and colours) and :func:`read_ply` read it; a viewer can
 re-colour the points from the raw weight. Both sides go through pointsam's one
-PLY implementation, :mod:`pointsam.data.ply` (plyfile).
+PLY implementation, :mod:`pointsam.data.io.ply` (plyfile).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pointsam.data.ply import read_ply_vertices, write_ply_vertices
+from pointsam.data.io.ply import read_ply_vertices, write_ply_vertices
 
 from .colors import colormap, to_numpy
 
@@ -132,7 +132,7 @@ def read_ply(path: str | Path) -> dict[str, np.ndarray]:
     Raises:
         ValueError: not a PLY, a list property in the vertex element, or a
             truncated body (a :class:`~pointsam.data.CloudFormatError`, from
-            :func:`pointsam.data.ply.read_ply_vertices`).
+            :func:`pointsam.data.io.ply.read_ply_vertices`).
     """
     out, _ = read_ply_vertices(path)
     if all(k in out for k in ("x", "y", "z")):

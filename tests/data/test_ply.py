@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pointsam.data import CloudFormatError, read_cloud
-from pointsam.data.ply import PlyLayoutError, read_ply_vertices, write_ply_vertices
+from pointsam.data.io.ply import PlyLayoutError, read_ply_vertices, write_ply_vertices
 
 
 def _header(fmt, n, props, extra=""):

@@ -3,8 +3,8 @@ r"""The one PLY reader and writer of pointsam, built on ``plyfile``.
 :func:`read_ply_vertices` returns the properties of a PLY's ``vertex`` element
 (ASCII, binary little or big endian) as native-endian numpy arrays, keeping any
 custom property (``weight``, ``label``, ``pred`` ...); :func:`write_ply_vertices`
-writes such a table as binary little-endian. :func:`pointsam.data.io.read_ply`
-(point clouds as PyG ``Data``) and :mod:`pointsam.viz.export` (coloured exports
+writes such a table as binary little-endian. :func:`read_ply` (point clouds as PyG
+``Data``) and :mod:`pointsam.viz.export` (coloured exports
 with raw weights) are both built on these two functions.
 
 Every problem is a :class:`~pointsam.data.CloudFormatError` (a ``ValueError``)
@@ -17,9 +17,9 @@ element (a layout these readers leave to Open3D).
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -30,23 +30,16 @@ from plyfile import (
     PlyHeaderParseError,
     PlyListProperty,
 )
+from torch_geometric.data import Data
 
-from ._common import CloudFormatError
+from .._common import CloudFormatError, make_data
+from ._util import PathLike, read_bytes, read_open3d
 
-__all__ = ["PlyLayoutError", "read_ply_vertices", "write_ply_vertices"]
+__all__ = ["PlyLayoutError", "read_ply", "read_ply_vertices", "write_ply_vertices"]
 
 
 class PlyLayoutError(CloudFormatError):
     """The PLY's first element is not a ``vertex`` element without list properties."""
-
-
-def _read_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise CloudFormatError(f"{path}: empty file")
-    return raw
 
 
 def _body_offset(raw: bytes) -> int:
@@ -85,12 +78,12 @@ def read_ply_vertices(path: str | os.PathLike[str]
         (['x', 'label'], [0, 1], dtype('int32'))
     """
     path = Path(path)
-    raw = _read_bytes(path)
+    raw = read_bytes(path)
     ply_format = "binary"
     if b"format ascii" in raw[: _body_offset(raw)]:
         ply_format = "ascii"
     try:
-        ply = PlyData.read(io.BytesIO(raw), mmap=False)
+        ply = PlyData.read(BytesIO(raw), mmap=False)
     except PlyHeaderParseError as err:
         msg = str(err)
         if "don't understand format" in msg:
@@ -165,3 +158,41 @@ def write_ply_vertices(path: str | os.PathLike[str], props: Mapping[str, np.ndar
     PlyData([PlyElement.describe(rec, "vertex")], text=False, byte_order="<",
             comments=list(comments)).write(str(path))
     return path
+
+
+def read_ply(path: PathLike) -> Data:
+    """Read the vertex element of a PLY file (ASCII or binary, little or big endian).
+
+    Properties ``x y z`` give ``pos``; ``nx ny nz``, ``red green blue`` (uchar,
+    scaled to [0, 1]), ``intensity``/``scalar_intensity`` give ``x``; ``label``,
+    ``class`` or ``scalar_label`` gives ``y``. The file is parsed by
+    :func:`read_ply_vertices` (plyfile); files whose first
+    element is not a list-free ``vertex`` element are read through Open3D.
+    """
+    path = Path(path)
+    try:
+        rec, _ = read_ply_vertices(path)
+    except PlyLayoutError:
+        return read_open3d(path)
+    if not {"x", "y", "z"} <= rec.keys():
+        raise CloudFormatError(f"{path}: PLY vertex has no x y z properties")
+    pos = np.stack([rec["x"], rec["y"], rec["z"]], 1).astype(np.float64)  # [N, 3]
+    feats, fields = [], []
+    if {"nx", "ny", "nz"} <= rec.keys():
+        feats.append(np.stack([rec["nx"], rec["ny"], rec["nz"]], 1))
+        fields += ["nx", "ny", "nz"]
+    if {"red", "green", "blue"} <= rec.keys():
+        feats.append(np.stack([rec["red"], rec["green"], rec["blue"]], 1) / 255.0)
+        fields += ["r", "g", "b"]
+    for k in ("intensity", "scalar_intensity", "remission", "reflectance"):
+        if k in rec:
+            feats.append(np.asarray(rec[k]).reshape(-1, 1))
+            fields.append("intensity")
+            break
+    y = None
+    for k in ("label", "class", "scalar_label", "semantic"):
+        if k in rec:
+            y = np.asarray(rec[k]).astype(np.int64)
+            break
+    x = np.concatenate(feats, 1) if feats else None
+    return make_data(pos, source=path, x=x, y=y, fields=fields)
