@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         build_transform,
     )
     from pointsam.engine.config import apply_overrides, config_from_dict, config_to_dict
+    from pointsam.engine.evaluation import evaluate
     from pointsam.engine.predict import load_trained
-    from pointsam.engine.trainer import evaluate
 
     if args.votes < 1:
         raise ValueError(f"--votes must be >= 1, got {args.votes}")

@@ -148,7 +148,8 @@ def test_the_import_graph_has_no_cycle():
 
 
 @pytest.mark.parametrize("module", ["pointsam.engine.trainer",
-                                    "pointsam.engine.builders"])
+                                    "pointsam.engine.builders",
+                                    "pointsam.engine.evaluation"])
 def test_engine_module_imports_first_in_a_fresh_interpreter(module):
     r = subprocess.run([sys.executable, "-c", f"import {module}"],
                        capture_output=True, text=True, timeout=120,
