@@ -15,6 +15,7 @@ _SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
 def check_common(split: str, num_samples: int, num_points: int | None) -> int:
+    """The split's index in the sample seed; checks the size arguments."""
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
     for name, v in (("num_samples", num_samples), ("num_points", num_points)):
