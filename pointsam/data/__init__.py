@@ -19,10 +19,12 @@ from collections.abc import Sequence
 from torch_geometric.data import Batch, Data
 
 from ._common import IGNORE_INDEX, CloudFormatError, DatasetNotFoundError
+from .base import PointDataset
 from .io import read_cloud, read_kitti_bin, read_kitti_label, read_off, sample_surface
 from .kitti import SemanticKITTI, learning_map_lut, semantic_kitti_config
 from .modelnet import MODELNET10_CLASSES, MODELNET40_CLASSES, ModelNet
 from .shapenet import SEG_CLASSES, ShapeNetPart
+from .split import split_train_val
 from .synthetic import (
     LIDAR_CLASSES,
     PART_CLASSES,
@@ -58,6 +60,7 @@ def collate(data_list: Sequence[Data]) -> Batch:
 
 
 __all__ = [
+    "PointDataset",
     "ModelNet",
     "ShapeNetPart",
     "SemanticKITTI",
@@ -70,6 +73,7 @@ __all__ = [
     "read_kitti_label",
     "sample_surface",
     "collate",
+    "split_train_val",
     "Compose",
     "NormalizeScale",
     "FixedPoints",

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
 from ._common import IGNORE_INDEX, CloudFormatError, data_root, make_data, missing
+from .base import PointDataset
 from .io import read_kitti_bin, read_kitti_label
 
 __all__ = [
@@ -97,7 +97,7 @@ def read_poses(path: Path, calib: np.ndarray | None = None) -> np.ndarray:
     return poses
 
 
-class SemanticKITTI(Dataset):
+class SemanticKITTI(PointDataset):
     r"""SemanticKITTI semantic segmentation (19 classes + ignore), original files.
 
     Layout under ``root`` (``format="kitti"``)::
@@ -142,6 +142,8 @@ class SemanticKITTI(Dataset):
 
     #: Label of unlabeled points (the learning map's class 0).
     ignore_index = IGNORE_INDEX
+
+    item_name = "scans"
 
     def __init__(
         self,
@@ -315,12 +317,6 @@ class SemanticKITTI(Dataset):
             torch.from_numpy(np.stack(mats)).float().unsqueeze(0)
         )  # [1, T, 4, 4]
         return out
-
-    def __getitem__(self, idx: int) -> Data:
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} out of range for {len(self)} scans")
-        data = self.get(idx % len(self))
-        return self.transform(data) if self.transform is not None else data
 
     @property
     def num_classes(self) -> int:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 from torch import Tensor
-from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
 from ._common import (
@@ -19,6 +18,7 @@ from ._common import (
     missing,
     save_npy_atomic,
 )
+from .base import PointDataset
 from .io import read_cloud, read_off, read_xyz, sample_surface
 
 __all__ = ["ModelNet", "MODELNET10_CLASSES", "MODELNET40_CLASSES"]
@@ -104,7 +104,7 @@ def _normals_of(d: Data) -> Tensor | None:
     return None
 
 
-class ModelNet(Dataset):
+class ModelNet(PointDataset):
     r"""ModelNet10 / ModelNet40 shape classification, from the files users have.
 
     Formats (``format="auto"`` detects them from the root):
@@ -175,6 +175,8 @@ class ModelNet(Dataset):
         >>> len(ds), ds[0].y.item(), ds.classes[2]
         (1, 2, 'chair')
     """
+
+    item_name = "shapes"
 
     def __init__(
         self,
@@ -447,12 +449,6 @@ class ModelNet(Dataset):
         if self.use_normals:
             out.x = _normals_of(d)
         return out
-
-    def __getitem__(self, idx: int) -> Data:
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} out of range for {len(self)} shapes")
-        data = self.get(idx % len(self))
-        return self.transform(data) if self.transform is not None else data
 
     @property
     def num_classes(self) -> int:

@@ -9,37 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
+from pointsam.ops.parts import SEG_CLASSES  # the one table (models use it too)
+
 from ._common import CloudFormatError, data_root, make_data, missing
+from .base import PointDataset
 from .io import read_xyz
 
 __all__ = ["ShapeNetPart", "SEG_CLASSES"]
 
-#: The 16 categories and their global part ids (50 parts in all).
-SEG_CLASSES: dict[str, list[int]] = {
-    "Airplane": [0, 1, 2, 3],
-    "Bag": [4, 5],
-    "Cap": [6, 7],
-    "Car": [8, 9, 10, 11],
-    "Chair": [12, 13, 14, 15],
-    "Earphone": [16, 17, 18],
-    "Guitar": [19, 20, 21],
-    "Knife": [22, 23],
-    "Lamp": [24, 25, 26, 27],
-    "Laptop": [28, 29],
-    "Motorbike": [30, 31, 32, 33, 34, 35],
-    "Mug": [36, 37],
-    "Pistol": [38, 39, 40],
-    "Rocket": [41, 42, 43],
-    "Skateboard": [44, 45, 46],
-    "Table": [47, 48, 49],
-}
 SPLITS = ("train", "val", "test", "trainval")
 
 
-class ShapeNetPart(Dataset):
+class ShapeNetPart(PointDataset):
     r"""ShapeNet part segmentation: 16 categories, 50 parts, points with normals.
 
     Layout under ``root``::
@@ -70,6 +53,8 @@ class ShapeNetPart(Dataset):
         use_normals: Put normals in ``x``.
         transform: Applied to each sample on access.
     """
+
+    item_name = "shapes"
 
     def __init__(
         self,
@@ -176,12 +161,6 @@ class ShapeNetPart(Dataset):
             y=lab,
             category=torch.tensor([cat], dtype=torch.long),
         )
-
-    def __getitem__(self, idx: int) -> Data:
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} out of range for {len(self)} shapes")
-        data = self.get(idx % len(self))
-        return self.transform(data) if self.transform is not None else data
 
     @property
     def num_classes(self) -> int:

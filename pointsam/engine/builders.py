@@ -1,9 +1,11 @@
 r"""Build the datasets, task and model a :class:`~pointsam.engine.config.Config` names.
 
-``data.name`` maps to a class of :mod:`pointsam.data` (a small fixed table, not a
-registry); ``model.name`` goes to :func:`pointsam.models.create_model`, with
-``num_classes`` (and the part-segmentation sizes) filled from the dataset unless
-``model.args`` sets them.
+``data.name`` maps to a class of :mod:`pointsam.data` (:data:`DATASETS`, a small
+fixed table of the classes themselves, not a registry); ``model.name`` goes to
+:func:`pointsam.models.create_model`, with ``num_classes`` (and the
+part-segmentation sizes) filled from the dataset unless ``model.args`` sets them;
+:func:`build_model` returns the model together with the arguments it was built
+with (:class:`BuiltModel`), which the trainer stores in its checkpoints.
 
 Each split is loaded once without a transform and wrapped by
 :class:`TransformedDataset`: the train part gets the training transform
@@ -15,15 +17,21 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import nn
 from torch.utils.data import Dataset
+
+from pointsam import data as D
+from pointsam.data import split_train_val
+from pointsam.data import transforms as T
+from pointsam.models import create_model
 
 from .config import Config, ConfigError
 from .tasks import ClsTask, PartSegTask, SemSegTask, Task
 
 __all__ = [
+    "BuiltModel",
     "DATASETS",
     "DEFAULT_TASK",
     "TransformedDataset",
@@ -35,15 +43,15 @@ __all__ = [
     "dataset_info",
 ]
 
-#: ``data.name`` -> (class name in :mod:`pointsam.data`, fixed keyword arguments)
-DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "modelnet10": ("ModelNet", {"name": "10"}),
-    "modelnet40": ("ModelNet", {"name": "40"}),
-    "shapenetpart": ("ShapeNetPart", {}),
-    "semantickitti": ("SemanticKITTI", {}),
-    "synthetic_shapes": ("SyntheticShapes", {}),
-    "synthetic_parts": ("SyntheticParts", {}),
-    "synthetic_lidar": ("SyntheticLidar", {}),
+#: ``data.name`` -> (dataset class of :mod:`pointsam.data`, fixed keyword arguments)
+DATASETS: dict[str, tuple[type, dict[str, Any]]] = {
+    "modelnet10": (D.ModelNet, {"name": "10"}),
+    "modelnet40": (D.ModelNet, {"name": "40"}),
+    "shapenetpart": (D.ShapeNetPart, {}),
+    "semantickitti": (D.SemanticKITTI, {}),
+    "synthetic_shapes": (D.SyntheticShapes, {}),
+    "synthetic_parts": (D.SyntheticParts, {}),
+    "synthetic_lidar": (D.SyntheticLidar, {}),
 }
 
 DEFAULT_TASK: dict[str, str] = {
@@ -102,14 +110,6 @@ class TransformedDataset(Dataset):
         return getattr(self.base, name)
 
 
-def _data_module() -> Any:
-    try:
-        import pointsam.data as data_mod
-    except ImportError as e:  # pragma: no cover - the data package is missing
-        raise RuntimeError(f"pointsam.data is not available: {e}") from e
-    return data_mod
-
-
 def build_transform(cfg: Config, *, train: bool) -> Callable[[Any], Any] | None:
     """Normalise (objects) + fixed-size sampling (+ augmentation in training).
 
@@ -120,7 +120,6 @@ def build_transform(cfg: Config, *, train: bool) -> Callable[[Any], Any] | None:
     segmentation with ``train.voxel_size`` or ``train.chunk_points`` evaluates
     every point of each scan instead (whole-scan inference).
     """
-    T = _data_module().transforms
     d = cfg.data
     steps: list[Any] = []
     task = cfg.train.task or DEFAULT_TASK.get(d.name, "cls")
@@ -139,13 +138,7 @@ def build_transform(cfg: Config, *, train: bool) -> Callable[[Any], Any] | None:
 def build_dataset(cfg: Config, split: str) -> Any:
     """The raw ``split`` of ``cfg.data.name`` (no transform)."""
     d = cfg.data
-    cls_name, fixed = DATASETS[d.name]
-    mod = _data_module()
-    cls = getattr(mod, cls_name, None)
-    if cls is None:
-        raise RuntimeError(
-            f"pointsam.data has no {cls_name} (needed by data.name={d.name!r})"
-        )
+    cls, fixed = DATASETS[d.name]
     kwargs = {**fixed, **d.args}
     params = inspect.signature(cls).parameters
     if d.root is not None:
@@ -159,14 +152,12 @@ def build_dataset(cfg: Config, split: str) -> Any:
             raise
         valid = [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY
                  or (p.kind == p.POSITIONAL_OR_KEYWORD and n != "self")]
-        raise ConfigError(f"data.args for {cls_name}: {e}; it takes "
+        raise ConfigError(f"data.args for {cls.__name__}: {e}; it takes "
                           f"{', '.join(valid)}") from None
 
 
 def build_datasets(cfg: Config) -> dict[str, Dataset]:
     """``{"train", "val", "test"}``: val carved from train with ``data.split_seed``."""
-    from .trainer import split_train_val
-
     train_base = build_dataset(cfg, "train")
     tr, va = split_train_val(
         len(train_base), cfg.data.val_fraction, cfg.data.split_seed
@@ -228,10 +219,24 @@ def build_task(cfg: Config, ds: Any) -> Task:
     return ClsTask(info["num_classes"], label_smoothing=ls)
 
 
-def build_model(cfg: Config, task: Task) -> nn.Module:
-    """``create_model(model.name, **model.args)`` with sizes filled from the task."""
-    from pointsam.models import create_model
+class BuiltModel(NamedTuple):
+    """What :func:`build_model` returns: the model and its factory's arguments.
 
+    ``args`` are the keyword arguments given to
+    :func:`~pointsam.models.create_model` (``model.args`` with the sizes filled
+    in); checkpoints store them so that a model can be rebuilt from its name.
+    """
+
+    model: nn.Module
+    args: dict[str, Any]
+
+
+def build_model(cfg: Config, task: Task) -> BuiltModel:
+    """``create_model(model.name, **model.args)`` with sizes filled from the task.
+
+    Returns:
+        ``(model, args)``: the model and the arguments it was built with.
+    """
     args = dict(cfg.model.args)
     args.setdefault("num_classes", task.num_classes)
     if isinstance(task, PartSegTask):
@@ -242,5 +247,4 @@ def build_model(cfg: Config, task: Task) -> nn.Module:
         if "argument" not in str(e):
             raise
         raise ConfigError(f"model.args for {cfg.model.name}: {e}") from None
-    model._pointsam_args = args  # type: ignore[assignment]  # stored in checkpoints
-    return model
+    return BuiltModel(model, args)

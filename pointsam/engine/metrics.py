@@ -14,7 +14,8 @@ the state of several DDP ranks is summed with one ``all_reduce``
   neither prediction nor truth. Instance mIoU averages over shapes, class mIoU
   over categories (each the mean of its shapes; categories with no shape skipped).
   Predictions should already be restricted to the category's parts
-  (:func:`restrict_to_category`).
+  (:func:`restrict_to_category`, from :mod:`pointsam.ops.parts`, with the table
+  as a mask from :func:`category_part_mask`).
 - :class:`SemSegMetrics`: confusion over points whose label is not
   ``ignore_index``; :math:`\mathrm{IoU}_c = TP_c / (TP_c + FP_c + FN_c)`, NaN for a
   class absent from both prediction and truth; mIoU averages the non-NaN classes;
@@ -27,6 +28,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from pointsam.ops.parts import category_part_mask, restrict_to_category
 
 __all__ = [
     "Metric",
@@ -112,34 +115,6 @@ class ClsMetrics(Metric):
             "oa": float(cm.diag().sum() / total) if total > 0 else float("nan"),
             "macc": float(acc.mean()) if present.any() else float("nan"),
         }
-
-
-def category_part_mask(
-    category_parts: Sequence[Sequence[int]], num_parts: int
-) -> Tensor:
-    """Bool ``[num_categories, num_parts]``: which global part ids each category has."""
-    mask = torch.zeros(len(category_parts), num_parts, dtype=torch.bool)
-    for c, parts in enumerate(category_parts):
-        mask[c, list(parts)] = True
-    return mask
-
-
-def restrict_to_category(
-    logits: Tensor, category: Tensor, batch: Tensor, part_mask: Tensor
-) -> Tensor:
-    r"""Set the logits of parts outside each point's category to :math:`-\infty`.
-
-    Args:
-        logits: ``[N, P]`` per-point part logits.
-        category: ``[B]`` category of each shape.
-        batch: ``[N]`` shape of each point.
-        part_mask: ``[num_categories, P]`` from :func:`category_part_mask`.
-
-    Returns:
-        ``[N, P]`` masked logits (argmax gives an allowed part).
-    """
-    allowed = part_mask.to(logits.device)[category.long()[batch]]  # [N, P]
-    return logits.masked_fill(~allowed, float("-inf"))
 
 
 class PartSegMetrics(Metric):

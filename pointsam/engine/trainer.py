@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler, Subset
 
+from pointsam.data import split_train_val  # re-exported: its old home
+
+from .builders import build_datasets, build_model, build_task
 from .checkpoint import (
     FORMAT,
     VERSION,
@@ -48,6 +50,7 @@ from .distributed import (
     barrier,
     init_distributed,
 )
+from .evaluation import autocast, evaluate, vote_augment  # re-exported here too
 from .logger import RunLogger, environment, package_versions
 from .tasks import Task
 
@@ -63,127 +66,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def split_train_val(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Fixed-seed carve-out of ``round(fraction * n)`` validation indices.
-
-    Example:
-        >>> tr, va = split_train_val(10, 0.2, seed=0)
-        >>> len(tr), len(va), sorted(tr + va) == list(range(10))
-        (8, 2, True)
-    """
-    if n < 1:
-        raise ValueError("the train split is empty")
-    k = int(round(fraction * n))
-    if fraction > 0 and n >= 2:
-        k = min(max(k, 1), n - 1)
-    else:
-        k = 0
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return sorted(perm[k:]), sorted(perm[:k])
-
-
-def vote_augment(data: Any, vote: int, seed: int = 0) -> Any:
-    r"""Test-time augmentation for vote ``vote`` (0: identity).
-
-    Random anisotropic scale :math:`s \sim U(0.8, 1.25)^3` per vote, drawn from a
-    private generator so evaluation never touches the global RNG.
-    """
-    if vote == 0:
-        return data
-    g = torch.Generator().manual_seed(seed * 1000 + vote)
-    s = torch.empty(3).uniform_(0.8, 1.25, generator=g).to(data.pos)
-    out = data.clone()
-    out.pos = data.pos * s
-    return out
-
-
-def _autocast(device: torch.device, amp: bool) -> Any:
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return nullcontext()
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: Any,
-    task: Task,
-    device: torch.device,
-    *,
-    votes: int = 1,
-    amp: bool = False,
-    max_batches: int = 0,
-    voxel_size: float = 0.0,
-    chunk_points: int = 0,
-    seed: int = 0,
-    progress: bool = False,
-    desc: str = "eval",
-) -> dict[str, Any]:
-    """Loss and metrics of ``model`` over ``loader``, summed over DDP ranks.
-
-    With ``votes > 1`` the softmax scores of ``votes`` augmented passes are
-    averaged. For ``semseg`` with ``voxel_size`` or ``chunk_points`` each scan goes
-    through :func:`~pointsam.engine.inference.predict_scan`.
-    """
-    from tqdm.auto import tqdm
-
-    from .inference import predict_scan
-
-    model.eval()
-    metrics = task.new_metrics()
-    loss_sum = torch.zeros(2, dtype=torch.float64)  # [sum of loss * count, count]
-    whole_scan = task.name == "semseg" and (voxel_size > 0 or chunk_points > 0)
-    if whole_scan and votes > 1:
-        raise ValueError(
-            f"votes={votes}: whole-scan semantic segmentation (voxel_size or "
-            "chunk_points set) has no test-time augmentation; use votes=1")
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr)
-    for i, data in enumerate(bar):
-        if max_batches and i >= max_batches:
-            break
-        data = data.to(device)
-        if whole_scan:
-            scores = torch.cat(
-                [
-                    predict_scan(
-                        model,
-                        d,
-                        voxel_size=voxel_size,
-                        chunk_points=chunk_points,
-                        device=device,
-                    )
-                    for d in data.to_data_list()
-                ]
-            )  # [N, C]
-            logits = scores.clamp_min(1e-12).log()
-        else:
-            with _autocast(device, amp):
-                logits = model(data).float()
-            scores = logits.softmax(-1)
-            for v in range(1, votes):
-                with _autocast(device, amp):
-                    scores = scores + model(
-                        vote_augment(data, v, seed)
-                    ).float().softmax(-1)
-            if votes > 1:
-                scores = scores / votes
-        c = task.count(data)
-        if c:
-            loss_sum += torch.tensor(
-                [float(task.loss(logits, data)) * c, c], dtype=torch.float64
-            )
-        task.update(metrics, scores, data)
-    metrics.reduce()
-    all_reduce_sum(loss_sum)
-    out: dict[str, Any] = {
-        "loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else float("nan")
-    }
-    out.update(metrics.compute())
-    if hasattr(metrics, "confusion"):
-        out["confusion"] = metrics.confusion.tolist()
-    return out
 
 
 def _underlying(ds: Any) -> Any:
@@ -242,19 +124,15 @@ class Trainer:
             torch.set_num_threads(cfg.train.num_threads)
         seed_everything(cfg.train.seed)
         if datasets is None:
-            from .builders import build_datasets
-
             datasets = build_datasets(cfg)
         self.datasets = datasets
         if task is None:
-            from .builders import build_task
-
             task = build_task(cfg, _underlying(datasets["train"]))
         self.task = task
+        #: the arguments of the model's factory, stored in checkpoints
+        self.model_args: dict[str, Any] = dict(cfg.model.args)
         if model is None:
-            from .builders import build_model
-
-            model = build_model(cfg, task)
+            model, self.model_args = build_model(cfg, task)
         seed_everything(cfg.train.seed + 7919 * self.info.rank)
         self.model = model.to(self.device)
         self.net: nn.Module = self.model
@@ -367,10 +245,6 @@ class Trainer:
             "best": self.best,
         }
 
-    @property
-    def model_args(self) -> dict[str, Any]:
-        return getattr(self.model, "_pointsam_args", dict(self.cfg.model.args))
-
     def _names(self, attrs: tuple[str, ...]) -> list[str]:
         ds = _underlying(self.datasets["train"])
         for attr in attrs:
@@ -440,7 +314,7 @@ class Trainer:
             if cfg.train.max_batches and i >= cfg.train.max_batches:
                 break
             data = data.to(self.device)
-            with _autocast(self.device, self.amp):
+            with autocast(self.device, self.amp):
                 logits = self.net(data)
             loss = self.task.loss(logits.float(), data)
             if not torch.isfinite(loss):

@@ -1,10 +1,11 @@
 r"""Coloured PLY export that keeps the raw weights as per-point properties.
 
-:func:`export_ply` writes a binary little-endian PLY (written by hand, no
-dependency) with ``x y z`` (float32), ``red green blue`` (uchar) and one float32
-property per weight (``weight``, ``axis_x`` ...) plus optional int32 ``label``
-and ``pred``. CloudCompare, MeshLab, Open3D (points and colours) and
-:func:`read_ply` read it; a viewer can re-colour the points from the raw weight.
+:func:`export_ply` writes a binary little-endian PLY with ``x y z`` (float32),
+``red green blue`` (uchar) and one float32 property per weight (``weight``,
+``axis_x`` ...) plus optional int32 ``label`` and ``pred``. CloudCompare,
+MeshLab, Open3D (points and colours) and :func:`read_ply` read it; a viewer can
+re-colour the points from the raw weight. Both sides go through pointsam's one
+PLY implementation, :mod:`pointsam.data.io.ply` (plyfile).
 """
 
 from __future__ import annotations
@@ -16,17 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from pointsam.data.io.ply import read_ply_vertices, write_ply_vertices
+
 from .colors import colormap, to_numpy
 
 __all__ = ["export_ply", "read_ply"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}
 _RESERVED = {"x", "y", "z", "red", "green", "blue"}
 
 
@@ -108,58 +105,17 @@ def export_ply(path: str | Path, pos: Any, *, colors: Any = None,
         c = np.full((n, 3), 0.78)
     rgb = (np.clip(c, 0.0, 1.0) * 255).round().astype(np.uint8)  # [N, 3]
 
-    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
-              ("red", "u1"), ("green", "u1"), ("blue", "u1")]
-    fields += [(k, "<f4") for k in props] + [(k, "<i4") for k in ints]
-    rec = np.empty(n, dtype=np.dtype(fields))
-    rec["x"], rec["y"], rec["z"] = p[:, 0], p[:, 1], p[:, 2]
-    rec["red"], rec["green"], rec["blue"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    for k, v in props.items():
-        rec[k] = v
+    columns: dict[str, np.ndarray] = {
+        "x": p[:, 0].astype(np.float32), "y": p[:, 1].astype(np.float32),
+        "z": p[:, 2].astype(np.float32),
+        "red": rgb[:, 0], "green": rgb[:, 1], "blue": rgb[:, 2]}
+    columns.update({k: v.astype(np.float32) for k, v in props.items()})
     for k, a in ints.items():
         if a.size and (a.min() < -2**31 or a.max() >= 2**31):
             raise ValueError(f"{k} does not fit in int32")
-        rec[k] = a
-    ply_type = {"<f4": "float", "u1": "uchar", "<i4": "int"}
-    for c in comments:
-        if not isinstance(c, str) or "\n" in c or "\r" in c or not c.isascii():
-            raise ValueError(f"a PLY comment must be one ASCII line (no newline), "
-                             f"got {c!r}")
-    header = ["ply", "format binary_little_endian 1.0",
-              "comment written by pointsam.viz.export_ply"]
-    header += [f"comment {c}" for c in comments] + [f"element vertex {n}"]
-    header += [f"property {ply_type[t]} {name}" for name, t in fields]
-    header.append("end_header")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(("\n".join(header) + "\n").encode("ascii"))
-        f.write(rec.tobytes())
-    return path
-
-
-def _split_header(data: bytes, path: Path) -> tuple[list[str], bytes]:
-    """``(header lines between 'ply' and 'end_header', body bytes)`` of a PLY.
-
-    The header is read line by line (``\\n``, optionally ``\\r\\n``): it ends at
-    the first line that is exactly ``end_header``, so a comment that merely
-    contains those words does not end it.
-    """
-    lines: list[str] = []
-    start = 0
-    while True:
-        nl = data.find(b"\n", start)
-        if nl < 0:
-            raise ValueError(f"{path} is not a PLY file (no 'ply' magic / "
-                             "end_header line)")
-        line = data[start:nl].rstrip(b"\r").decode("ascii", "replace")
-        start = nl + 1
-        if not lines and line.strip() != "ply":
-            raise ValueError(f"{path} is not a PLY file (no 'ply' magic / "
-                             "end_header line)")
-        if line.strip() == "end_header":
-            return lines[1:], data[start:]
-        lines.append(line)
+        columns[k] = a.astype(np.int32)
+    return write_ply_vertices(
+        path, columns, ["written by pointsam.viz.export_ply", *comments])
 
 
 def read_ply(path: str | Path) -> dict[str, np.ndarray]:
@@ -175,50 +131,10 @@ def read_ply(path: str | Path) -> dict[str, np.ndarray]:
 
     Raises:
         ValueError: not a PLY, a list property in the vertex element, or a
-            truncated body.
+            truncated body (a :class:`~pointsam.data.CloudFormatError`, from
+            :func:`pointsam.data.io.ply.read_ply_vertices`).
     """
-    path = Path(path)
-    with open(path, "rb") as f:
-        data = f.read()
-    header, body = _split_header(data, path)
-    fmt, elements = "", []  # [(name, count, [(prop, dtype)])]
-    for line in header:
-        tok = line.split()
-        if not tok or tok[0] in ("comment", "obj_info"):
-            continue
-        if tok[0] == "format":
-            fmt = tok[1]
-        elif tok[0] == "element":
-            elements.append((tok[1], int(tok[2]), []))
-        elif tok[0] == "property":
-            if tok[1] == "list":
-                if elements and elements[-1][0] == "vertex":
-                    raise ValueError(f"{path}: list property in the vertex element")
-                elements[-1][2].append((tok[-1], None))
-            else:
-                if tok[1] not in _PLY_TYPES:
-                    raise ValueError(f"{path}: unknown PLY type {tok[1]!r}")
-                elements[-1][2].append((tok[2], _PLY_TYPES[tok[1]]))
-    if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
-        raise ValueError(f"{path}: unsupported PLY format {fmt!r}")
-    if not elements or elements[0][0] != "vertex":
-        raise ValueError(f"{path}: the first element must be 'vertex'")
-    _, n, props = elements[0]
-    if fmt == "ascii":
-        rows = body.decode("ascii").split("\n")[:n]
-        if len(rows) < n:
-            raise ValueError(f"{path}: truncated, {len(rows)} of {n} vertex rows")
-        table = np.array([r.split()[:len(props)] for r in rows], dtype=np.float64)
-        out = {name: table[:, i].astype(t) for i, (name, t) in enumerate(props)}
-    else:
-        e = "<" if fmt == "binary_little_endian" else ">"
-        dt = np.dtype([(name, e + t) for name, t in props])
-        if len(body) < dt.itemsize * n:
-            raise ValueError(f"{path}: truncated, {len(body)} bytes for {n} "
-                             f"vertices of {dt.itemsize} bytes")
-        rec = np.frombuffer(body, dtype=dt, count=n)
-        out = {name: rec[name].astype(rec[name].dtype.newbyteorder("="))
-               for name, _ in props}
+    out, _ = read_ply_vertices(path)
     if all(k in out for k in ("x", "y", "z")):
         out["pos"] = np.stack([out["x"], out["y"], out["z"]], 1).astype(np.float64)
     if all(k in out for k in ("red", "green", "blue")):

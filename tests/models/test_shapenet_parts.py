@@ -57,3 +57,39 @@ def test_restrict_per_shape():
     assert part_mask(torch.tensor([3])).sum() == 4
     with pytest.raises(ValueError, match="category must be in"):
         part_mask(torch.tensor([16]))
+
+
+def test_one_table_and_one_function():
+    from pointsam import data
+    from pointsam.engine import metrics
+    from pointsam.models import shapenet_parts
+    from pointsam.ops import parts
+
+    assert data.SEG_CLASSES is parts.SEG_CLASSES is shapenet_parts.SEG_CLASSES
+    assert data.ShapeNetPart.seg_classes is parts.SEG_CLASSES
+    assert shapenet_parts.CATEGORIES is parts.CATEGORIES
+    assert (metrics.restrict_to_category is shapenet_parts.restrict_to_category
+            is parts.restrict_to_category)
+    assert metrics.category_part_mask is parts.category_part_mask
+
+
+def test_restrict_with_a_table_of_its_own():
+    from pointsam.ops.parts import category_part_mask
+
+    mask = category_part_mask([[0, 1], [2, 3, 4]], 5)
+    logits = torch.tensor([[0.0, 1, 5, 0, 0], [9.0, 0, 1, 2, 0], [0.0, 0, 0, 0, 7]])
+    out = restrict_to_category(logits, torch.tensor([0, 1]),
+                               torch.tensor([0, 1, 1]), mask)
+    assert out.argmax(-1).tolist() == [1, 3, 4]
+    assert torch.isinf(out[0, 2:]).all() and torch.isinf(out[1, :2]).all()
+    # the ShapeNetPart table spelled as a mask gives the default's answer
+    table = category_part_mask([SEG_CLASSES[c] for c in CATEGORIES], NUM_PARTS)
+    z, cat, b = torch.randn(6, 50), torch.tensor([3, 12]), torch.tensor([0, 0, 0, 1, 1, 1])
+    assert torch.equal(restrict_to_category(z, cat, b, table),
+                       restrict_to_category(z, cat, b))
+    with pytest.raises(ValueError, match=r"logits must have shape \[N, 5\]"):
+        restrict_to_category(torch.zeros(3, 4), torch.tensor([0]), None, mask)
+    with pytest.raises(ValueError, match=r"logits must have shape \[N, 50\]"):
+        restrict_to_category(torch.zeros(3, 4), torch.tensor([0]))
+    with pytest.raises(ValueError, match="batch refers to shape 1 but category has 1"):
+        restrict_to_category(torch.zeros(2, 50), torch.tensor([0]), torch.tensor([0, 1]))

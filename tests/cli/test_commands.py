@@ -1,6 +1,5 @@
 """The `pointsam` command: errors, demo --quick, eval and predict on checkpoints."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ import pytest
 
 from pointsam.cli import main
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 from _tiny import one_thread  # noqa: E402,F401  (autouse: one torch thread)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -239,16 +238,12 @@ def test_predict_semseg_writes_labels(tmp_path, capsys):
     assert np.allclose(rec["x"], np.load(cloud)[:, 0])
 
 
-def test_viz_delegates_or_says_not_available(capsys, tmp_path):
-    if importlib.util.find_spec("pointsam.viz.cli") is None:
-        assert main(["viz", "x.pt", "y.ply"]) == 2
-        assert "not yet available" in capsys.readouterr().err
-    else:  # the viz sub-command is wired in; its errors come back as exit code 2
-        assert (
-            main(["viz", str(tmp_path / "none.pt"), "x.ply", "--out", str(tmp_path)])
-            == 2
-        )
-        assert "checkpoint not found" in capsys.readouterr().err
+def test_viz_errors_come_back_as_exit_code_2(capsys, tmp_path):
+    assert (
+        main(["viz", str(tmp_path / "none.pt"), "x.ply", "--out", str(tmp_path)])
+        == 2
+    )
+    assert "checkpoint not found" in capsys.readouterr().err
 
 
 def test_bench_list(capsys):

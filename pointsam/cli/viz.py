@@ -9,7 +9,9 @@ runs the model once and writes the attention pictures (PNG) and raw weights
 :func:`pointsam.data.read_cloud`) or ``dataset:split:index``
 (``modelnet10:test:0``; an empty dataset name, ``:test:0``, means the
 checkpoint's own dataset). The pointsam command wires this in with
-``add_parser(subparsers)``; the handler is :func:`run`.
+``add_parser(subparsers)``; the handler is :func:`run`. This is the command
+layer: it loads the checkpoint and the data (engine, data) and hands them to
+:func:`pointsam.viz.gallery.visualize`, which only draws.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import copy
 import sys
 from pathlib import Path
 from typing import Any
-
-import torch
 
 __all__ = ["add_parser", "run", "load_source", "main"]
 
@@ -123,10 +123,11 @@ def load_source(source: str, cfg: Any, num_points: int | None = None,
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``pointsam viz``: write the pictures and print their paths."""
+    import torch
+
     from pointsam.engine.predict import load_trained
     from pointsam.engine.tasks import PartSegTask
-
-    from .gallery import visualize
+    from pointsam.viz.gallery import visualize
 
     size = _parse_size(args.size)
     views = [v.strip() for v in args.views.split(",") if v.strip()]
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``viz`` on its own (``python -m pointsam.viz.cli ...``)."""
+    """Run ``viz`` on its own (``python -m pointsam.cli.viz ...``)."""
     parser = argparse.ArgumentParser(prog="pointsam")
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub)

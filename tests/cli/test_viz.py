@@ -6,12 +6,22 @@ import numpy as np
 import pytest
 import torch
 
-from pointsam.viz import cli as viz_cli
-from pointsam.viz import read_ply, read_png
+from pointsam.cli import viz as viz_cli
+from pointsam.viz import read_ply, read_png, renderer_available
 
 MN10_CHAIR = "modelnet10_pcd_1024/ModelNet10/pcd/chair/test/chair_0890.pcd"
 KITTI_NPY = "open3d_ml_demo_data/examples/demo_data/points/000700.npy"
 KITTI_LABELS = "open3d_ml_demo_data/examples/demo_data/labels/000700.npy"
+
+
+@pytest.fixture(scope="session")
+def open3d_renderer() -> str:
+    """``"open3d"`` when the offscreen renderer starts here; otherwise a skip
+    that says why (as in tests/viz/conftest.py)."""
+    ok, why = renderer_available()
+    if not ok:
+        pytest.skip(f"Open3D OffscreenRenderer cannot start here: {why}")
+    return "open3d"
 
 
 def _checkpoint(path, model_name, model_args, data, task_meta, class_names=(),

@@ -1,0 +1,47 @@
+"""The base class of pointsam's datasets: indexing and the optional transform."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch.utils.data import Dataset
+from torch_geometric.data import Data
+
+__all__ = ["PointDataset"]
+
+
+class PointDataset(Dataset):
+    """A map-style dataset of PyG ``Data`` samples with an optional ``transform``.
+
+    A subclass sets ``self.transform`` (a callable ``Data -> Data`` or ``None``)
+    and defines ``__len__`` and :meth:`get` (sample ``idx`` in ``0..len-1``
+    before the transform); :meth:`__getitem__` accepts negative indices, raises
+    ``IndexError`` outside ``-len..len-1`` (naming :attr:`item_name`) and applies
+    the transform.
+
+    Example:
+        >>> class Two(PointDataset):
+        ...     transform = None
+        ...     def __len__(self): return 2
+        ...     def get(self, idx): return Data(idx=idx)
+        >>> Two()[-1].idx, len(Two())
+        (1, 2)
+    """
+
+    #: What one sample is called in the out-of-range message.
+    item_name = "samples"
+    transform: Callable[[Data], Data] | None
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get(self, idx: int) -> Data:  # pragma: no cover - abstract
+        """Sample ``idx`` (``0 <= idx < len(self)``) before ``transform``."""
+        raise NotImplementedError
+
+    def __getitem__(self, idx: int) -> Data:
+        if not -len(self) <= idx < len(self):
+            raise IndexError(
+                f"index {idx} out of range for {len(self)} {self.item_name}")
+        data = self.get(idx % len(self))
+        return self.transform(data) if self.transform is not None else data
