@@ -9,6 +9,7 @@ r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench.
     pointsam predict CHECKPOINT FILE --out OUT.ply [--category C]
     pointsam viz CHECKPOINT SOURCE --out DIR                   # pointsam.viz.cli
     pointsam bench [NAME ...] [--list]              # runs python -m bench.NAME
+    pointsam sweep CONFIG ... --seeds 0 1 2 --out DIR  # pointsam.engine.sweep
 
 A user error (missing file, unknown config key, bad value, missing dataset,
 unsafe checkpoint) prints one ``pointsam: error: ...`` line and exits with 2;
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pass --quick to each script (small sizes, a smoke test)",
     )
+    from pointsam.engine.sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
     return p
 
 
@@ -478,6 +482,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return rc
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from pointsam.engine.sweep import cmd_sweep
+
+    return cmd_sweep(args)
+
+
 _COMMANDS = {
     "train": _cmd_train,
     "eval": _cmd_eval,
@@ -485,6 +495,7 @@ _COMMANDS = {
     "viz": _cmd_viz,
     "demo": _cmd_demo,
     "bench": _cmd_bench,
+    "sweep": _cmd_sweep,
 }
 
 
