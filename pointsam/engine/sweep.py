@@ -143,6 +143,11 @@ def plan_sweep(configs: Sequence[str | Path], seeds: Sequence[int], out: str | P
         raise SweepError("no seed given: --seeds 0 1 2")
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise SweepError(f"--seeds must be distinct and >= 0, got {list(seeds)}")
+    for o in overrides:
+        key = o.split("=", 1)[0].strip()
+        if key in ("train.seed", "train.out_dir"):
+            raise SweepError(f"--set {o}: the sweep sets {key} itself "
+                             "(--seeds, --out)")
     names: dict[str, Path] = {}
     for c in configs:
         p = Path(c)

@@ -225,12 +225,36 @@ def test_plan_rejects_bad_seeds_and_name_clashes(tmp_path):
         plan_sweep(["x/a.yaml", "y/a.yaml"], [0], tmp_path)
     with pytest.raises(SweepError, match="no config given"):
         _sweep(["--out", str(tmp_path)])
+    with pytest.raises(SweepError, match="sweep sets train.seed itself"):
+        plan_sweep(["a.yaml"], [0], tmp_path, ["train.seed=4"])
     runs = plan_sweep(["x/a.yaml"], [3], tmp_path, ["train.epochs=1"])
     assert runs[0].out_dir == tmp_path.resolve() / "runs" / "a" / "seed3"
     cmd = runs[0].command(resume=True)
     assert cmd[1:4] == ["-m", "pointsam", "train"] and cmd[-1] == "--resume"
     assert "train.seed=3" in cmd and "train.num_threads=1" in cmd
     assert cmd.index("train.epochs=1") < cmd.index("train.seed=3")
+
+
+def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
+    from pointsam.engine import sweep
+
+    runs = plan_sweep(["a.yaml", "b.yaml"], [0], tmp_path)
+    code = {"a": "import sys; print('boom: bad data'); sys.exit(3)",
+            "b": "import json, pathlib; pathlib.Path('summary.json').write_text("
+                 "json.dumps({'task': 'cls', 'test': {'oa': 0.5}, 'config': {}}))"}
+    monkeypatch.setattr(sweep.SweepRun, "command", lambda self, resume=False: [
+        sys.executable, "-c", f"import os; os.chdir({str(self.out_dir)!r}); "
+        + code[self.name]])
+    logs = []
+    out = sweep.run_sweep(runs, jobs=2, log=logs.append)
+    assert [o.status for o in out] == ["failed", "done"]
+    assert out[0].returncode == 3 and out[1].summary["test"]["oa"] == 0.5
+    fail = next(ln for ln in logs if "FAILED" in ln)
+    assert "FAILED a seed 0 (exit 3)" in fail and "boom: bad data" in fail
+    rec = json.loads((runs[0].out_dir / "sweep_run.json").read_text())
+    assert rec["attempts"][0]["returncode"] == 3
+    again = sweep.run_sweep(runs, jobs=2, log=logs.append)  # retried, b skipped
+    assert [o.status for o in again] == ["failed", "skipped"]
 
 
 def test_configs_of_different_tasks_are_refused(tmp_path):
