@@ -445,7 +445,7 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
         [str(c) for c in configs] + ["--seeds", *map(str, seeds)]
         + [a for o in overrides for a in ("--set", o)]
         + (["--baseline", base] if base != runs[0].name else [])
-        + ["--out", str(args.out)])
+        + ["--jobs", str(args.jobs), "--out", str(args.out)])
     if not args.report_only:
         task = check_plan(runs)
         if args.dry_run:
@@ -468,8 +468,11 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
             + (f"; {len(failed)} run(s) failed: "
                + ", ".join(o.run.label for o in failed) if failed else ""))
     jobs = args.jobs
-    if meta_path.is_file():
-        jobs = json.loads(meta_path.read_text()).get("jobs", jobs)
+    if meta_path.is_file():  # as the runs were made
+        meta = json.loads(meta_path.read_text())
+        jobs = meta.get("jobs", jobs)
+        if args.report_only:
+            command = meta.get("command", command)
     names = list(dict.fromkeys(r.name for r in runs))
     paths = write_report(out, names, seeds, base,
                          command=command, jobs=jobs)

@@ -237,7 +237,13 @@ def _markdown(rows: list[dict[str, Any]], results: list[SeedResult],
               missing: list[tuple[str, int]], task: str, baseline: str,
               seeds: Sequence[int], command: str, jobs: int | None) -> str:
     metrics = METRICS.get(task, ())
-    budget = max((r["time_budget_s"] for r in rows), default=0.0)
+    budgets = {r["config"]: r["time_budget_s"] for r in rows}
+    if len(set(budgets.values())) == 1:
+        b = next(iter(budgets.values()))
+        budget = f" Time budget: {b:g} s of training per run." if b > 0 else ""
+    else:
+        budget = " Time budget per run: " + ", ".join(
+            f"{n} {'none' if b <= 0 else f'{b:g} s'}" for n, b in budgets.items()) + "."
     lines = [
         "# Sweep results", "",
         f"Task: {TASK_NAMES.get(task, task)}. Test-split metrics in percent, each "
@@ -251,8 +257,7 @@ def _markdown(rows: list[dict[str, Any]], results: list[SeedResult],
         + (f"; {jobs} run(s) at once" if jobs else "")
         + ". Training time is wall-clock of training and validation per run "
         "(summed over resumes), measured while the runs shared the machine."
-        + (f" Time budget: {budget:.0f} s of training per run (`train.time_budget_s`)."
-           if budget > 0 else ""), "",
+        + budget, "",
         "## Per configuration", "",
         "| config | seeds | " + " | ".join(f"{lab} (%)" for _, lab in metrics)
         + " | params | train time (s) | epoch chosen | epochs run |",

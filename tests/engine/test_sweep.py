@@ -32,10 +32,10 @@ from _tiny import one_thread  # noqa: E402,F401
 
 TINY = """\
 model: {{name: pointnet2_lite_cls, args: {args}}}
-data: {{name: synthetic_shapes, num_points: 64, batch_size: 4,
+data: {{name: synthetic_shapes, num_points: 64, batch_size: 8, eval_batch_size: 24,
        args: {{num_samples: 24}}}}
 optim: {{lr: 0.01}}
-train: {{epochs: {epochs}, max_batches: 2, tensorboard: false,
+train: {{epochs: {epochs}, max_batches: 3, tensorboard: false,
         time_budget_s: {budget}}}
 """
 
