@@ -234,7 +234,7 @@ class RunOutcome:
     """What a sweep invocation did with one run."""
 
     run: SweepRun
-    status: str  # "skipped", "done" or "failed"
+    status: str  # "skipped", "done", "failed" or "busy" (another process has it)
     resumed: bool = False
     wall_s: float = 0.0
     returncode: int | None = None
@@ -312,12 +312,18 @@ def run_sweep(runs: Sequence[SweepRun], jobs: int,
     todo: deque[SweepRun] = deque()
     for r in runs:
         s = read_summary(r.summary_path)
+        pid = _live_pid(r)
         if s is not None:
             outcomes[r] = RunOutcome(r, "skipped", summary=s)
+        elif pid is not None:  # e.g. left running by a sweep that was killed
+            outcomes[r] = RunOutcome(r, "busy")
+            log(f"[sweep] {r.label} is being trained by process {pid} "
+                f"({r.out_dir / 'sweep.pid'}); not started again")
         else:
             todo.append(r)
     total = len(todo)
-    log(f"[sweep] {len(runs)} runs: {len(runs) - total} already finished, "
+    busy = sum(o.status == "busy" for o in outcomes.values())
+    log(f"[sweep] {len(runs)} runs: {len(runs) - total - busy} already finished, "
         f"{total} to run, {min(jobs, max(total, 1))} at once")
     env = _child_env()
     procs: dict[SweepRun, tuple[subprocess.Popen, float, bool, Any]] = {}
@@ -335,6 +341,7 @@ def run_sweep(runs: Sequence[SweepRun], jobs: int,
                 p = subprocess.Popen(r.command(resume), stdout=fh,
                                      stderr=subprocess.STDOUT, env=env)
                 procs[r] = (p, time.time(), resume, fh)
+                (r.out_dir / "sweep.pid").write_text(f"{p.pid}\n")
                 if resume:
                     log(f"[sweep] resuming {r.label} from {r.out_dir / 'last.pt'}")
             for r, (p, t0, resume, fh) in list(procs.items()):
@@ -343,6 +350,7 @@ def run_sweep(runs: Sequence[SweepRun], jobs: int,
                     continue
                 fh.close()
                 del procs[r]
+                (r.out_dir / "sweep.pid").unlink(missing_ok=True)
                 wall = time.time() - t0
                 _record_attempt(r, wall, rc, resume)
                 finished += 1
@@ -368,13 +376,25 @@ def run_sweep(runs: Sequence[SweepRun], jobs: int,
     finally:  # Ctrl-C or an error: stop our children; their last.pt remains
         for p, *_ in procs.values():
             p.terminate()
-        for p, _, _, fh in procs.values():
+        for r, (p, _, _, fh) in procs.items():
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
             fh.close()
+            (r.out_dir / "sweep.pid").unlink(missing_ok=True)
     return [outcomes[r] for r in runs]
+
+
+def _live_pid(r: SweepRun) -> int | None:
+    """The pid in ``sweep.pid`` when that process still runs ``pointsam train``."""
+    try:
+        pid = int((r.out_dir / "sweep.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):  # no file, no such process, or no /proc
+        return None
+    return pid if b"pointsam" in cmdline and b"train" in cmdline else None
 
 
 def _log_tail(path: Path) -> str:

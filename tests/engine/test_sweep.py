@@ -11,7 +11,9 @@ import csv
 import json
 import math
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +257,31 @@ def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
     assert rec["attempts"][0]["returncode"] == 3
     again = sweep.run_sweep(runs, jobs=2, log=logs.append)  # retried, b skipped
     assert [o.status for o in again] == ["failed", "skipped"]
+    assert not (runs[0].out_dir / "sweep.pid").exists()
+
+
+def test_a_run_another_process_is_training_is_not_started_twice(tmp_path):
+    from pointsam.engine import sweep
+
+    run = plan_sweep(["a.yaml"], [0], tmp_path)[0]
+    run.out_dir.mkdir(parents=True)
+    # a live process whose command line looks like a pointsam train run
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                          "pointsam", "train"])
+    try:
+        (run.out_dir / "sweep.pid").write_text(f"{p.pid}\n")
+        for _ in range(100):  # until the child has exec'd its command line
+            if sweep._live_pid(run) == p.pid:
+                break
+            time.sleep(0.05)
+        logs = []
+        assert [o.status for o in sweep.run_sweep([run], 1, log=logs.append)] == [
+            "busy"]
+        assert f"being trained by process {p.pid}" in logs[0]
+    finally:
+        p.kill()
+        p.wait()
+    assert sweep._live_pid(run) is None  # a dead pid no longer blocks the run
 
 
 def test_configs_of_different_tasks_are_refused(tmp_path):
