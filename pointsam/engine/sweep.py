@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, config_to_dict, load_config
+from .sweep_report import fmt_duration, metrics_text, read_summary, write_report
 
 __all__ = [
     "SweepError",
@@ -104,17 +105,6 @@ class SweepRun:
     @property
     def label(self) -> str:
         return f"{self.name} seed {self.seed}"
-
-
-def read_summary(path: str | Path) -> dict[str, Any] | None:
-    """A finished run's ``summary.json``, or ``None`` when absent or not valid."""
-    try:
-        s = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    ok = (isinstance(s, dict) and isinstance(s.get("test"), dict)
-          and isinstance(s.get("config"), dict) and "task" in s)
-    return s if ok else None
 
 
 def _conflicts(old: dict[str, Any], new: dict[str, Any],
@@ -264,23 +254,6 @@ def _record_attempt(r: SweepRun, wall: float, rc: int, resumed: bool) -> None:
     os.replace(tmp, path)
 
 
-def _fmt_time(s: float) -> str:
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
-
-
-def _metrics_text(summary: dict[str, Any]) -> str:
-    from .sweep_report import METRICS
-
-    test = summary.get("test", {})
-    keys = METRICS.get(summary.get("task", ""), ())
-    return " ".join(f"{k}={test[k]:.4f}" for k, _ in keys
-                    if isinstance(test.get(k), (int, float)))
-
-
 def _eta(done: dict[str, list[float]], waiting: Sequence[SweepRun],
          running: dict[SweepRun, float], jobs: int, now: float) -> float | None:
     """Seconds left: per-config mean duration of finished runs, over the slots."""
@@ -360,7 +333,7 @@ def run_sweep(runs: Sequence[SweepRun], jobs: int,
                     outcomes[r] = RunOutcome(r, "failed", resume, wall, rc)
                     tail = _log_tail(r.out_dir / "sweep.log")
                     log(f"[sweep] FAILED {r.label} (exit {rc}) after "
-                        f"{_fmt_time(wall)}: {tail} (log: {r.out_dir / 'sweep.log'}); "
+                        f"{fmt_duration(wall)}: {tail} (log: {r.out_dir / 'sweep.log'}); "
                         f"{left} left")
                     continue
                 outcomes[r] = RunOutcome(r, "done", resume, wall, rc, s)
@@ -369,8 +342,8 @@ def run_sweep(runs: Sequence[SweepRun], jobs: int,
                 eta = _eta(durations, todo, {q: v[1] for q, v in procs.items()},
                            jobs, now)
                 log(f"[sweep] {finished}/{total} done: {r.label}: "
-                    f"{_metrics_text(s)} ({_fmt_time(wall)}); {left} left"
-                    + (f", about {_fmt_time(eta)} to go" if left and eta else ""))
+                    f"{metrics_text(s)} ({fmt_duration(wall)}); {left} left"
+                    + (f", about {fmt_duration(eta)} to go" if left and eta else ""))
             if procs:
                 time.sleep(poll_s)
     finally:  # Ctrl-C or an error: stop our children; their last.pt remains
@@ -445,8 +418,6 @@ def _baseline_name(runs: Sequence[SweepRun], baseline: str | None) -> str:
 
 def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
     """Run ``pointsam sweep`` from parsed arguments; 0 when every run finished."""
-    from .sweep_report import write_report
-
     out = Path(args.out)
     meta_path = out / "sweep.json"
     configs, seeds, overrides = list(args.configs), list(args.seeds), list(args.overrides)
@@ -484,7 +455,7 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
         t0 = time.time()
         outcomes = run_sweep(runs, args.jobs, log=log)
         failed = [o for o in outcomes if o.status == "failed"]
-        log(f"[sweep] finished in {_fmt_time(time.time() - t0)}"
+        log(f"[sweep] finished in {fmt_duration(time.time() - t0)}"
             + (f"; {len(failed)} run(s) failed: "
                + ", ".join(o.run.label for o in failed) if failed else ""))
     jobs = args.jobs

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["METRICS", "SeedResult", "collect", "mean_std", "paired_difference",
-           "write_report"]
+           "short_names", "metrics_text", "read_summary", "fmt_duration", "write_report"]
 
 #: The test metrics reported per task: (summary key, label); the first is primary.
 METRICS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -82,11 +82,20 @@ def _result(config: str, seed: int, s: dict[str, Any], wall: float) -> SeedResul
         bool(s.get("stopped_by_time_budget", False)), wall)
 
 
+def read_summary(path: str | Path) -> dict[str, Any] | None:
+    """A finished run's ``summary.json``, or ``None`` when absent or not valid."""
+    try:
+        s = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(s, dict) and isinstance(s.get("test"), dict)
+          and isinstance(s.get("config"), dict) and "task" in s)
+    return s if ok else None
+
+
 def collect(out: str | Path, names: Sequence[str], seeds: Sequence[int]
             ) -> tuple[list[SeedResult], list[tuple[str, int]]]:
     """Finished runs under ``out/runs`` (config-major) and the missing (name, seed)."""
-    from .sweep import read_summary
-
     found, missing = [], []
     for n in names:
         for seed in seeds:
@@ -189,6 +198,23 @@ def _aggregate(results: list[SeedResult], names: Sequence[str], baseline: str,
             row[f"{k}_diffs"] = d["diffs"]
         rows.append(row)
     return rows
+
+
+def metrics_text(summary: dict[str, Any]) -> str:
+    """The task's test metrics of a run summary, e.g. ``oa=0.9053 macc=0.8890``."""
+    test = summary.get("test", {})
+    keys = METRICS.get(summary.get("task", ""), ())
+    return " ".join(f"{k}={test[k]:.4f}" for k, _ in keys
+                    if isinstance(test.get(k), (int, float)))
+
+
+def fmt_duration(s: float) -> str:
+    """``42 s``, ``12 min`` or ``3.5 h``."""
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
 
 
 # ----------------------------------------------------------------------- files
