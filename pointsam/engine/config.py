@@ -143,8 +143,11 @@ class TrainConfig:
         ignore_index: Label ignored by the semantic-segmentation loss and metrics.
         voxel_size: Whole-scan semseg evaluation: voxel edge in metres (0: off).
         chunk_points: Whole-scan semseg evaluation: max points per chunk (0: off).
-        time_budget_s: Stop training after the epoch that would cross this many
-            seconds (0: off); the test evaluation still follows. For the demo.
+        time_budget_s: Training-time budget in seconds (0: off): no epoch starts
+            when the time so far plus the mean epoch time so far would exceed
+            it (the first always runs). Counts training, validation and
+            checkpoints, summed over resumes; selection stays on validation and
+            the test split is evaluated once. For equal-compute comparisons.
         num_threads: torch intra-op threads (0: torch's default). On a busy
             shared CPU, 1 thread avoids OpenMP spin contention (often 5x faster).
         progress: Show a tqdm bar per epoch.

@@ -13,9 +13,20 @@ r"""The training loop: fit with validation-based model selection, test once.
 4. writes ``summary.json`` (config, seed, versions, machine, results).
 
 Resume (``resume=True``) restores model, optimiser, scheduler, AMP scaler,
-epoch, RNG states and the log history from ``last.pt``: on the CPU a resumed run
-equals an uninterrupted one. Shuffling uses a :class:`DistributedSampler` whose
-order depends only on ``(seed, epoch)``.
+epoch, RNG states, the log history and the training time spent so far from
+``last.pt``: on the CPU a resumed run equals an uninterrupted one.
+
+Time budget (``train.time_budget_s`` > 0): before each epoch after the first, the
+run stops when the training time so far plus the mean epoch time so far would
+exceed the budget (so it never starts an epoch it expects to overrun; the first
+epoch always runs). Training time is wall-clock of training, validation and
+checkpointing, summed over resumes (the value saved in ``last.pt`` is the one the
+rule reads, so a resumed run stops where an uninterrupted one would). Model
+selection stays on validation and the test split is still evaluated once;
+``summary.json`` records ``time_budget_s``, ``epochs_run`` and ``train_time_s``.
+
+Shuffling uses a :class:`DistributedSampler` whose order depends only on
+``(seed, epoch)``.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ from .distributed import (
     ShardSampler,
     all_reduce_sum,
     barrier,
+    broadcast_object,
     init_distributed,
 )
 from .evaluation import autocast, evaluate, vote_augment  # re-exported here too
@@ -150,6 +162,7 @@ class Trainer:
         self.amp = cfg.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epoch = 0
+        self.train_time = 0.0  # seconds of training so far, over resumes
         self.stopped_early = False
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {}
@@ -240,6 +253,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
+            "train_time_s": self.train_time,
             "rng": get_rng_state(),
             "history": self.history,
             "best": self.best,
@@ -279,6 +293,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
+        self.train_time = float(state.get("train_time_s", 0.0))  # older: absent
         self.history = list(state["history"])
         self.best = dict(state["best"])
         set_rng_state(state["rng"])  # rank 0's state: exact on a single process
@@ -379,12 +394,22 @@ class Trainer:
             The summary dict (also written to ``summary.json`` when finished).
         """
         t = self.cfg.train
-        start = time.time()
+        base, start = self.train_time, self._clock()
         key = self.task.score_key
         done = 0
         while self.epoch < t.epochs:
             if stop_after is not None and done >= stop_after:
                 return {"stopped_at_epoch": self.epoch}
+            if self._over_budget():
+                if self.info.is_main:
+                    print(
+                        f"[pointsam] time budget of {t.time_budget_s:.0f} s reached "
+                        f"after epoch {self.epoch}/{t.epochs} "
+                        f"({self.train_time:.0f} s)",
+                        file=sys.stderr,
+                    )
+                self.stopped_early = True
+                break
             tick = time.time()
             tr = self.train_epoch()
             self.epoch += 1
@@ -425,24 +450,22 @@ class Trainer:
                     for k, v in row.items()
                 )
                 print(f"[pointsam] {msg}", file=sys.stderr, flush=True)
+            # rank 0's clock on every rank (one budget decision); saved in last.pt
+            self.train_time = float(broadcast_object(base + (self._clock() - start)))
             if improved:
                 self._save("best.pt")
             self._save("last.pt")
-            spent = time.time() - start
-            if (
-                t.time_budget_s > 0
-                and self.epoch < t.epochs
-                and spent + spent / done > t.time_budget_s
-            ):
-                if self.info.is_main:
-                    print(
-                        f"[pointsam] time budget of {t.time_budget_s:.0f} s reached "
-                        f"after epoch {self.epoch}/{t.epochs}",
-                        file=sys.stderr,
-                    )
-                self.stopped_early = True
-                break
-        return self.finish(train_time=time.time() - start)
+        return self.finish(train_time=self.train_time)
+
+    #: The clock of the time budget (a seam for tests).
+    _clock = staticmethod(time.perf_counter)
+
+    def _over_budget(self) -> bool:
+        """Would one more epoch, at the mean epoch time so far, overrun the budget?"""
+        budget = self.cfg.train.time_budget_s
+        if budget <= 0 or self.epoch == 0:
+            return False
+        return self.train_time + self.train_time / self.epoch > budget
 
     def finish(self, train_time: float | None = None) -> dict[str, Any]:
         """Load ``best.pt``, evaluate the test split once, write ``summary.json``."""
@@ -472,7 +495,8 @@ class Trainer:
                 **test,
             },
             "history": self.history,
-            "train_time_s": train_time,
+            "train_time_s": self.train_time if train_time is None else train_time,
+            "time_budget_s": t.time_budget_s,
             "epochs_run": self.epoch,
             "stopped_by_time_budget": self.stopped_early,
             "world_size": self.info.world_size,
