@@ -26,7 +26,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from . import bench, demo, predict, train, viz
 from . import eval as eval_
@@ -60,22 +62,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message: Any, category: Any, filename: Any, lineno: Any,
+                      line: Any = None) -> str:
+    return f"pointsam: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; a user error prints one line and returns 2."""
+    """Run one command; a user error prints one line and returns 2.
+
+    User errors: config, checkpoint, run-directory and file-format errors,
+    missing files, bad values, other OS errors (disk full, permissions) and a
+    diverged training (``FloatingPointError``). Warnings print as one
+    ``pointsam: warning: ...`` line.
+    """
     args = build_parser().parse_args(argv)
+    from pointsam.engine._guards import one_line
     from pointsam.engine.checkpoint import CheckpointError
     from pointsam.engine.config import ConfigError
+    from pointsam.engine.rundir import RunDirError
 
+    old_format = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, CheckpointError, RunDirError, OSError, ValueError,
+            FloatingPointError) as e:
         if os.environ.get("POINTSAM_DEBUG"):
             raise
-        print(f"pointsam: error: {e}", file=sys.stderr)
+        print(f"pointsam: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pointsam: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = old_format
 
 
 if __name__ == "__main__":
