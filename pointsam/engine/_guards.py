@@ -7,7 +7,11 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["uses_features", "drop_unused_features", "worker_errors", "one_line"]
+__all__ = ["TrainingDiverged", "uses_features", "drop_unused_features", "worker_errors", "one_line"]
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or Inf (the message says where and what to try)."""
 
 
 def uses_features(model: nn.Module) -> bool:

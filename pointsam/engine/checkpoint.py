@@ -185,6 +185,27 @@ def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path
         ) from None
 
 
+#: Config keys a resumed run may change: they do not alter the trajectory.
+RESUME_FREE = frozenset({
+    "data.num_workers", "data.eval_batch_size", "data.cache", "train.out_dir",
+    "train.progress", "train.tensorboard", "train.num_threads", "train.device",
+    "train.time_budget_s",
+})
+
+
+def _resume_conflicts(old: dict[str, Any], new: dict[str, Any]
+                      ) -> list[tuple[str, Any, Any]]:
+    """``(key, old, new)`` for every config value that differs outside RESUME_FREE."""
+    out = []
+    for sec in sorted(set(old) | set(new)):
+        a, b = old.get(sec) or {}, new.get(sec) or {}
+        for k in sorted(set(a) | set(b)):
+            key = f"{sec}.{k}"
+            if key not in RESUME_FREE and a.get(k) != b.get(k):
+                out.append((key, a.get(k), b.get(k)))
+    return out
+
+
 def get_rng_state() -> dict[str, torch.Tensor]:
     """Torch, CUDA, NumPy and Python RNG states, as tensors only."""
     np_state = np.random.get_state()

@@ -32,12 +32,14 @@ from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from pointsam.data import split_train_val  # re-exported: its old home
 
-from ._guards import uses_features
+from ._guards import TrainingDiverged, uses_features
 from .builders import TransformedDataset, build_datasets, build_model, build_task
 from .checkpoint import (
     FORMAT,
+    RESUME_FREE,
     VERSION,
     CheckpointError,
+    _resume_conflicts,
     get_rng_state,
     load_checkpoint,
     load_weights,
@@ -67,8 +69,7 @@ __all__ = ["Trainer", "TrainingDiverged", "RunDirError", "split_train_val", "eva
            "vote_augment", "seed_everything"]
 
 
-class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or Inf (the message says where and what to try)."""
+
 
 
 def seed_everything(seed: int) -> None:
@@ -86,27 +87,6 @@ def _underlying(ds: Any) -> Any:
     while isinstance(ds, Subset):
         ds = ds.dataset
     return ds
-
-
-#: Config keys a resumed run may change: they do not alter the trajectory.
-RESUME_FREE = frozenset({
-    "data.num_workers", "data.eval_batch_size", "data.cache", "train.out_dir",
-    "train.progress", "train.tensorboard", "train.num_threads", "train.device",
-    "train.time_budget_s",
-})
-
-
-def _resume_conflicts(old: dict[str, Any], new: dict[str, Any]
-                      ) -> list[tuple[str, Any, Any]]:
-    """``(key, old, new)`` for every config value that differs outside RESUME_FREE."""
-    out = []
-    for sec in sorted(set(old) | set(new)):
-        a, b = old.get(sec) or {}, new.get(sec) or {}
-        for k in sorted(set(a) | set(b)):
-            key = f"{sec}.{k}"
-            if key not in RESUME_FREE and a.get(k) != b.get(k):
-                out.append((key, a.get(k), b.get(k)))
-    return out
 
 
 class Trainer:
@@ -243,20 +223,13 @@ class Trainer:
         eval_bs = max(1, (d.eval_batch_size or d.batch_size) // info.world_size)
         train = self.datasets["train"]
         self.train_sampler = DistributedSampler(
-            train,
-            num_replicas=info.world_size,
-            rank=info.rank,
-            shuffle=True,
-            seed=self.cfg.train.seed,
-            drop_last=False,
+            train, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+            seed=self.cfg.train.seed, drop_last=False,
         )
         drop_last = len(train) // info.world_size > per_rank  # no size-1 BN batches
         self.train_loader = DataLoader(
-            train,
-            batch_size=per_rank,
-            sampler=self.train_sampler,
-            num_workers=d.num_workers,
-            drop_last=drop_last,
+            train, batch_size=per_rank, sampler=self.train_sampler,
+            num_workers=d.num_workers, drop_last=drop_last,
         )
         self.eval_loaders = {}
         for split in ("val", "test"):
@@ -264,9 +237,7 @@ class Trainer:
             if ds is None or len(ds) == 0:
                 continue
             self.eval_loaders[split] = DataLoader(
-                ds,
-                batch_size=eval_bs,
-                num_workers=d.num_workers,
+                ds, batch_size=eval_bs, num_workers=d.num_workers,
                 sampler=ShardSampler(len(ds), info.rank, info.world_size),
             )
 
@@ -369,7 +340,7 @@ class Trainer:
             loss = self.task.loss(logits.float(), data)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"training diverged: the loss is {float(loss)} at epoch "
+                    f"training diverged: the loss is {float(loss.detach())} at epoch "
                     f"{self.epoch + 1}, step {i + 1} (of this epoch); try a smaller "
                     f"optim.lr (now {cfg.optim.lr:g}), optim.grad_clip (e.g. 1.0)"
                     + (" or train.amp=false" if self.amp else "")
@@ -411,18 +382,10 @@ class Trainer:
             )
         t = self.cfg.train
         return evaluate(
-            self.model,
-            self.eval_loaders[split],
-            self.task,
-            self.device,
-            votes=votes,
-            amp=self.amp,
-            max_batches=t.max_batches,
-            voxel_size=t.voxel_size,
-            chunk_points=t.chunk_points,
-            seed=t.seed,
-            progress=t.progress and self.info.is_main,
-            desc=split,
+            self.model, self.eval_loaders[split], self.task, self.device,
+            votes=votes, amp=self.amp, max_batches=t.max_batches,
+            voxel_size=t.voxel_size, chunk_points=t.chunk_points, seed=t.seed,
+            progress=t.progress and self.info.is_main, desc=split,
         )
 
     def fit(self, *, stop_after: int | None = None) -> dict[str, Any]:
