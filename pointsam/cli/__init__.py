@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line_warning(message: Any, category: Any, filename: Any, lineno: Any,
-                      line: Any = None) -> str:
-    return f"pointsam: warning: {message}\n"
+                      file: Any = None, line: Any = None) -> None:
+    print(f"pointsam: warning: {message}", file=sys.stderr if file is None else file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,8 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pointsam.engine.config import ConfigError
     from pointsam.engine.rundir import RunDirError
 
-    old_format = warnings.formatwarning
-    warnings.formatwarning = _one_line_warning
+    old_show = warnings.showwarning
+    warnings.showwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
     except (ConfigError, CheckpointError, RunDirError, OSError, ValueError,
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pointsam: interrupted", file=sys.stderr)
         return 130
     finally:
-        warnings.formatwarning = old_format
+        warnings.showwarning = old_show
 
 
 if __name__ == "__main__":
