@@ -3,16 +3,18 @@ r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench.
 ::
 
     pointsam demo [--epochs N] [--out runs/demo] [--quick]
-    pointsam train CONFIG [--set key=value ...] [--resume]
+    pointsam train CONFIG [--set key=value ...] [--resume | --overwrite]
     torchrun --nproc_per_node=2 -m pointsam train CONFIG      # DDP
     pointsam eval CHECKPOINT [--split test] [--votes N] [--set data.root=...]
     pointsam predict CHECKPOINT FILE --out OUT.ply [--category C]
     pointsam viz CHECKPOINT SOURCE --out DIR
     pointsam bench [NAME ...] [--list]              # runs python -m bench.NAME
 
-A user error (missing file, unknown config key, bad value, missing dataset,
-unsafe checkpoint) prints one ``pointsam: error: ...`` line and exits with 2;
-``POINTSAM_DEBUG=1`` shows the traceback instead.
+A user error (missing file, empty config, unknown config key, bad value, missing
+dataset, malformed cloud file, unsafe or mismatched checkpoint, run directory in
+use, not writable or holding a run, disk full, diverged training) prints one
+``pointsam: error: ...`` line and exits with 2; ``POINTSAM_DEBUG=1`` shows the
+traceback instead. A warning prints as one ``pointsam: warning: ...`` line.
 
 One module per command (:mod:`~pointsam.cli.train`, :mod:`~pointsam.cli.eval`,
 :mod:`~pointsam.cli.predict`, :mod:`~pointsam.cli.viz`, :mod:`~pointsam.cli.demo`,
