@@ -1,4 +1,8 @@
-"""``pointsam eval CHECKPOINT [--split test] [--votes N] [--set key=value ...]``."""
+"""``pointsam eval CHECKPOINT [--split test] [--votes N] [--set key=value ...]``.
+
+The dataset must have the class names the checkpoint was trained on (stored in
+its ``meta``); ``--set`` may change the data (``data.root`` ...), never the model.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,45 @@ from typing import Any
 
 from ._format import fmt
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "check_classes"]
+
+
+def _dataset_names(ds: Any, attrs: tuple[str, ...]) -> list[str] | None:
+    for attr in attrs:
+        names = getattr(ds, attr, None)
+        if isinstance(names, (list, tuple)) and names and all(
+                isinstance(n, str) for n in names):
+            return list(names)
+    return None
+
+
+def check_classes(meta: dict[str, Any], ds: Any, checkpoint: str, where: str) -> None:
+    """Refuse a dataset whose class (or category) names differ from the checkpoint's.
+
+    A checkpoint written before class names were stored gets a warning.
+    """
+    import warnings
+
+    for key, attrs in (("class_names", ("class_names", "classes")),
+                       ("category_names", ("categories",))):
+        theirs = _dataset_names(ds, attrs)
+        if theirs is None:
+            continue
+        ours = meta.get(key)
+        if not ours:
+            if key == "class_names" and "category_names" not in meta:
+                warnings.warn(f"{checkpoint} stores no class names (an older "
+                              f"checkpoint): cannot check that {where} has the "
+                              "classes it was trained on", stacklevel=2)
+            continue
+        if list(ours) != theirs:
+            raise ValueError(
+                f"{where} has other {key.split('_')[0]} names than {checkpoint}: "
+                f"the checkpoint knows {len(ours)} ({', '.join(ours[:6])}"
+                f"{', ...' if len(ours) > 6 else ''}), the dataset has "
+                f"{len(theirs)} ({', '.join(theirs[:6])}"
+                f"{', ...' if len(theirs) > 6 else ''}); its scores would mean "
+                "nothing")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -59,12 +101,24 @@ def run(args: argparse.Namespace) -> int:
         build_dataset,
         build_transform,
     )
-    from pointsam.engine.config import apply_overrides, config_from_dict, config_to_dict
+    from pointsam.engine.config import (
+        ConfigError,
+        apply_overrides,
+        config_from_dict,
+        config_to_dict,
+    )
     from pointsam.engine.evaluation import evaluate
     from pointsam.engine.predict import load_trained
 
     if args.votes < 1:
         raise ValueError(f"--votes must be >= 1, got {args.votes}")
+    fixed = [o for o in args.overrides if o.split("=", 1)[0].strip().startswith(
+        ("model.", "train.task"))]
+    if fixed:
+        raise ConfigError(
+            f"eval --set {fixed[0]}: the model (model.*, train.task) is rebuilt "
+            "from the checkpoint's own arguments and weights, so it cannot be "
+            "changed at evaluation; train a new model to change it")
     model, task, cfg, meta = load_trained(args.checkpoint)
     cfg = config_from_dict(apply_overrides(config_to_dict(cfg), args.overrides))
     if cfg.train.num_threads > 0:
@@ -80,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         ds = TransformedDataset(
             build_dataset(cfg, args.split), None, build_transform(cfg, train=False)
         )
+    check_classes(meta, ds, args.checkpoint, f"{cfg.data.name}:{args.split}")
     loader = DataLoader(ds, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size)
     t0 = time.time()
     res = evaluate(

@@ -7,7 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "describe_columns"]
+
+
+def describe_columns(data: Any) -> str:
+    """``read 4 columns: x y z remission (N points)``: how the file was read."""
+    x = getattr(data, "x", None)
+    c = int(x.size(1)) if x is not None else 0
+    fields = list(getattr(data, "fields", None) or [])
+    names = fields if len(fields) == c else [f"feature{i}" for i in range(c)]
+    return (f"read {3 + c} columns: " + " ".join(["x", "y", "z", *names])
+            + f" ({data.pos.size(0)} points)")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -55,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("part segmentation needs the shape's category: --category "
                          + ", ".join(f"{i}={c}" for i, c in enumerate(cats)))
     data = read_cloud(args.file, bin_columns=args.bin_columns)
+    print(describe_columns(data))
     res = predict_cloud(model, task, cfg, data, category=args.category)
     pos = data.pos.numpy()
     names = meta.get("class_names") or []

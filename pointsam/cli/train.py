@@ -1,4 +1,10 @@
-"""``pointsam train CONFIG [--set key=value ...] [--resume]`` (also under torchrun).
+"""``pointsam train CONFIG [--set key=value ...] [--resume | --overwrite]`` (also
+under torchrun).
+
+The run directory (``train.out_dir``) must be writable; it is locked for the
+run (a second run into it is refused, naming the process that holds it), and a
+new run into a folder that holds a previous run is refused unless ``--resume``
+or ``--overwrite`` (see :mod:`pointsam.engine.rundir`).
 
 Like every command module: ``add_parser`` declares the arguments, ``run`` does the
 work and imports the engine when it is called, so that ``pointsam --help`` and
@@ -8,6 +14,7 @@ argument errors answer at once (the engine's imports take about 2.5 s).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument(
         "--resume", action="store_true", help="continue from OUT_DIR/last.pt"
     )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous run in OUT_DIR (without it, a new run into a "
+        "folder holding best.pt/last.pt/metrics.csv is refused)",
+    )
     t.set_defaults(func=run)
     return t
 
@@ -41,9 +54,16 @@ def run(args: argparse.Namespace) -> int:
     from pointsam.engine.distributed import cleanup_distributed
     from pointsam.engine.trainer import Trainer
 
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in OUT_DIR and --overwrite "
+                         "replaces it: give one of them")
     cfg = load_config(args.config, args.overrides)
     try:
-        trainer = Trainer(cfg, resume=args.resume)
+        trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
+        if trainer.info.is_main:
+            print(f"[pointsam] {cfg.model.name} on {cfg.data.name}, "
+                  f"{cfg.train.epochs} epochs -> {cfg.train.out_dir}",
+                  file=sys.stderr, flush=True)
         summary = trainer.fit()
     finally:
         cleanup_distributed()

@@ -90,6 +90,11 @@ def load_source(source: str, cfg: Any, num_points: int | None = None,
     path = Path(source)
     if not path.exists() and source.count(":") == 2:
         name, split, index = source.split(":")
+        from pointsam.engine.builders import DATASETS
+
+        if name and name not in DATASETS:
+            raise ValueError(f"SOURCE {source!r}: unknown dataset {name!r}; known: "
+                             f"{', '.join(DATASETS)} (or a cloud file)")
         if name:
             cfg.data.name = name
             cfg.data.root = None
@@ -129,11 +134,18 @@ def run(args: argparse.Namespace) -> int:
     from pointsam.engine.tasks import PartSegTask
     from pointsam.viz.gallery import visualize
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is an existing file; --out must be a "
+                         "directory (created if missing) for the PNGs and PLYs")
     size = _parse_size(args.size)
     views = [v.strip() for v in args.views.split(",") if v.strip()]
     model, task, cfg, meta = load_trained(args.checkpoint)
     data = load_source(args.source, cfg, args.num_points,
                        args.bin_columns)
+    from pointsam.engine._guards import drop_unused_features
+
+    data = drop_unused_features(model, data)
     category_parts = None
     if isinstance(task, PartSegTask):
         category_parts = task.category_parts

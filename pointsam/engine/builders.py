@@ -74,7 +74,12 @@ class TransformedDataset(Dataset):
         transform: Callable ``Data -> Data`` or ``None``.
         cache: Keep the untransformed samples in memory after the first access
             (synthetic sets are generated on access; files are parsed once).
+
+    ``drop_features = True`` (set by the trainer for a model built without input
+    features) removes ``x`` from every sample.
     """
+
+    drop_features = False
 
     def __init__(
         self,
@@ -102,6 +107,8 @@ class TransformedDataset(Dataset):
             data = self.base[j].clone()
         if self.transform is not None:
             data = self.transform(data)
+        if self.drop_features and "x" in data:
+            del data.x
         return data
 
     def __getattr__(self, name: str) -> Any:  # class names etc. of the base set
@@ -138,6 +145,8 @@ def build_transform(cfg: Config, *, train: bool) -> Callable[[Any], Any] | None:
 def build_dataset(cfg: Config, split: str) -> Any:
     """The raw ``split`` of ``cfg.data.name`` (no transform)."""
     d = cfg.data
+    if d.name not in DATASETS:
+        raise ConfigError(f"unknown dataset {d.name!r}; known: {', '.join(DATASETS)}")
     cls, fixed = DATASETS[d.name]
     kwargs = {**fixed, **d.args}
     params = inspect.signature(cls).parameters

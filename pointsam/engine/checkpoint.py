@@ -17,6 +17,7 @@ Layout (``format == "pointsam-checkpoint"``, ``version == 1``)::
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
@@ -32,6 +33,7 @@ __all__ = [
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
+    "load_weights",
     "get_rng_state",
     "set_rng_state",
     "FORMAT",
@@ -85,11 +87,19 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        full = (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) \
+            or (isinstance(e, RuntimeError) and "write failed" in str(e))
+        if full:  # torch reports a failed write as "enforce fail ... write failed"
+            kept = (f"the previous {path.name} is kept" if path.exists()
+                    else f"no previous {path.name} existed")
+            raise CheckpointError(
+                f"no space left on device while writing {path} ({kept}); free "
+                "some space and resume with --resume") from None
         raise
     _fsync_dir(path.parent)
     return path
@@ -144,6 +154,56 @@ def load_checkpoint(
                 f"this pointsam reads up to {VERSION}"
             )
     return state
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path,
+                 model_name: str, model_args: dict[str, Any]) -> None:
+    """``model.load_state_dict(state["model"])``; a mismatch names both models.
+
+    Args:
+        model: The model built here (``model_name(**model_args)``).
+        state: A loaded checkpoint (its ``meta`` names the model that wrote it).
+        path: The checkpoint's path, for the message.
+        model_name: The model this side built (config or checkpoint meta).
+        model_args: Its factory arguments.
+
+    Raises:
+        CheckpointError: the weights do not fit (missing or unexpected keys,
+            other shapes), naming the model built here and the one the
+            checkpoint was written by.
+    """
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        meta = state.get("meta") or {}
+        theirs = f"{meta.get('model_name', '?')} {meta.get('model_args', {})}"
+        detail = " ".join(str(e).split())[:300]
+        raise CheckpointError(
+            f"the weights in {path} do not fit the model built here, "
+            f"{model_name} {model_args}; the checkpoint was written by {theirs}. "
+            f"Use the config the checkpoint was trained with. Detail: {detail}"
+        ) from None
+
+
+#: Config keys a resumed run may change: they do not alter the trajectory.
+RESUME_FREE = frozenset({
+    "data.num_workers", "data.eval_batch_size", "data.cache", "train.out_dir",
+    "train.progress", "train.tensorboard", "train.num_threads", "train.device",
+    "train.time_budget_s",
+})
+
+
+def _resume_conflicts(old: dict[str, Any], new: dict[str, Any]
+                      ) -> list[tuple[str, Any, Any]]:
+    """``(key, old, new)`` for every config value that differs outside RESUME_FREE."""
+    out = []
+    for sec in sorted(set(old) | set(new)):
+        a, b = old.get(sec) or {}, new.get(sec) or {}
+        for k in sorted(set(a) | set(b)):
+            key = f"{sec}.{k}"
+            if key not in RESUME_FREE and a.get(k) != b.get(k):
+                out.append((key, a.get(k), b.get(k)))
+    return out
 
 
 def get_rng_state() -> dict[str, torch.Tensor]:

@@ -420,7 +420,7 @@ def load_config(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ConfigError: an unknown key or a bad value.
+        ConfigError: an empty file, an unknown key or a bad value.
     """
     d: dict[str, Any] = {}
     if path is not None:
@@ -428,9 +428,14 @@ def load_config(
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         try:
-            d = yaml.safe_load(path.read_text()) or {}
+            d = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        if d is None or d == {}:
+            raise ConfigError(
+                f"{path} is empty: a config names at least the model, the data and "
+                "train.out_dir (see the examples in train/); without one, nothing "
+                "would say what is trained or where it goes")
         if not isinstance(d, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections")
     try:

@@ -18,11 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._guards import drop_unused_features, worker_errors
 from .distributed import all_reduce_sum
 from .inference import predict_scan
 from .tasks import Task
 
-__all__ = ["evaluate", "vote_augment", "autocast"]
+__all__ = ["evaluate", "vote_augment", "autocast", "drop_unused_features",
+           "worker_errors"]
 
 
 def vote_augment(data: Any, vote: int, seed: int = 0) -> Any:
@@ -80,10 +82,10 @@ def evaluate(
             f"votes={votes}: whole-scan semantic segmentation (voxel_size or "
             "chunk_points set) has no test-time augmentation; use votes=1")
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr)
-    for i, data in enumerate(bar):
+    for i, data in enumerate(worker_errors(bar)):
         if max_batches and i >= max_batches:
             break
-        data = data.to(device)
+        data = drop_unused_features(model, data.to(device))
         if whole_scan:
             scores = torch.cat(
                 [

@@ -26,6 +26,8 @@ from torch import Tensor, nn
 
 from pointsam import ops
 
+from ._guards import drop_unused_features
+
 __all__ = ["predict_scan", "chunk_assignment"]
 
 
@@ -133,7 +135,7 @@ def predict_scan(
         if all(d.x is None for d in datas):
             for d in datas:
                 del d.x
-        batch = Batch.from_data_list(datas).to(device)
+        batch = drop_unused_features(model, Batch.from_data_list(datas).to(device))
         logits = model(batch)  # [sum n_i, C]
         prob = logits.float().softmax(-1).to(pos.device)  # [sum n_i, C]
         if scores is None:

@@ -17,11 +17,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint
+from ._guards import drop_unused_features
+from .checkpoint import load_checkpoint, load_weights
 from .config import Config, config_from_dict
 from .tasks import PartSegTask, Task, make_task
 
-__all__ = ["load_trained", "predict_cloud"]
+__all__ = ["load_trained", "predict_cloud", "min_points"]
+
+
+def min_points(model: nn.Module) -> int:
+    """The fewest distinct points an answer of ``model`` means anything on.
+
+    The neighbourhood size of the model's first sampling or grouping stage:
+    the largest ``k`` of the first PointNet++ set abstraction (``ks``), else
+    the first module's ``k`` (DGCNN's kNN); 1 for a model that has neither.
+    """
+    for m in model.modules():
+        ks = getattr(m, "ks", None)
+        if isinstance(ks, (list, tuple)) and ks and all(isinstance(k, int) for k in ks):
+            return max(ks)
+        k = getattr(m, "k", None)
+        if isinstance(k, int) and not isinstance(k, bool) and k > 0:
+            return k
+    return 1
 
 def load_trained(
     path: str | Path, device: str | torch.device = "cpu"
@@ -34,7 +52,7 @@ def load_trained(
     meta = dict(state["meta"])
     task = make_task(meta)
     model = create_model(meta["model_name"], **meta.get("model_args", {}))
-    model.load_state_dict(state["model"])
+    load_weights(model, state, path, meta["model_name"], meta.get("model_args", {}))
     return model.to(device).eval(), task, cfg, meta
 
 
@@ -50,8 +68,15 @@ def predict_cloud(
     from .inference import predict_scan
 
     device = next(model.parameters()).device
-    data = data.clone()
+    data = drop_unused_features(model, data.clone())
     n = data.pos.size(0)
+    need = min_points(model)
+    distinct = int(torch.unique(data.pos, dim=0).size(0)) if n else 0
+    if distinct < need:
+        raise ValueError(
+            f"the cloud has {n} points, {distinct} distinct; this model needs at "
+            f"least {need} distinct points (the neighbourhood size of its first "
+            "stage): an answer on fewer would mean nothing")
     if task.name == "cls":
         from .builders import build_transform
 

@@ -43,13 +43,17 @@ from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from pointsam.data import split_train_val  # re-exported: its old home
 
-from .builders import build_datasets, build_model, build_task
+from ._guards import TrainingDiverged, uses_features
+from .builders import TransformedDataset, build_datasets, build_model, build_task
 from .checkpoint import (
     FORMAT,
+    RESUME_FREE,
     VERSION,
     CheckpointError,
+    _resume_conflicts,
     get_rng_state,
     load_checkpoint,
+    load_weights,
     save_checkpoint,
     set_rng_state,
 )
@@ -62,11 +66,22 @@ from .distributed import (
     broadcast_object,
     init_distributed,
 )
-from .evaluation import autocast, evaluate, vote_augment  # re-exported here too
+from .evaluation import (  # re-exported here too
+    autocast,
+    drop_unused_features,
+    evaluate,
+    vote_augment,
+    worker_errors,
+)
 from .logger import RunLogger, environment, package_versions
+from .rundir import RunDirError, RunLock, acquire_lock, check_fresh, check_writable
 from .tasks import Task
 
-__all__ = ["Trainer", "split_train_val", "evaluate", "vote_augment", "seed_everything"]
+__all__ = ["Trainer", "TrainingDiverged", "RunDirError", "split_train_val", "evaluate",
+           "vote_augment", "seed_everything"]
+
+
+
 
 
 def seed_everything(seed: int) -> None:
@@ -86,27 +101,6 @@ def _underlying(ds: Any) -> Any:
     return ds
 
 
-#: Config keys a resumed run may change: they do not alter the trajectory.
-RESUME_FREE = frozenset({
-    "data.num_workers", "data.eval_batch_size", "data.cache", "train.out_dir",
-    "train.progress", "train.tensorboard", "train.num_threads", "train.device",
-    "train.time_budget_s",
-})
-
-
-def _resume_conflicts(old: dict[str, Any], new: dict[str, Any]
-                      ) -> list[tuple[str, Any, Any]]:
-    """``(key, old, new)`` for every config value that differs outside RESUME_FREE."""
-    out = []
-    for sec in sorted(set(old) | set(new)):
-        a, b = old.get(sec) or {}, new.get(sec) or {}
-        for k in sorted(set(a) | set(b)):
-            key = f"{sec}.{k}"
-            if key not in RESUME_FREE and a.get(k) != b.get(k):
-                out.append((key, a.get(k), b.get(k)))
-    return out
-
-
 class Trainer:
     """Builds and runs one training run from a :class:`Config`.
 
@@ -117,6 +111,15 @@ class Trainer:
             ``cfg.data``; ``"val"`` then comes from the fixed-seed carve-out).
         task: A ready :class:`Task` (default: from the config and dataset).
         resume: Continue from ``out_dir/last.pt``.
+        overwrite: What to do when ``out_dir`` holds a previous run and
+            ``resume`` is not set: ``False`` refuses (:class:`RunDirError` listing
+            its files; what ``pointsam train`` does without ``--overwrite``),
+            ``True`` removes its outputs first, ``None`` (the default of the
+            Python API) leaves them to be overwritten as they are written.
+
+    Rank 0 checks that ``out_dir`` is writable and holds its OS lock
+    (:mod:`~pointsam.engine.rundir`) from construction until :meth:`finish`
+    (or an error in :meth:`fit`); another process cannot run into it meanwhile.
     """
 
     def __init__(
@@ -127,11 +130,33 @@ class Trainer:
         datasets: dict[str, Dataset] | None = None,
         task: Task | None = None,
         resume: bool = False,
+        overwrite: bool | None = None,
     ) -> None:
         self.cfg = cfg
         self.info: DistInfo
         self.info, self.device = init_distributed(cfg.train.device)
         self.out_dir = Path(cfg.train.out_dir)
+        self._lock: RunLock | None = None
+        if self.info.is_main:
+            check_writable(self.out_dir)
+            self._lock = acquire_lock(self.out_dir)
+        try:
+            if self.info.is_main and overwrite is not None:
+                check_fresh(self.out_dir, resume=resume, overwrite=overwrite)
+            self._build(cfg, model, datasets, task, resume)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Give back the run directory's lock (done by :meth:`finish`)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _build(self, cfg: Config, model: nn.Module | None,
+               datasets: dict[str, Dataset] | None, task: Task | None,
+               resume: bool) -> None:
         if cfg.train.num_threads > 0:
             torch.set_num_threads(cfg.train.num_threads)
         seed_everything(cfg.train.seed)
@@ -147,6 +172,10 @@ class Trainer:
             model, self.model_args = build_model(cfg, task)
         seed_everything(cfg.train.seed + 7919 * self.info.rank)
         self.model = model.to(self.device)
+        if not uses_features(self.model):  # samples need not carry x
+            for ds in self.datasets.values():
+                if isinstance(ds, TransformedDataset):
+                    ds.drop_features = True
         self.net: nn.Module = self.model
         if self.info.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -207,20 +236,13 @@ class Trainer:
         eval_bs = max(1, (d.eval_batch_size or d.batch_size) // info.world_size)
         train = self.datasets["train"]
         self.train_sampler = DistributedSampler(
-            train,
-            num_replicas=info.world_size,
-            rank=info.rank,
-            shuffle=True,
-            seed=self.cfg.train.seed,
-            drop_last=False,
+            train, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+            seed=self.cfg.train.seed, drop_last=False,
         )
         drop_last = len(train) // info.world_size > per_rank  # no size-1 BN batches
         self.train_loader = DataLoader(
-            train,
-            batch_size=per_rank,
-            sampler=self.train_sampler,
-            num_workers=d.num_workers,
-            drop_last=drop_last,
+            train, batch_size=per_rank, sampler=self.train_sampler,
+            num_workers=d.num_workers, drop_last=drop_last,
         )
         self.eval_loaders = {}
         for split in ("val", "test"):
@@ -228,9 +250,7 @@ class Trainer:
             if ds is None or len(ds) == 0:
                 continue
             self.eval_loaders[split] = DataLoader(
-                ds,
-                batch_size=eval_bs,
-                num_workers=d.num_workers,
+                ds, batch_size=eval_bs, num_workers=d.num_workers,
                 sampler=ShardSampler(len(ds), info.rank, info.world_size),
             )
 
@@ -288,7 +308,8 @@ class Trainer:
                 "optimiser, schedule, epochs); only "
                 + ", ".join(sorted(RESUME_FREE)) + " may differ. Start a new run "
                 "(another train.out_dir) to change the others.")
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state, path, self.cfg.model.name,
+                     dict(self.model_args))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -325,16 +346,19 @@ class Trainer:
             file=sys.stderr,
             disable=not (cfg.train.progress and self.info.is_main),
         )
-        for i, data in enumerate(bar):
+        for i, data in enumerate(worker_errors(bar)):
             if cfg.train.max_batches and i >= cfg.train.max_batches:
                 break
-            data = data.to(self.device)
+            data = drop_unused_features(self.model, data.to(self.device))
             with autocast(self.device, self.amp):
                 logits = self.net(data)
             loss = self.task.loss(logits.float(), data)
             if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {float(loss)} at epoch {self.epoch + 1}, batch {i}"
+                raise TrainingDiverged(
+                    f"training diverged: the loss is {float(loss.detach())} at epoch "
+                    f"{self.epoch + 1}, step {i + 1} (of this epoch); try a smaller "
+                    f"optim.lr (now {cfg.optim.lr:g}), optim.grad_clip (e.g. 1.0)"
+                    + (" or train.amp=false" if self.amp else "")
                 )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -373,18 +397,10 @@ class Trainer:
             )
         t = self.cfg.train
         return evaluate(
-            self.model,
-            self.eval_loaders[split],
-            self.task,
-            self.device,
-            votes=votes,
-            amp=self.amp,
-            max_batches=t.max_batches,
-            voxel_size=t.voxel_size,
-            chunk_points=t.chunk_points,
-            seed=t.seed,
-            progress=t.progress and self.info.is_main,
-            desc=split,
+            self.model, self.eval_loaders[split], self.task, self.device,
+            votes=votes, amp=self.amp, max_batches=t.max_batches,
+            voxel_size=t.voxel_size, chunk_points=t.chunk_points, seed=t.seed,
+            progress=t.progress and self.info.is_main, desc=split,
         )
 
     def fit(self, *, stop_after: int | None = None) -> dict[str, Any]:
@@ -393,6 +409,13 @@ class Trainer:
         Returns:
             The summary dict (also written to ``summary.json`` when finished).
         """
+        try:
+            return self._fit(stop_after)
+        except BaseException:
+            self.release()
+            raise
+
+    def _fit(self, stop_after: int | None) -> dict[str, Any]:
         t = self.cfg.train
         base, start = self.train_time, self._clock()
         key = self.task.score_key
@@ -472,7 +495,8 @@ class Trainer:
         t = self.cfg.train
         best_path = self.out_dir / "best.pt"
         if best_path.is_file():
-            self.model.load_state_dict(load_checkpoint(best_path, self.device)["model"])
+            load_weights(self.model, load_checkpoint(best_path, self.device),
+                         best_path, self.cfg.model.name, dict(self.model_args))
         test: dict[str, Any] = {}
         if "test" in self.eval_loaders:
             test = self.evaluate("test", votes=t.votes)
@@ -507,4 +531,5 @@ class Trainer:
         }
         self.logger.write_summary(summary)
         self.logger.close()
+        self.release()
         return summary

@@ -9,6 +9,7 @@ r"""Heads and the model adapters that unpack a PyG ``Data``/``Batch``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -131,6 +132,7 @@ def unpack(data: Any = None, *, pos: Tensor | None = None, x: Tensor | None = No
     ``data.num_graphs`` when present, else from ``batch``. This is a model's
     boundary: ``pos``/``batch`` (and ``batch_size``) are validated here, once;
     the model then runs its backbone inside :func:`pointsam.ops.trusted`.
+    A ``batch`` that skips a cloud id (an empty cloud) is a ``ValueError``.
     """
     if data is not None:
         if pos is not None:
@@ -148,13 +150,47 @@ def unpack(data: Any = None, *, pos: Tensor | None = None, x: Tensor | None = No
     else:
         ng = getattr(data, "num_graphs", None) if data is not None else None
         b = ops.batch_size_of(batch, ng if isinstance(ng, int) else None)
+    if batch is not None and batch.numel():
+        _check_no_empty_cloud(batch, b)
     batch = ops.default_batch(batch, pos)  # [N]
     return x, pos, batch, category, b
 
 
-def _features(backbone: nn.Module, x: Tensor | None, n: int) -> Tensor | None:
-    c = getattr(backbone, "in_channels", 0)
+def _check_no_empty_cloud(batch: Tensor, b: int) -> None:
+    """Every cloud id 0..b-1 has a point: an empty cloud has no answer to give."""
+    steps = batch[1:] - batch[:-1]  # [N - 1], >= 0 (sorted)
+    if int(batch[0]) == 0 and not bool((steps > 1).any()) and int(batch[-1]) == b - 1:
+        return
+    present = set(torch.unique(batch).tolist())
+    missing = [i for i in range(b) if i not in present]
+    shown = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
+    raise ValueError(f"batch skips cloud id(s) {shown} of 0..{b - 1}: every cloud "
+                     "needs at least one point (an empty cloud would get logits "
+                     "that mean nothing)")
+
+
+def _check_dtype(model: nn.Module, pos: Tensor, x: Tensor | None) -> None:
+    """``pos`` (and ``x``) in the dtype of the model's weights (autocast aside)."""
+    p = next(model.parameters(), None)
+    if p is None or not p.is_floating_point() or torch.is_autocast_enabled(
+            pos.device.type):
+        return
+    for name, t in (("pos", pos), ("x", x)):
+        if t is not None and t.dtype != p.dtype:
+            raise TypeError(f"{name} is {t.dtype} but the model's weights are "
+                            f"{p.dtype}: convert the input ({name}.to({p.dtype})) "
+                            "or the model (model.to(dtype))")
+
+
+def _features(model: nn.Module, x: Tensor | None, n: int) -> Tensor | None:
+    c = getattr(model.backbone, "in_channels", 0)
     if c == 0:
+        if x is not None and not getattr(model, "_warned_unused_x", False):
+            model._warned_unused_x = True  # once per model
+            warnings.warn(f"the input has x [N, {x.size(-1) if x.dim() else 0}] "
+                          "but the model was built without input features "
+                          "(in_channels=0): x is ignored; build it with "
+                          "in_channels=C to use it", UserWarning, stacklevel=3)
         return None  # features are used only when the model was built for them
     if x is None:
         raise ValueError(f"the model was built with in_channels={c} but the input "
@@ -167,8 +203,9 @@ class PointClassifier(nn.Module):
     r"""A backbone that pools each cloud to one feature, plus a :class:`ClsHead`.
 
     ``forward(data)`` takes a PyG ``Data``/``Batch`` (``pos``, ``batch``, ``x``
-    when the backbone has ``in_channels > 0``; otherwise ``x`` is ignored) or the
-    same as keyword tensors, and returns logits :math:`(B, \text{classes})`.
+    when the backbone has ``in_channels > 0``; otherwise ``x`` is ignored, with a
+    warning the first time) or the same as keyword tensors, in the dtype of the
+    weights, and returns logits :math:`(B, \text{classes})`.
 
     Example:
         >>> from pointsam.models import DGCNN
@@ -189,7 +226,8 @@ class PointClassifier(nn.Module):
 
     def forward(self, data: Any = None, **tensors: Tensor) -> Tensor:
         x, pos, batch, _, b = unpack(data, **tensors)
-        x = _features(self.backbone, x, pos.size(0))
+        x = _features(self, x, pos.size(0))
+        _check_dtype(self, pos, x)
         with ops.trusted():  # validated above: the backbone does not check again
             return self.head(self.backbone(x, pos, batch, batch_size=b))  # [B, classes]
 
@@ -226,7 +264,8 @@ class PointSegmenter(nn.Module):
 
     def forward(self, data: Any = None, **tensors: Tensor) -> Tensor:
         x, pos, batch, category, b = unpack(data, **tensors)
-        x = _features(self.backbone, x, pos.size(0))
+        x = _features(self, x, pos.size(0))
+        _check_dtype(self, pos, x)
         nc = self.num_categories
         if nc > 0:
             if category is None:

@@ -120,7 +120,11 @@ def check_batch(batch: Tensor | None, num: int, name: str = "batch") -> None:
 
 def check_features(x: Tensor | None, num: int, name: str = "x",
                    channels: int | None = None) -> None:
-    """Check ``x`` is a floating [N, C] tensor matching ``num`` points."""
+    """Check ``x`` is a floating [N, C] tensor of finite values matching ``num`` points.
+
+    The finiteness check reads the values (a host sync), so, like the value
+    checks of ``pos``, it is skipped inside :func:`trusted`.
+    """
     if x is None:
         return
     if not isinstance(x, Tensor):
@@ -133,6 +137,9 @@ def check_features(x: Tensor | None, num: int, name: str = "x",
         raise ValueError(f"{name} has {x.size(1)} channels, expected {channels}")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if not is_trusted() and x.numel() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).any(dim=1).sum())
+        raise ValueError(f"{name} contains NaN or Inf values ({bad} points)")
 
 
 def check_positive_int(value: int, name: str) -> None:

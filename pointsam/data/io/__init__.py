@@ -29,6 +29,7 @@ truncated file, a bad header, or NaN/Inf coordinates.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,29 @@ def _bin_columns(path: Path) -> int:
     return 5 if path.name.lower().endswith(".pcd.bin") else 4
 
 
+def _in_colour_range(v: np.ndarray) -> bool:
+    lo, hi = float(v.min(initial=0.0)), float(v.max(initial=0.0))
+    return lo >= 0.0 and (hi <= 1.0 or hi <= 255.0)
+
+
+def _looks_xyzrgb(arr4: np.ndarray) -> bool:
+    """Whether a ``.bin`` read as ``(N, 4)`` is rather ``(M, 6)`` x y z r g b.
+
+    Read with 4 columns, a 6-column file shifts by two values per row, so the
+    4th column mixes colours and coordinates: it leaves [0, 255] (a negative
+    coordinate, say), which a remission or intensity never does; read with 6
+    columns, the last three fall in a colour range. Both must hold (and the
+    size must be a multiple of 24 bytes) to warn.
+    """
+    flat = arr4.reshape(-1)
+    if flat.size % 6 or flat.size < 12:
+        return False
+    if _in_colour_range(arr4[:, 3]):
+        return False
+    six = flat.reshape(-1, 6)
+    return bool(np.isfinite(six).all()) and _in_colour_range(six[:, 3:])
+
+
 def read_cloud(path: PathLike, *, bin_columns: int | None = None) -> Data:
     """Read one point cloud of any supported format into a ``Data`` (see module doc).
 
@@ -72,7 +96,10 @@ def read_cloud(path: PathLike, *, bin_columns: int | None = None) -> Data:
     (x, y, z, intensity, ring); other layouts (6 for the xyzrgb ``.bin`` of S3DIS,
     ScanNet, SUN RGB-D, or Waymo in KITTI format) need ``bin_columns``. With the
     default, a file whose size does not fit, or whose coordinates come out
-    non-finite or beyond 100 km, is a :class:`CloudFormatError` that says so.
+    non-finite or beyond 100 km, is a :class:`CloudFormatError` that says so,
+    and one that looks like 6 columns x y z r g b (a 4th column outside
+    [0, 1] and [0, 255], colour-like columns when read with 6) gets a
+    ``UserWarning`` that says so.
 
     Example:
         >>> import tempfile, pathlib
@@ -135,6 +162,13 @@ def read_cloud(path: PathLike, *, bin_columns: int | None = None) -> Data:
                 raise CloudFormatError(
                     f"{path}: coordinates are non-finite or beyond "
                     f"{_BIN_MAX_COORD:.0e} m{hint}")
+            if cols == 4 and _looks_xyzrgb(arr):
+                warnings.warn(
+                    f"{path}: read as 4 float32 columns (x y z remission), but "
+                    "the 4th column is no remission (outside [0, 1] and "
+                    "[0, 255]) while as 6 columns the last three look like "
+                    "colours: is it x y z r g b? Pass bin_columns=6 "
+                    "(--bin-columns 6)", stacklevel=2)
         return make_data(
             arr[:, :3],
             source=path,

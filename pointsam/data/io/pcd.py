@@ -3,7 +3,9 @@ r"""PCD v0.7 point clouds (ASCII, binary; binary_compressed decoded by Open3D).
 The header and the byte counts are checked here, not by a library: Open3D's
 readers return an empty cloud with a warning for a truncated binary file and
 accept a ``binary_compressed`` or ASCII body whose size disagrees with
-``POINTS``, where this reader names the file and the sizes.
+``POINTS``, where this reader names the file and the sizes. A binary body
+longer than ``POINTS`` says is refused as well as a short one: reading the
+first ``POINTS`` would silently drop the rest.
 """
 
 from __future__ import annotations
@@ -88,6 +90,14 @@ def read_pcd(path: PathLike) -> Data:
             raise CloudFormatError(
                 f"{path}: truncated PCD, {n} points need {need} bytes after the "
                 f"header, found {len(raw) - off}"
+            )
+        if len(raw) - off > need:
+            extra = len(raw) - off - need
+            raise CloudFormatError(
+                f"{path}: PCD header says {n} points ({need} bytes after the "
+                f"header), but the data holds {len(raw) - off} bytes "
+                f"({(len(raw) - off) / dt.itemsize:g} points); fix POINTS/WIDTH "
+                f"({extra} bytes left over)"
             )
         rec = np.frombuffer(raw, dtype=dt, count=n, offset=off)
     elif mode == "ascii":
