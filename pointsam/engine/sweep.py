@@ -95,11 +95,16 @@ class SweepRun:
         return self.out_dir / "summary.json"
 
     def command(self, resume: bool = False) -> list[str]:
-        """The child process's argv."""
+        """The child process's argv.
+
+        A run that cannot resume (no ``last.pt``) starts over with
+        ``--overwrite``: its folder belongs to this sweep, and what a failed
+        attempt left there (``best.pt`` without ``last.pt``) is stale.
+        """
         cmd = [sys.executable, "-m", "pointsam", "train", str(self.config)]
         for o in self.run_overrides:
             cmd += ["--set", o]
-        return cmd + (["--resume"] if resume else [])
+        return cmd + (["--resume"] if resume else ["--overwrite"])
 
     @property
     def label(self) -> str:

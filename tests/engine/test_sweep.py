@@ -235,6 +235,7 @@ def test_plan_rejects_bad_seeds_and_name_clashes(tmp_path):
     assert cmd[1:4] == ["-m", "pointsam", "train"] and cmd[-1] == "--resume"
     assert "train.seed=3" in cmd and "train.num_threads=1" in cmd
     assert cmd.index("train.epochs=1") < cmd.index("train.seed=3")
+    assert runs[0].command()[-1] == "--overwrite"  # the sweep owns its run folders
 
 
 def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
