@@ -9,9 +9,10 @@ r"""Seeing attention: capture, colour maps, headless rendering and PLY export.
 
 - :func:`capture` is :func:`pointsam.nn.base.record_attention`;
   :func:`capture_inputs` records the points each layer ran on.
-- :func:`render_attention` / :func:`render_figure`: PNGs through Open3D's
-  ``OffscreenRenderer`` (no display needed) or a NumPy fallback; several views,
-  a viridis colour bar, one scale shared by compared panels.
+- :func:`render_attention` / :func:`render_figure` / :func:`bar_chart`: 3D views
+  through Open3D's ``OffscreenRenderer`` (no display needed) or a NumPy
+  fallback, composed with matplotlib (titles, colour bars with ticks, legends,
+  layouts); PNG, or SVG/PDF when the file name says so.
 - :func:`export_ply`: binary PLY with colours and the raw weights as
   properties; :func:`read_ply` reads it back.
 - :func:`show`: an interactive Open3D window when a display is present.
@@ -34,14 +35,13 @@ from .colors import (
 )
 from .export import export_ply, read_ply
 from .gallery import default_query, render_map, visualize, write_demo_gallery
-from .image import bar_chart, colorbar, read_png, write_png
+from .figure import bar_chart, render_attention, render_figure
+from .image import read_png, write_png
 from .maps import AttentionMap, attention_maps, capture_inputs, select_layers
 from .render import (
                      VIEWS,
                      Panel,
                      has_display,
-                     render_attention,
-                     render_figure,
                      render_views,
                      renderer_available,
                      show,
@@ -51,7 +51,7 @@ __all__ = [
     "capture", "capture_inputs", "attention_maps", "AttentionMap", "select_layers",
     "render_attention", "render_figure", "render_views", "render_map", "Panel",
     "VIEWS", "renderer_available", "has_display", "show",
-    "export_ply", "read_ply", "write_png", "read_png", "bar_chart", "colorbar",
+    "export_ply", "read_ply", "write_png", "read_png", "bar_chart",
     "colormap", "value_range", "label_colors", "axis_colors", "VIRIDIS", "PALETTE",
     "GREY", "QUERY_COLOR", "visualize", "write_demo_gallery", "default_query",
 ]

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from ..nn.base import record_attention
-from . import image as im
 from .colors import PALETTE, label_colors, to_numpy
 from .export import export_ply
+from .figure import bar_chart, render_figure
 from .maps import AttentionMap, attention_maps, capture_inputs, select_layers
-from .render import Panel, render_figure
+from .render import Panel
 
 __all__ = ["visualize", "write_demo_gallery", "render_map", "default_query",
            "run_model"]
@@ -83,15 +83,15 @@ def render_map(amap: AttentionMap, out_dir: Path, *, size: tuple[int, int] = (64
     png = out_dir / f"{amap.slug}.png"
     if amap.bars is not None:
         w, h = size
-        chart = im.bar_chart(amap.bars, w, max(h // 2, 100), vmin=amap.vmin or 0.0,
-                             vmax=amap.vmax if amap.vmax is not None else 1.0,
-                             title=amap.title + suffix)
-        paths.append(im.write_png(png, chart))
+        bar_chart(amap.bars, w, max(h * 2 // 3, 120), vmin=amap.vmin or 0.0,
+                  vmax=amap.vmax if amap.vmax is not None else 1.0,
+                  title=amap.title + suffix, value_label=amap.value_label, out=png)
+        paths.append(png)
         return paths
     h = size[1] if len(amap.panels) == 1 else max(size[1], 140 * len(amap.panels) + 60)
     render_figure(amap.panels, png, size=(size[0], h), views=views,
                   title=amap.title + suffix, vmin=amap.vmin, vmax=amap.vmax,
-                  up=up, backend=backend)
+                  value_label=amap.value_label, up=up, backend=backend)
     paths.append(png)
     if ply and amap.raw and amap.raw_pos is not None:
         paths.append(export_ply(out_dir / f"{amap.slug}.ply", amap.raw_pos,

@@ -47,6 +47,18 @@ __all__ = ["AttentionMap", "LayerInputs", "capture_inputs", "attention_maps",
            "select_layers"]
 
 
+_VALUE_LABELS = {
+    "point": "point gate m, sigmoid (0..1)",
+    "channel": "channel gate w, sigmoid",
+    "neighbour": "weight, softmax over k",
+    "token": "weight, softmax over tokens",
+    "row": "weight, softmax over points",
+    "branch": "LAFF weight, softmax (0..1)",
+    "level": "LAFF weight of new level",
+    "axis": "axis weight",
+}
+
+
 @dataclass
 class LayerInputs:
     """Positions and cloud ids that one attention module saw (its last call)."""
@@ -83,6 +95,11 @@ class AttentionMap:
     raw: dict[str, np.ndarray] = field(default_factory=dict)
     raw_pos: np.ndarray | None = None
     key: str = ""
+
+    @property
+    def value_label(self) -> str:
+        """What the colour bar (or bar chart axis) measures, with its range."""
+        return _VALUE_LABELS.get(self.kind, f"mean {self.key or 'weight'}")
 
     @property
     def slug(self) -> str:
