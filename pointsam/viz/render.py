@@ -39,7 +39,7 @@ import numpy as np
 from .colors import GREY, QUERY_COLOR, colormap, to_numpy
 
 __all__ = ["Panel", "VIEWS", "render_views", "renderer_available",
-           "resolve_backend", "show", "has_display", "project"]
+           "resolve_backend", "show_window", "has_display", "project"]
 
 #: View name -> (camera direction from the centre, up vector), in a z-up frame.
 VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -384,7 +384,7 @@ def render_views(pos: Any, colors: Any, *, views: Sequence[str] = ("iso", "top")
     return out
 
 
-def show(pos: Any, weight: Any = None, *, colors: Any = None,
+def show_window(pos: Any, weight: Any = None, *, colors: Any = None,
          query: int | None = None, title: str = "pointsam", cmap: str = "viridis",
          vmin: float | None = None, vmax: float | None = None) -> None:
     """Open an interactive Open3D window on a cloud coloured by its weights.

@@ -151,14 +151,14 @@ def test_bad_input_is_named():
 
 
 def test_show_needs_a_display(monkeypatch):
-    from pointsam.viz import has_display, show
+    from pointsam.viz import has_display, show_window
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     if has_display():  # macOS / Windows always have one
         pytest.skip("this platform always has a display")
     with pytest.raises(RuntimeError, match="no display"):
-        show(torch.randn(10, 3), torch.rand(10))
+        show_window(torch.randn(10, 3), torch.rand(10))
 
 
 def test_auto_backend_falls_back_with_a_warning(monkeypatch):
