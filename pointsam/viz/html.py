@@ -51,9 +51,24 @@ def _nd(a: np.ndarray) -> dict[str, Any]:
             .decode("ascii")}
 
 
+def _q16(a: np.ndarray) -> dict[str, Any]:
+    """Float values as uint16 codes over their finite range (65535 = NaN).
+
+    The page decodes ``lo + code / 65534 * (hi - lo)``: a step of
+    :math:`(hi - lo) / 65534`, finer than any colour map, at half the bytes.
+    """
+    finite = np.isfinite(a)
+    lo = float(a[finite].min()) if finite.any() else 0.0
+    hi = float(a[finite].max()) if finite.any() else 1.0
+    span = hi - lo if hi > lo else 1.0
+    q = np.where(finite, np.round((np.where(finite, a, lo) - lo) / span * 65534), 65535)
+    return {"__q16__": _nd(q.astype(np.uint16)), "lo": lo, "hi": lo + span}
+
+
 def _jsonable(o: Any) -> Any:
     if isinstance(o, np.ndarray):
-        return _nd(o)
+        return _q16(o) if o.dtype == np.float32 and o.ndim == 2 and o.shape[1] > 64 \
+            else _nd(o)
     if isinstance(o, Mapping):
         return {str(k): _jsonable(v) for k, v in o.items() if k != "shown"}
     if isinstance(o, (list, tuple)):
@@ -70,12 +85,21 @@ def _point_size(n: int) -> float:
     return float(np.clip(round(2 * 14 / math.sqrt(max(n, 1)) ** 0.5, 1) / 2, 1.0, 10.0))
 
 
+#: The colour maps the page offers (matplotlib's tables; the first is the default).
+_CMAPS = ("viridis", "cividis", "plasma", "inferno", "magma", "turbo", "coolwarm",
+          "gray", "gray_r")
+
+
 def scene_to_json(scene: Scene, point_size: float | None = None) -> str:
     """The scene as the JSON text the page embeds (safe inside ``<script>``)."""
     n = len(scene.clouds[0]["pos"]) if scene.clouds else 0
     first = next((m["id"] for m in scene.maps if m["kind"] == "scalar"),
                  next((m["id"] for m in scene.maps if m["kind"] != "labels"), 0))
-    d = {"title": scene.title, "clouds": scene.clouds, "maps": scene.maps,
+    from .colors import cmap_table
+
+    cmaps = {c: ["#%02x%02x%02x" % tuple(int(round(v * 255)) for v in row)
+                 for row in cmap_table(c)] for c in _CMAPS}
+    d = {"title": scene.title, "cmaps": cmaps, "clouds": scene.clouds, "maps": scene.maps,
          "class_names": scene.class_names, "notes": scene.notes,
          "query": scene.query, "default_map": first,
          "point_size": float(point_size) if point_size else _point_size(n)}
@@ -187,9 +211,10 @@ def show(source: Any, data: Any = None, *, height: int = 620, inputs: Any = None
         ``IPython.display.HTML`` object.
     """
     page = to_html(source, data, inputs=inputs, point_size=point_size, **kwargs)
-    frame = (f'<iframe srcdoc="{_html.escape(str(page), quote=True)}" '
+    frame = (f'<div class="pointsam-viewer"><iframe '
+             f'srcdoc="{_html.escape(str(page), quote=True)}" '
              f'style="width:100%;height:{int(height)}px;border:1px solid #ddd" '
-             f'sandbox="allow-scripts"></iframe>')
+             f'sandbox="allow-scripts"></iframe></div>')
     try:
         from IPython.display import HTML, display
     except ImportError:

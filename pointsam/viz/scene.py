@@ -187,7 +187,7 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
                 class_names: Sequence[str] | None = None,
                 branch_names: Mapping[str, Sequence[str]] | None = None,
                 layers: Sequence[str] | None = None, query: int | None = None,
-                max_points: int | None = None, click_budget_mb: float = 32.0,
+                max_points: int | None = None, click_budget_mb: float = 16.0,
                 title: str = "pointsam attention", seed: int = 0) -> Scene:
     r"""Collect every captured map of cloud ``cloud`` for the viewer.
 

@@ -4,18 +4,35 @@
   "use strict";
   const T0 = performance.now();
   const TYPES = { float32: Float32Array, uint16: Uint16Array, int32: Int32Array, uint8: Uint8Array };
-  function decode(o) {
-    if (Array.isArray(o)) return o.map(decode);
-    if (o === null || typeof o !== "object") return o;
-    if (o.__nd__) {
-      const bin = atob(o.b64), u = new Uint8Array(bin.length);
-      for (let i = 0; i < bin.length; i++) u[i] = bin.charCodeAt(i);
-      const a = new TYPES[o.dtype](u.buffer);
-      a.shape = o.shape;
+  function bytes(b64) {
+    if (Uint8Array.fromBase64) return Uint8Array.fromBase64(b64);
+    const bin = atob(b64), u = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) u[i] = bin.charCodeAt(i);
+    return u;
+  }
+  function array(o) {  // a typed array from {__nd__} or {__q16__, lo, hi}
+    if (o.__q16__) {
+      const q = array(o.__q16__), a = new Float32Array(q.length), s = (o.hi - o.lo) / 65534;
+      for (let i = 0; i < q.length; i++) a[i] = q[i] === 65535 ? NaN : o.lo + q[i] * s;
+      a.shape = o.__q16__.shape;
       return a;
     }
+    const u = bytes(o.b64);
+    const a = new TYPES[o.dtype](u.buffer, u.byteOffset, u.byteLength / TYPES[o.dtype].BYTES_PER_ELEMENT);
+    a.shape = o.shape;
+    return a;
+  }
+  function decode(o) {  // arrays are decoded lazily, on first use
+    if (Array.isArray(o)) return o.map(decode);
+    if (o === null || typeof o !== "object") return o;
     const out = {};
-    for (const k in o) out[k] = decode(o[k]);
+    for (const k in o) {
+      const v = o[k];
+      if (v && typeof v === "object" && (v.__nd__ || v.__q16__)) {
+        let cached = null;
+        Object.defineProperty(out, k, { enumerable: true, get: () => cached || (cached = array(v)) });
+      } else out[k] = decode(v);
+    }
     return out;
   }
   const S = decode(JSON.parse(document.getElementById("pointsam-scene").textContent));
@@ -23,8 +40,15 @@
     "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
     "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"];
   const GREY = "#c7c7c7", QUERY = "#e81f63";
-  const CMAPS = ["Viridis", "Cividis", "Plasma", "Inferno", "Magma", "Turbo", "Hot", "Greys", "RdBu", "Jet"];
-  const state = { map: 0, head: 0, cmap: "Viridis", size: S.point_size, qpos: null };
+  const CMAPS = Object.keys(S.cmaps);  // name -> 256 "#rrggbb" (matplotlib's tables)
+  const LEVELS = 64;  // colour levels of a scalar map: one uniform-colour trace each
+  const state = { map: 0, head: 0, cmap: CMAPS[0], size: S.point_size, qpos: null };
+  function colorscale(name) {  // plotly colorscale from the same table (for the bar)
+    const t = S.cmaps[name], out = [];
+    for (let i = 0; i <= 16; i++) out.push([i / 16, t[Math.round(i / 16 * 255)]]);
+    return out;
+  }
+  function levelColor(name, b) { return S.cmaps[name][Math.round(b / (LEVELS - 1) * 255)]; }
   const $ = (id) => document.getElementById(id);
   const plot = $("plot"), bars = $("bars");
   const cache = {};
@@ -54,25 +78,25 @@
   function labelColor(l) { return l < 0 ? GREY : PALETTE[l % PALETTE.length]; }
   function className(l) { return (S.class_names && S.class_names[l]) || String(l); }
 
-  // What the current map gives each point: {vals (Float32Array, NaN = none) | colors (strings)}
+  // What the current map gives each point: {vals (Float32Array, NaN = none)} or
+  // {key(i) -> group, color(group) -> "#rrggbb"} (labels, RGB)
   function evaluate(m) {
     const c = cloudXYZ(m.cloud), n = c.n, h = Math.min(state.head, (m.values ? m.values.shape[0] : (m.table ? m.table.w.shape[0] : 1)) - 1);
     if (m.kind === "scalar") return { vals: m.values.subarray(h * n, (h + 1) * n) };
-    if (m.kind === "rgb") {
-      if (!cache["rgb" + m.id]) {
-        const a = new Array(n);
-        for (let i = 0; i < n; i++) a[i] = "rgb(" + m.rgb[3 * i] + "," + m.rgb[3 * i + 1] + "," + m.rgb[3 * i + 2] + ")";
-        cache["rgb" + m.id] = a;
-      }
-      return { colors: cache["rgb" + m.id], legend: [["x", "#ff0000"], ["y", "#00ff00"], ["z", "#0000ff"]] };
+    if (m.kind === "rgb") {  // 8 levels per channel
+      const q = (v) => Math.round(v / 255 * 7);
+      const hex = (l) => Math.round(l / 7 * 255).toString(16).padStart(2, "0");
+      return { key: (i) => q(m.rgb[3 * i]) * 64 + q(m.rgb[3 * i + 1]) * 8 + q(m.rgb[3 * i + 2]),
+        color: (k) => "#" + hex(k >> 6) + hex((k >> 3) & 7) + hex(k & 7),
+        legend: [["x", "#ff0000"], ["y", "#00ff00"], ["z", "#0000ff"]] };
     }
     if (m.kind === "labels") {
       if (!cache["lab" + m.id]) {
-        const a = new Array(n), seen = new Set();
-        for (let i = 0; i < n; i++) { a[i] = labelColor(m.labels[i]); seen.add(m.labels[i]); }
-        cache["lab" + m.id] = { a, legend: [...seen].sort((p, q) => p - q).map((l) => [className(l), labelColor(l)]) };
+        const seen = new Set();
+        for (let i = 0; i < n; i++) seen.add(m.labels[i]);
+        cache["lab" + m.id] = [...seen].sort((p, q) => p - q).map((l) => [className(l), labelColor(l)]);
       }
-      return { colors: cache["lab" + m.id].a, legend: cache["lab" + m.id].legend };
+      return { key: (i) => m.labels[i], color: labelColor, legend: cache["lab" + m.id] };
     }
     if (m.kind === "click") {
       const t = m.table, K = t.k, R = t.rows.length;
@@ -112,36 +136,61 @@
     return [lo, hi];
   }
 
+  // Plotly colours points one by one when given a colour per point (seconds for
+  // 100k points); so points are grouped into traces of one colour each: the
+  // 64 levels of a scalar map, the classes of a label map, the RGB of an axis
+  // map (8 levels per channel). state.index[t] lists the points of trace t.
   function traces(m, ev) {
     const c = cloudXYZ(m.cloud), n = c.n, size = state.size;
     const base = { type: "scatter3d", mode: "markers", hoverinfo: "none", showlegend: false };
-    const idxA = [], idxB = [];
-    if (ev.vals) { for (let i = 0; i < n; i++) (ev.vals[i] === ev.vals[i] ? idxB : idxA).push(i); }
-    else for (let i = 0; i < n; i++) idxB.push(i);
-    const pick = (arr, idx) => { const o = new Float32Array(idx.length); for (let i = 0; i < idx.length; i++) o[i] = arr[idx[i]]; return o; };
-    state.index = [idxA, idxB];
-    const grey = Object.assign({}, base, { x: pick(c.x, idxA), y: pick(c.y, idxA), z: pick(c.z, idxA),
-      marker: { size: size * 0.7, color: GREY, opacity: 1 } });
-    let marker;
+    const groups = new Map(), grey = [];
+    let lo = 0, hi = 1, big = false;
     if (ev.vals) {
-      const [lo, hi] = range(m, ev.vals);
-      marker = { size: ev.markers !== undefined && m.table && !m.table.assign ? size * 2 : size,
-        color: pick(ev.vals, idxB), colorscale: state.cmap, cmin: lo, cmax: hi, showscale: true,
-        colorbar: { title: { text: m.value_label || "weight", side: "right" }, thickness: 14, len: 0.8 } };
+      [lo, hi] = range(m, ev.vals);
+      big = m.kind === "click" && !m.table.assign;
+      const f = (LEVELS - 1) / (hi - lo);
+      for (let i = 0; i < n; i++) {
+        const v = ev.vals[i];
+        if (v !== v) { grey.push(i); continue; }
+        const key = levelColor(state.cmap, Math.min(LEVELS - 1, Math.max(0, Math.round((v - lo) * f))));
+        if (!groups.has(key)) groups.set(key, []);
+        groups.get(key).push(i);
+      }
     } else {
-      marker = { size, color: idxB.map((i) => ev.colors[i]) };
+      for (let i = 0; i < n; i++) {
+        const key = ev.key(i);
+        if (!groups.has(key)) groups.set(key, []);
+        groups.get(key).push(i);
+      }
     }
-    const main = Object.assign({}, base, { x: pick(c.x, idxB), y: pick(c.y, idxB), z: pick(c.z, idxB), marker });
-    const mk = { x: [], y: [], z: [], c: [] };
-    if (ev.markers) for (const p of ev.markers) { mk.x.push(p[0]); mk.y.push(p[1]); mk.z.push(p[2]); mk.c.push(p[3]); }
-    const tokens = Object.assign({}, base, { x: mk.x, y: mk.y, z: mk.z,
-      marker: { size: size * 3, color: mk.c, colorscale: state.cmap, cmin: 0, cmax: Math.max(1e-9, ...mk.c), line: { color: "#1e1e1e", width: 2 }, symbol: "diamond" } });
+    const pick = (arr, idx) => { const o = new Float32Array(idx.length); for (let i = 0; i < idx.length; i++) o[i] = arr[idx[i]]; return o; };
+    const out = [], index = [];
+    const add = (idx, color, sz) => {
+      out.push(Object.assign({}, base, { x: pick(c.x, idx), y: pick(c.y, idx), z: pick(c.z, idx), marker: { size: sz, color, opacity: 1, symbol: "square" } }));
+      index.push(idx);
+    };
+    add(grey, GREY, size * 0.7);
+    for (const [color, idx] of groups) add(idx, ev.vals ? color : ev.color(color), big ? size * 2 : size);
+    state.index = index;
+    if (ev.vals) {  // the colour bar, on an invisible point
+      out.push(Object.assign({}, base, { x: [c.x[0]], y: [c.y[0]], z: [c.z[0]], marker: { size: 0.1, opacity: 0,
+        color: [lo], colorscale: colorscale(state.cmap), cmin: lo, cmax: hi, showscale: true,
+        colorbar: { title: { text: m.value_label || "weight", side: "right" }, thickness: 14, len: 0.8 } } }));
+    }
+    if (ev.markers && ev.markers.length) {  // token centres, coloured by their weight
+      const top = Math.max(1e-9, ...ev.markers.map((p) => p[3]));
+      out.push(Object.assign({}, base, { x: ev.markers.map((p) => p[0]), y: ev.markers.map((p) => p[1]), z: ev.markers.map((p) => p[2]),
+        marker: { size: size * 3, symbol: "diamond", line: { color: "#1e1e1e", width: 2 },
+          color: ev.markers.map((p) => levelColor(state.cmap, Math.round(p[3] / top * (LEVELS - 1)))) } }));
+    }
     // the query: an open ring (it never hides the colour of the point it marks),
     // on the maps that depend on it and after a click
-    const q = ev.query || state.qpos, showQ = m.kind === "click" || state.clicked;
-    const query = Object.assign({}, base, { x: showQ ? [q[0]] : [], y: showQ ? [q[1]] : [], z: showQ ? [q[2]] : [],
-      marker: { size: Math.max(10, size * 2.2), color: QUERY, symbol: "circle-open", line: { color: QUERY, width: 4 } } });
-    return [grey, main, tokens, query];
+    const q = ev.query || state.qpos;
+    if (m.kind === "click" || state.clicked) {
+      out.push(Object.assign({}, base, { x: [q[0]], y: [q[1]], z: [q[2]],
+        marker: { size: Math.max(10, size * 2.2), color: QUERY, symbol: "circle-open", line: { color: QUERY, width: 4 } } }));
+    }
+    return out;
   }
 
   const layout = { margin: { l: 0, r: 0, t: 30, b: 0 }, paper_bgcolor: "white", uirevision: "keep",
@@ -183,7 +232,8 @@
       plot.style.display = "none"; bars.style.display = "block";
       const v = Array.from(m.bars);
       const p = Plotly.react(bars, [{ type: "bar", x: v.map((_, i) => i), y: v,
-        marker: { color: v, colorscale: state.cmap, cmin: 0, cmax: 1, showscale: true, colorbar: { title: { text: m.value_label, side: "right" } } } }],
+        marker: { color: v.map((x) => levelColor(state.cmap, Math.min(LEVELS - 1, Math.max(0, Math.round(x * (LEVELS - 1)))))) } },
+        { type: "bar", x: [0], y: [0], hoverinfo: "none", showlegend: false, marker: { color: [0], colorscale: colorscale(state.cmap), cmin: 0, cmax: 1, showscale: true, colorbar: { title: { text: m.value_label, side: "right" } } } }],
         { title: { text: m.layer + ": " + m.name }, margin: { t: 50 }, xaxis: { title: { text: "channel" } }, yaxis: { title: { text: m.value_label }, range: [0, 1] } },
         { displaylogo: false });
       $("info").textContent = m.bars.length + " channels; mean " + (v.reduce((a, b) => a + b, 0) / v.length).toFixed(3);
@@ -203,7 +253,7 @@
     plot.on("plotly_click", (e) => {
       if (!e || !e.points || !e.points.length) return;
       const pt = e.points[0];
-      if (pt.curveNumber > 1) return;
+      if (pt.curveNumber >= state.index.length) return;  // colour bar, tokens, query
       const m = S.maps[state.map], c = cloudXYZ(m.cloud);
       const i = state.index[pt.curveNumber][pt.pointNumber];
       state.qpos = [c.x[i], c.y[i], c.z[i]];
