@@ -48,12 +48,12 @@ __all__ = ["AttentionMap", "LayerInputs", "capture_inputs", "attention_maps",
 
 
 _VALUE_LABELS = {
-    "point": "point gate m, sigmoid (0..1)",
-    "channel": "channel gate w, sigmoid",
-    "neighbour": "weight, softmax over k",
-    "token": "weight, softmax over tokens",
-    "row": "weight, softmax over points",
-    "branch": "LAFF weight, softmax (0..1)",
+    "point": "point gate m (sigmoid)",
+    "channel": "channel gate w (sigmoid)",
+    "neighbour": "weight (softmax over k)",
+    "token": "weight (softmax over tokens)",
+    "row": "weight (softmax over points)",
+    "branch": "LAFF weight (softmax)",
     "level": "LAFF weight of new level",
     "axis": "axis weight",
 }

@@ -122,7 +122,10 @@ def _camera(pos: np.ndarray, view: str, up: str, aspect: float,
     else:
         lo, hi = np.percentile(pos, 2, axis=0), np.percentile(pos, 98, axis=0)
         centre = (lo + hi) / 2
-        radius = float(np.percentile(np.linalg.norm(pos - centre, axis=1), 99))
+        # every point of a small cloud in frame (a chair's leg tips); a large
+        # scan's farthest 1% (stray returns) may fall outside
+        radius = float(np.percentile(np.linalg.norm(pos - centre, axis=1),
+                                     100 if len(pos) < 5000 else 99))
     radius = max(radius, 1e-6)
     half = math.radians(_FOV) / 2
     half = min(half, math.atan(math.tan(half) * aspect))

@@ -178,7 +178,7 @@ class _Builder:
             table["assign"] = self.shown(ci, assign).astype(np.int32)  # [n]
             table["centres"] = centres.astype(np.float32)  # [K, 3]
         return dict(layer=layer, name=name, kind="click", cloud=ci, click=kind,
-                    table=table, heads=h, value_label="weight, softmax (0..1)")
+                    table=table, heads=h, value_label="attention weight (softmax)")
 
 
 def build_scene(record: Mapping[str, Mapping[str, Tensor]],
@@ -256,7 +256,7 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
             if key == "channel" and w.ndim == 2:
                 b.add(layer=label, name="channel gate", kind="bars", cloud=c0,
                       bars=w[min(cloud, w.shape[0] - 1)].astype(np.float32),
-                      value_label="channel gate w, sigmoid")
+                      value_label="channel gate w (sigmoid)")
                 continue
             if w.ndim == 4 and key == "attn" and w.shape[2] == w.shape[3]:
                 li = inputs.get(name)
@@ -280,8 +280,7 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
             same = len(p) == len(pos_in) and np.array_equal(p[idx], pos_in[sel])
             ci = c0 if same else b.cloud_of(p[idx], label)
             if key == "point" and w.ndim == 2 and w.shape[1] == 1:
-                b.scalar(label, "point gate", ci, w[idx], "point gate m, sigmoid",
-                         0.0, 1.0)
+                b.scalar(label, "point gate", ci, w[idx], "point gate m (sigmoid)")
             elif key == "axis" and w.ndim == 2 and w.shape[1] == 3:
                 v = np.clip(np.nan_to_num(w[idx]), 0, None)
                 s = v.sum(1, keepdims=True)
@@ -289,8 +288,7 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
                 b.add(layer=label, name="axis weights (x,y,z = R,G,B)", kind="rgb",
                       cloud=ci, rgb=b.shown(ci, np.round(rgb * 255).astype(np.uint8)))
                 for a, ax in enumerate("xyz"):
-                    b.scalar(label, f"axis weight {ax}", ci, v[:, a], "axis weight",
-                             0.0, 1.0)
+                    b.scalar(label, f"axis weight {ax}", ci, v[:, a], "axis weight")
             elif w.ndim == 3 and "nbr_idx" in d and d["nbr_idx"].shape[:2] == t.shape[:2]:
                 nbr = to_numpy(d["nbr_idx"]).astype(np.int64)  # [n_layer, K]
                 if "nbr_mask" in d:
@@ -331,11 +329,11 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
                     [f"branch {i}" for i in range(m)])
                 for i in range(m):
                     b.scalar(label, f"LAFF weight of {nb[i]}", ci, w[idx, :, i],
-                             "LAFF weight, softmax", 0.0, 1.0)
+                             "LAFF weight (softmax)")
             elif key == "a" and w.ndim == 4:
                 for lv in range(w.shape[1]):
                     b.scalar(label, f"LAFF weight of level {lv + 1}", ci,
-                             w[idx, lv, :, 1], "LAFF weight", 0.0, 1.0)
+                             w[idx, lv, :, 1], "LAFF weight")
             elif w.ndim <= 2:
                 b.scalar(label, f"mean {key}", ci,
                          w[idx].reshape(len(idx), -1).mean(1), f"mean {key}")
@@ -361,4 +359,9 @@ def scene_from_model(model: torch.nn.Module, data: Any, **kwargs: Any) -> Scene:
     if "pred" not in kwargs and logits.dim() == 2 and logits.size(0) == n and n > 1:
         kwargs["pred"] = logits.argmax(-1)
     kwargs.setdefault("branch_names", _branch_names(model))
-    return build_scene(rec, inputs, data.pos, None, **kwargs)
+    scene = build_scene(rec, inputs, data.pos, None, **kwargs)
+    if logits.dim() == 2 and logits.size(0) == 1 and n > 1:  # classification
+        c = int(logits.argmax(-1)[0])
+        names = kwargs.get("class_names") or []
+        scene.title += f" | predicted: {names[c] if c < len(names) else c}"
+    return scene

@@ -186,3 +186,50 @@ def test_every_map_renders_without_errors_and_click_moves_the_query(run, tmp_pat
         second = b.eval("document.querySelector('#info').textContent")
         assert first != second and "6 points weighted" in second
         assert b.errors == [], b.errors
+
+
+def _jupyter_missing() -> str | None:
+    import importlib.util
+
+    for mod in ("nbconvert", "nbformat", "ipykernel"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} is not installed (pip install -e '.[dev]')"
+    return None
+
+
+@pytest.mark.skipif(_jupyter_missing() is not None,
+                    reason=str(_jupyter_missing()))
+def test_show_displays_the_viewer_in_a_notebook(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import torch\n"
+        "from pointsam.nn import PointGate\n"
+        "from pointsam.viz import capture, capture_inputs, show\n"
+        "gate, pos = PointGate(4, k=4), torch.randn(30, 3)\n"
+        "with capture(gate) as rec, capture_inputs(gate) as inputs:\n"
+        "    _ = gate(torch.randn(30, 4), pos)\n"
+        "show(rec, pos, inputs=inputs, height=400)"))
+    src = tmp_path / "viewer.ipynb"
+    nbformat.write(nb, src)
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(root), os.environ.get("PYTHONPATH", "")]),
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    res = subprocess.run(
+        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+         "--ExecutePreprocessor.timeout=120", "--output", "out.ipynb", str(src)],
+        capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    outputs = out.cells[0].outputs
+    assert [o.output_type for o in outputs] == ["display_data"], outputs
+    frame = outputs[0].data["text/html"]
+    assert "<iframe srcdoc=" in frame and "height:400px" in frame
+    assert "pointsam-scene" in frame and "point gate" in frame
