@@ -37,9 +37,9 @@ from .colors import (
                      value_range,
 )
 from .export import export_ply, read_ply
-from .html import show, to_html
-from .gallery import default_query, render_map, visualize, write_demo_gallery
 from .figure import bar_chart, render_attention, render_figure
+from .gallery import default_query, render_map, visualize, write_demo_gallery
+from .html import show, to_html
 from .image import read_png, write_png
 from .maps import AttentionMap, attention_maps, capture_inputs, select_layers
 from .render import (

@@ -97,7 +97,7 @@ def scene_to_json(scene: Scene, point_size: float | None = None) -> str:
                  next((m["id"] for m in scene.maps if m["kind"] != "labels"), 0))
     from .colors import cmap_table
 
-    cmaps = {c: ["#%02x%02x%02x" % tuple(int(round(v * 255)) for v in row)
+    cmaps = {c: ["#" + "".join(f"{int(round(v * 255)):02x}" for v in row)
                  for row in cmap_table(c)] for c in _CMAPS}
     d = {"title": scene.title, "cmaps": cmaps, "clouds": scene.clouds, "maps": scene.maps,
          "class_names": scene.class_names, "notes": scene.notes,

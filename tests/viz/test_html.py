@@ -142,8 +142,19 @@ def test_two_known_points_show_their_colours_and_switch(tmp_path):
     with Browser(900, 600) as b:
         b.open(page, ready=READY, hash="map=0")
         a = _png(b.screenshot(tmp_path / "a.png"))
+        # a real mouse click on the yellow point makes it the query
+        y, x = _near(a[:, :800], hi).mean(0)
         drawn = b.eval("pointsamViewer.drawn")
-        b.eval("location.hash = 'map=1'")
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            b.call("Input.dispatchMouseEvent", session=True, type=kind, x=float(x),
+                   y=float(y), button="left", clickCount=int(kind != "mouseMoved"))
+        b.wait_for(f"pointsamViewer.drawn > {drawn}")
+        assert "point 1 of the input (1.000, 0.000, 0.000)" in b.eval(
+            "document.querySelector('#info').textContent")
+        assert "point gate here: 1.0000" in b.eval(
+            "document.querySelector('#info').textContent")
+        drawn = b.eval("pointsamViewer.drawn")
+        b.eval("location.hash = 'map=1&query=1'")
         b.wait_for(f"pointsamViewer.drawn > {drawn} && pointsamViewer.state.map === 1")
         c = _png(b.screenshot(tmp_path / "b.png"))
         assert b.errors == []
@@ -186,6 +197,7 @@ def test_every_map_renders_without_errors_and_click_moves_the_query(run, tmp_pat
         second = b.eval("document.querySelector('#info').textContent")
         assert first != second and "6 points weighted" in second
         assert b.errors == [], b.errors
+        assert not [c for c in b.console if "WARN" in c], b.console  # plotly's
 
 
 def _jupyter_missing() -> str | None:

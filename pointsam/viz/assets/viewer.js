@@ -233,7 +233,8 @@
       const v = Array.from(m.bars);
       const p = Plotly.react(bars, [{ type: "bar", x: v.map((_, i) => i), y: v,
         marker: { color: v.map((x) => levelColor(state.cmap, Math.min(LEVELS - 1, Math.max(0, Math.round(x * (LEVELS - 1)))))) } },
-        { type: "bar", x: [0], y: [0], hoverinfo: "none", showlegend: false, marker: { color: [0], colorscale: colorscale(state.cmap), cmin: 0, cmax: 1, showscale: true, colorbar: { title: { text: m.value_label, side: "right" } } } }],
+        { type: "scatter", mode: "markers", x: [0], y: [0], hoverinfo: "none", showlegend: false,  // the colour bar
+          marker: { size: 0.1, opacity: 0, color: [0], colorscale: colorscale(state.cmap), cmin: 0, cmax: 1, showscale: true, colorbar: { title: { text: m.value_label, side: "right" } } } }],
         { title: { text: m.layer + ": " + m.name }, margin: { t: 50 }, xaxis: { title: { text: "channel" } }, yaxis: { title: { text: m.value_label }, range: [0, 1] } },
         { displaylogo: false });
       $("info").textContent = m.bars.length + " channels; mean " + (v.reduce((a, b) => a + b, 0) / v.length).toFixed(3);
@@ -258,7 +259,7 @@
       const i = state.index[pt.curveNumber][pt.pointNumber];
       state.qpos = [c.x[i], c.y[i], c.z[i]];
       state.clicked = true;
-      render();
+      setTimeout(render, 0);  // not inside plotly's own event handling
     });
   }
 
