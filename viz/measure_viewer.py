@@ -77,8 +77,9 @@ def main() -> int:
         title = f"{args.source.name}: local-global + axial attention (untrained probe)"
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
+    extra = {} if args.checkpoint is not None else {"pred": None}  # untrained
     page = to_html(model, data, args.out, max_points=args.max_points,
-                   class_names=names, title=title)
+                   class_names=names, title=title, **extra)
     t_html = time.perf_counter() - t0
     mb = page.stat().st_size / 2**20
     print(f"cloud: {data.pos.size(0):,} points ({args.source})")
@@ -96,6 +97,12 @@ def main() -> int:
             paints.append(b.eval("pointsamViewer.firstPaintMs") / 1000)
             walls.append(wall)
             n_maps = b.eval("pointsamViewer.scene.maps.length")
+            switch = b.eval("""(async () => { const V = pointsamViewer, t = [];
+              for (let m = 0; m < V.scene.maps.length; m++) {
+                const t0 = performance.now(); V.state.map = m; await V.render();
+                t.push(performance.now() - t0); }
+              V.state.map = V.scene.default_map; await V.render();
+              return t; })()""")
             notes = b.eval("pointsamViewer.scene.notes")
             if args.screenshot is not None:
                 time.sleep(0.5)
@@ -106,6 +113,8 @@ def main() -> int:
           f"{args.repeat}: {statistics.median(paints):.2f} s "
           f"(all: {', '.join(f'{p:.2f}' for p in paints)}); wall time to ready "
           f"{statistics.median(walls):.2f} s")
+    print(f"switching maps (each map once, last load): median "
+          f"{statistics.median(switch) / 1000:.2f} s, max {max(switch) / 1000:.2f} s")
     print(f"console errors: {errors or 'none'}")
     if args.screenshot is not None:
         print(f"screenshot: {args.screenshot}")
