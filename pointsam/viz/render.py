@@ -129,7 +129,7 @@ def _camera(pos: np.ndarray, view: str, up: str, aspect: float,
     radius = max(radius, 1e-6)
     half = math.radians(_FOV) / 2
     half = min(half, math.atan(math.tan(half) * aspect))
-    dist = radius / math.sin(half) * 1.02
+    dist = radius / math.sin(half) * 1.08  # a margin: no point on the frame
     eye = centre + d / np.linalg.norm(d) * dist
     return eye, centre, u
 
