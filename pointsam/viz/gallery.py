@@ -76,11 +76,12 @@ def _branch_names(model: nn.Module) -> dict[str, list[str]]:
 
 def render_map(amap: AttentionMap, out_dir: Path, *, size: tuple[int, int] = (640, 260),
                views: Sequence[str] = ("iso", "top"), up: str = "z",
-               backend: str = "auto", ply: bool = True, suffix: str = ""
-               ) -> list[Path]:
-    """Write one map's PNG (and PLY of its raw weights); return the paths."""
+               backend: str = "auto", ply: bool = True, suffix: str = "",
+               fmt: str = "png") -> list[Path]:
+    """Write one map's figure (``fmt``: png, svg or pdf) and the PLY of its raw
+    weights; return the paths."""
     paths: list[Path] = []
-    png = out_dir / f"{amap.slug}.png"
+    png = out_dir / f"{amap.slug}.{_fmt(fmt)}"
     if amap.bars is not None:
         w, h = size
         bar_chart(amap.bars, w, max(h * 2 // 3, 120), vmin=amap.vmin or 0.0,
@@ -97,6 +98,12 @@ def render_map(amap: AttentionMap, out_dir: Path, *, size: tuple[int, int] = (64
         paths.append(export_ply(out_dir / f"{amap.slug}.ply", amap.raw_pos,
                                 weights=amap.raw, vmin=amap.vmin, vmax=amap.vmax))
     return paths
+
+
+def _fmt(fmt: str) -> str:
+    if fmt not in ("png", "svg", "pdf"):
+        raise ValueError(f"fmt must be 'png', 'svg' or 'pdf', got {fmt!r}")
+    return fmt
 
 
 def _category_parts(data: Any, category_parts: Sequence[Sequence[int]]
@@ -124,7 +131,8 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
               size: tuple[int, int] = (640, 260), views: Sequence[str] = ("iso", "top"),
               up: str = "z", backend: str = "auto", ply: bool = True,
               max_maps: int | None = None,
-              category_parts: Sequence[Sequence[int]] | None = None) -> list[Path]:
+              category_parts: Sequence[Sequence[int]] | None = None,
+              fmt: str = "png") -> list[Path]:
     r"""Draw every attention weight of one forward pass on one cloud.
 
     Args:
@@ -150,9 +158,10 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
             :math:`c` = ``data.category``, as evaluation does:
             :math:`\hat y_i = \arg\max_{l \in \mathcal{P}(c)} z_{il}`.
             Required when ``task="partseg"``.
+        fmt: Figure format: ``png`` (default), ``svg`` or ``pdf``.
 
     Returns:
-        The files written, PNGs and PLYs.
+        The files written, figures and PLYs.
 
     Raises:
         ValueError: ``layer`` names no recorded layer (the message lists them);
@@ -166,6 +175,7 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
         raise ValueError("task='partseg' needs category_parts (the part ids of "
                          "each category) to restrict the predictions")
     own = None if category_parts is None else _category_parts(data, category_parts)
+    ext = _fmt(fmt)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pos = data.pos
@@ -197,7 +207,7 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
     paths: list[Path] = []
     for amap in maps:
         paths += render_map(amap, out, size=size, views=views, up=up, backend=backend,
-                            ply=ply, suffix=suffix)
+                            ply=ply, suffix=suffix, fmt=ext)
     if task != "cls" and logits.dim() == 2 and logits.size(0) == n:
         if own is not None:  # part segmentation: only the category's parts
             parts, top = own
@@ -217,7 +227,7 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
         panels.append(Panel(pos, colors=label_colors(pred_lab), title="predicted"))
         legend = [(cname(c), PALETTE[c % len(PALETTE)]) for c in sorted(shown) if c >= 0]
         panels[0].legend = legend
-        png = out / "labels.png"
+        png = out / f"labels.{ext}"
         render_figure(panels, png, size=(size[0], max(size[1], 140 * len(panels) + 40)),
                       views=views, title="labels", up=up, backend=backend)
         paths.append(png)
@@ -226,7 +236,7 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
                 out / "labels.ply", pos, colors=label_colors(pred_lab),
                 labels=true_lab if len(panels) == 2 else None, pred=pred_lab))
     elif task == "cls":
-        png = out / "input.png"
+        png = out / f"input.{ext}"
         render_figure([Panel(pos, values=None)], png, size=size, views=views,
                       title="input" + suffix, up=up, backend=backend)
         paths.append(png)
