@@ -95,6 +95,7 @@ def main() -> int:
             wall = b.open(page, ready="window.pointsamViewer && pointsamViewer.ready",
                           hash=f"map={args.map}" if args.map else "")
             paints.append(b.eval("pointsamViewer.firstPaintMs") / 1000)
+            timing = b.eval("pointsamViewer.timing")
             walls.append(wall)
             n_maps = b.eval("pointsamViewer.scene.maps.length")
             switch = b.eval("""(async () => { const V = pointsamViewer, t = [];
@@ -113,6 +114,9 @@ def main() -> int:
           f"{args.repeat}: {statistics.median(paints):.2f} s "
           f"(all: {', '.join(f'{p:.2f}' for p in paints)}); wall time to ready "
           f"{statistics.median(walls):.2f} s")
+    print(f"  of which (last load): page read + plotly.js parsed at "
+          f"{timing['scriptStartMs'] / 1000:.2f} s, scene JSON parsed at "
+          f"{timing['sceneParsedMs'] / 1000:.2f} s, then decoding and the first draw")
     print(f"switching maps (each map once, last load): median "
           f"{statistics.median(switch) / 1000:.2f} s, max {max(switch) / 1000:.2f} s")
     print(f"console errors: {errors or 'none'}")

@@ -36,6 +36,7 @@
     return out;
   }
   const S = decode(JSON.parse(document.getElementById("pointsam-scene").textContent));
+  const T_PARSED = performance.now();
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
     "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
     "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"];
@@ -304,6 +305,7 @@
     window.pointsamViewer.ready = true;
     window.pointsamViewer.firstPaintMs = performance.now();  // since navigation start
     window.pointsamViewer.viewerMs = performance.now() - T0;  // decode + first draw
+    window.pointsamViewer.timing = { scriptStartMs: T0, sceneParsedMs: T_PARSED };
     document.documentElement.dataset.ready = "1";
   });
 })();
