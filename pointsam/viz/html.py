@@ -93,8 +93,9 @@ _CMAPS = ("viridis", "cividis", "plasma", "inferno", "magma", "turbo", "coolwarm
 def scene_to_json(scene: Scene, point_size: float | None = None) -> str:
     """The scene as the JSON text the page embeds (safe inside ``<script>``)."""
     n = len(scene.clouds[0]["pos"]) if scene.clouds else 0
-    first = next((m["id"] for m in scene.maps if m["kind"] == "scalar"),
-                 next((m["id"] for m in scene.maps if m["kind"] != "labels"), 0))
+    attn = [m for m in scene.maps if m["layer"] not in ("input", "labels")]
+    first = next((m["id"] for m in attn if m["kind"] == "scalar"),
+                 attn[0]["id"] if attn else 0)
     from .colors import cmap_table
 
     cmaps = {c: ["#" + "".join(f"{int(round(v * 255)):02x}" for v in row)

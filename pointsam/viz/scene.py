@@ -340,6 +340,8 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
     b.finish()
     if not any(m["kind"] not in ("labels",) for m in b.scene.maps):
         b.scene.notes.append("no attention weights were recorded (a plain backbone?)")
+    # the cloud itself, coloured by height: something to look at in any case
+    b.scalar("input", "height (z)", c0, pos_in[sel][:, 2], "z")
     return b.scene
 
 

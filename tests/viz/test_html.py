@@ -80,6 +80,12 @@ def test_scene_has_every_kind_of_map(run):
     np.testing.assert_allclose(t["w"][0].sum(1) / 65535, 1.0, atol=1e-3)
     np.testing.assert_array_equal(t["idx"], rec["lg.local"]["nbr_idx"].numpy())
     assert s.notes == []
+    np.testing.assert_allclose(by[("input", "height (z)")]["values"][0],
+                               pos[:, 2].numpy(), rtol=1e-6)
+    # a model without attention: the page still shows the cloud, and says why
+    empty = build_scene({}, {}, pos)
+    assert [m["name"] for m in empty.maps] == ["height (z)"]
+    assert empty.notes == ["no attention weights were recorded (a plain backbone?)"]
 
 
 def test_display_subsample_and_click_budget_are_stated(run):
