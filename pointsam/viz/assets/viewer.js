@@ -119,7 +119,9 @@
         }
       }
       const qr = t.rows[r];
-      return { vals, markers, query: [c.x[qr], c.y[qr], c.z[qr]], row: qr };
+      const legend = [["query (ring)", QUERY]].concat(t.assign
+        ? [["token centres: diamonds, by weight", "#ffffff"]] : [["not weighted by the query", GREY]]);
+      return { vals, markers, query: [c.x[qr], c.y[qr], c.z[qr]], row: qr, legend };
     }
     return { vals: new Float32Array(n).fill(NaN) };
   }
