@@ -15,6 +15,8 @@ PY=${PYTHON:-python3}
 VENV=${POINTSAM_VENV:-.venv}
 TORCH_SPEC=${POINTSAM_TORCH:-torch==2.13.0}
 DEB_PKGS="libusb-1.0-0 libvulkan1 mesa-vulkan-drivers libgl1 libegl1 libgomp1"
+# headless Chromium drives the HTML viewer's browser tests (skipped without it)
+DEB_PKGS="$DEB_PKGS chromium"
 
 say() { printf '[pointsam] %s\n' "$*"; }
 

@@ -14,14 +14,16 @@ What it draws, with the real sample files of ../shared/data (MANIFEST.md):
 2. the demo's own pictures on a synthetic test shape (``write_demo_gallery``);
 3. the real SemanticKITTI frame ``000700`` (86k points, Open3D-ML demo data):
    the true labels, top view, named by the SemanticKITTI learning map;
-4. the same frame (an FPS sample) through local-global and axial attention: the
-   neighbours of one query point (``LocalAttention``), its weights over the
-   global tokens (``GlobalPooledAttention``), the x-axis tube of the axial
-   attention and the per-point x/y/z weights (``AxialAttention``), and the LAFF
-   weight of each branch. These layers are untrained (fixed seed):
-   the pictures show *which* points each mechanism looks at (kNN ball, FPS
-   tokens, axis-aligned tubes), not learned weights; train a LiDAR config and
-   pass ``--lidar-checkpoint`` for learned ones.
+4. with ``--lidar-checkpoint`` (a trained semseg model): the same frame (an FPS
+   sample) through its attention: the neighbours of one query point
+   (``LocalAttention``), its weights over the global tokens
+   (``GlobalPooledAttention``), the x-axis tube of the axial attention and the
+   per-point x/y/z weights (``AxialAttention``). Without a checkpoint these
+   figures are not drawn (``--untrained-probe`` draws them from untrained
+   layers into ``--work`` only, never into the gallery);
+5. the interactive viewer (``pointsam.viz.to_html``) of the demo checkpoint on
+   the chair, and a screenshot of it in headless Chromium (``viewer.png``;
+   skipped without Chromium).
 
 Every figure and its raw weights (PLY) go to ``--work`` (default ``viz/out/``,
 git-ignored); a few small PNGs are copied to ``--out`` under stable names.
@@ -80,7 +82,8 @@ def demo_checkpoint(ck: Path, data: Path, work: Path, out: Path, size, backend,
     from pointsam.data import SyntheticShapes, read_cloud
     from pointsam.data import transforms as T
     from pointsam.engine.predict import load_trained
-    from pointsam.viz import visualize, write_demo_gallery
+    from pointsam.viz import to_html, visualize, write_demo_gallery
+    from pointsam.viz.chromium import Browser, find_chromium
 
     model, task, cfg, meta = load_trained(ck)
     names = meta.get("class_names") or None
@@ -90,6 +93,20 @@ def demo_checkpoint(ck: Path, data: Path, work: Path, out: Path, size, backend,
     paths = visualize(model, chair, w, class_names=names, size=size, backend=backend)
     print(f"[gallery] demo checkpoint on the real ModelNet10 chair: {len(paths)} files "
           f"in {w}")
+    page = to_html(model, chair, w / "viewer.html", class_names=names,
+                   title="demo checkpoint (PointNet++ lite + CBAM) on ModelNet10 "
+                         "chair_0890")
+    print(f"[gallery] interactive viewer: {page}")
+    if find_chromium() is not None:
+        with Browser(1200, 680) as b:
+            b.open(page, ready="window.pointsamViewer && pointsamViewer.ready",
+                   hash="size=5")
+            if b.errors:
+                print(f"  (viewer console errors: {b.errors})", file=sys.stderr)
+            b.screenshot(w / "viewer.png")
+        _copy(w / "viewer.png", out / "viewer.png", picked)
+    else:
+        print("  (no Chromium: viewer.png not written)", file=sys.stderr)
     for p in paths:
         if p.name.endswith("point__point.png"):
             stage = p.name.split("_stages_")[1].split("_")[0]
@@ -108,7 +125,8 @@ def demo_checkpoint(ck: Path, data: Path, work: Path, out: Path, size, backend,
 
 
 def kitti(data: Path, work: Path, out: Path, size, backend, picked: list[Path],
-          lidar_checkpoint: Path | None, num_points: int, query: int | None) -> None:
+          lidar_checkpoint: Path | None, num_points: int, query: int | None,
+          untrained_probe: bool = False) -> None:
     from pointsam import ops
     from pointsam.data.kitti import class_names
     from pointsam.viz import Panel, render_figure, visualize
@@ -130,6 +148,10 @@ def kitti(data: Path, work: Path, out: Path, size, backend, picked: list[Path],
     _copy(w / "true_labels.png", out / "semantickitti_000700_labels.png", picked)
     print(f"[gallery] SemanticKITTI frame: true labels in {w / 'true_labels.png'}")
 
+    if lidar_checkpoint is None and not untrained_probe:
+        print("[gallery] no --lidar-checkpoint: skipping the SemanticKITTI attention "
+              "figures (untrained layers are not shown)", file=sys.stderr)
+        return
     # the model sees an FPS sample of the frame, centred
     idx = ops.fps(pos, num=num_points)  # [S]
     sub = pos[idx]
@@ -149,6 +171,8 @@ def kitti(data: Path, work: Path, out: Path, size, backend, picked: list[Path],
                       backend=backend, query=query, task="seg")
     print(f"[gallery] SemanticKITTI frame through local-global + axial attention"
           f"{title_note}: {len(paths)} files in {w}")
+    if lidar_checkpoint is None:
+        return  # untrained: in --work only, never in the gallery
     for p in paths:
         n = p.name
         if n == "local_global_local__attn_neighbour.png":
@@ -168,6 +192,9 @@ def main() -> int:
                     help="the demo checkpoint (pointsam demo)")
     ap.add_argument("--lidar-checkpoint", type=Path, default=None,
                     help="a trained semseg checkpoint for the SemanticKITTI figures")
+    ap.add_argument("--untrained-probe", action="store_true",
+                    help="without --lidar-checkpoint: draw the SemanticKITTI attention "
+                    "figures from untrained layers into --work (not the gallery)")
     ap.add_argument("--data", type=Path, default=DATA, help="../shared/data")
     ap.add_argument("--out", type=Path, default=ROOT / "viz/gallery")
     ap.add_argument("--work", type=Path, default=ROOT / "viz/out")
@@ -191,7 +218,7 @@ def main() -> int:
         print(f"[gallery] no demo checkpoint at {args.checkpoint}: run `pointsam demo`"
               " first; skipping the demo figures", file=sys.stderr)
     kitti(data, args.work, args.out, size, args.backend, picked,
-          args.lidar_checkpoint, args.num_points, args.query)
+          args.lidar_checkpoint, args.num_points, args.query, args.untrained_probe)
     print(f"[gallery] {len(picked)} pictures in {args.out}:")
     for p in picked:
         print(f"  {p} ({p.stat().st_size // 1024} KB)")

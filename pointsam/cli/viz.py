@@ -32,7 +32,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a checkpoint written by pointsam train/demo")
     p.add_argument("source", help="a cloud file, or dataset:split:index")
-    p.add_argument("--out", required=True, help="output folder for PNGs and PLYs")
+    p.add_argument("--out", default=None, help="output folder for PNGs and PLYs")
+    p.add_argument("--html", default=None, metavar="OUT.html",
+                   help="write the interactive viewer: one self-contained offline "
+                   "HTML file (every map, heads, labels, click for neighbours)")
+    p.add_argument("--html-max-points", type=int, default=None, metavar="N",
+                   help="subsample the viewer's display to N points (the page "
+                   "says so; default: every point)")
     p.add_argument("--layer", default=None,
                    help="only this attention layer (module name, prefix or glob)")
     p.add_argument("--query", type=int, default=None,
@@ -134,10 +140,13 @@ def run(args: argparse.Namespace) -> int:
     from pointsam.engine.tasks import PartSegTask
     from pointsam.viz.gallery import visualize
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is an existing file; --out must be a "
-                         "directory (created if missing) for the PNGs and PLYs")
+    if args.out is None and args.html is None:
+        raise ValueError("give --out DIR (figures) and/or --html FILE (viewer)")
+    if args.out is not None:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is an existing file; --out must be a "
+                             "directory (created if missing) for the PNGs and PLYs")
     size = _parse_size(args.size)
     views = [v.strip() for v in args.views.split(",") if v.strip()]
     model, task, cfg, meta = load_trained(args.checkpoint)
@@ -158,14 +167,22 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= cat < num_cat:
             raise ValueError(f"--category must be in 0..{num_cat - 1}, got {cat}")
         data.category = torch.tensor([cat])
-    paths = visualize(model, data, args.out, layer=args.layer, query=args.query,
-                      class_names=meta.get("class_names") or None,
-                      task=task.name, size=size,
-                      views=views, up=args.up, backend=args.backend,
-                      ply=not args.no_ply, category_parts=category_parts)
+    paths = [] if args.out is None else visualize(
+        model, data, args.out, layer=args.layer, query=args.query,
+        class_names=meta.get("class_names") or None, task=task.name, size=size,
+        views=views, up=args.up, backend=args.backend, ply=not args.no_ply,
+        category_parts=category_parts)
+    if args.html is not None:
+        from pointsam.viz.html import to_html  # every layer: the page has a selector
+
+        paths.append(to_html(
+            model, data, args.html, class_names=meta.get("class_names") or None,
+            query=args.query, max_points=args.html_max_points,
+            title=f"{Path(args.checkpoint).name} on {Path(args.source).name}"))
     for p in paths:
         print(p)
-    if not any(p.name not in ("labels.png", "labels.ply", "input.png") for p in paths):
+    if args.out is not None and not any(
+            p.name not in ("labels.png", "labels.ply", "input.png") for p in paths):
         print("note: the model recorded no attention weights (a plain backbone?)",
               file=sys.stderr)
     return 0

@@ -1,10 +1,10 @@
 r"""Colour maps: scalar weights, class labels and axis weights to RGB.
 
-Everything here is plain NumPy (no matplotlib, no Open3D) and returns float RGB
-in :math:`[0, 1]`, shape ``[N, 3]``.
+Colour tables come from matplotlib (every named colour map); the maths is
+NumPy and returns float RGB in :math:`[0, 1]`, shape ``[N, 3]``.
 
-- :func:`colormap`: a scalar weight :math:`w` to a colour of a perceptually uniform
-  map (viridis). With :math:`t = \mathrm{clip}((w - v_{min}) / (v_{max} - v_{min}),
+- :func:`colormap`: a scalar weight :math:`w` to a colour of a colour map
+  (default viridis, perceptually uniform). With :math:`t = \mathrm{clip}((w - v_{min}) / (v_{max} - v_{min}),
   0, 1)` the colour is the table entry at :math:`t \cdot 255`, linearly
   interpolated. ``NaN`` marks "no value" and gets :data:`GREY`.
 - :func:`value_range`: one ``(vmin, vmax)`` over several arrays, so that compared
@@ -17,19 +17,40 @@ in :math:`[0, 1]`, shape ``[N, 3]``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-from ._viridis import _VIRIDIS_TEXT
-
 __all__ = ["VIRIDIS", "GREY", "QUERY_COLOR", "PALETTE", "colormap", "value_range",
-           "label_colors", "axis_colors", "to_numpy"]
+           "label_colors", "axis_colors", "to_numpy", "cmap_table", "mpl_cmap"]
 
-#: The viridis table, float64 ``[256, 3]``.
-VIRIDIS: np.ndarray = np.array(
-    [[float(v) for v in row.split()] for row in _VIRIDIS_TEXT.split("\n") if row],
-    dtype=np.float64)
-VIRIDIS.setflags(write=False)
+
+def mpl_cmap(name: str) -> Any:
+    """The matplotlib colour map ``name`` (a clear error for an unknown one)."""
+    import matplotlib
+
+    try:
+        return matplotlib.colormaps[name]
+    except KeyError:
+        raise ValueError(f"unknown cmap {name!r}; any matplotlib colour map works, "
+                         f"for example {', '.join(_COMMON)}") from None
+
+
+_COMMON = ("viridis", "plasma", "inferno", "magma", "cividis", "turbo", "gray",
+           "viridis_r")
+
+
+@lru_cache(maxsize=64)
+def cmap_table(name: str, n: int = 256) -> np.ndarray:
+    """``[n, 3]`` float64 RGB samples of the matplotlib colour map ``name``."""
+    t = np.asarray(mpl_cmap(name)(np.linspace(0.0, 1.0, n))[:, :3], dtype=np.float64)
+    t.setflags(write=False)
+    return t
+
+
+#: The viridis table (matplotlib's), float64 ``[256, 3]``.
+VIRIDIS: np.ndarray = cmap_table("viridis")
 
 #: Colour of points without a value (``NaN``): the "rest" around a query.
 GREY: tuple[float, float, float] = (0.78, 0.78, 0.78)
@@ -44,9 +65,6 @@ _PALETTE_HEX = ("1f77b4 ff7f0e 2ca02c d62728 9467bd 8c564b e377c2 7f7f7f bcbd22 
 PALETTE: np.ndarray = np.array(
     [[int(h[i:i + 2], 16) / 255.0 for i in (0, 2, 4)] for h in _PALETTE_HEX.split()])
 PALETTE.setflags(write=False)
-
-_CMAPS = {"viridis": VIRIDIS, "viridis_r": VIRIDIS[::-1],
-          "gray": np.linspace(0.0, 1.0, 256)[:, None].repeat(3, axis=1)}
 
 
 def to_numpy(a: object, dtype: type | None = None) -> np.ndarray:
@@ -106,8 +124,8 @@ def colormap(values: object, vmin: float | None = None, vmax: float | None = Non
             ``NaN`` marks a point without a value.
         vmin: Weight shown as the first colour (default: the finite minimum).
         vmax: Weight shown as the last colour (default: the finite maximum).
-        cmap: ``"viridis"`` (default), ``"viridis_r"``, ``"gray"``, or a table
-            ``[L, 3]`` in :math:`[0, 1]`.
+        cmap: A matplotlib colour map name (default ``"viridis"``), or a
+            table ``[L, 3]`` in :math:`[0, 1]`.
         nan_color: RGB for ``NaN`` entries. (default: :data:`GREY`)
 
     Shapes:
@@ -124,9 +142,7 @@ def colormap(values: object, vmin: float | None = None, vmax: float | None = Non
         v = v[:, 0]
     if v.ndim != 1:
         raise ValueError(f"values must be [N] or [N, 1], got shape {tuple(v.shape)}")
-    table = _CMAPS.get(cmap) if isinstance(cmap, str) else np.asarray(cmap, float)
-    if table is None:
-        raise ValueError(f"unknown cmap {cmap!r}; known: {sorted(_CMAPS)}")
+    table = cmap_table(cmap) if isinstance(cmap, str) else np.asarray(cmap, float)
     if table.ndim != 2 or table.shape[1] != 3 or len(table) < 2:
         raise ValueError(f"a cmap table must be [L>=2, 3], got {table.shape}")
     lo, hi = value_range(v, vmin=vmin, vmax=vmax)

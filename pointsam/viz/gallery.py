@@ -7,7 +7,7 @@ for each map, a PNG (several views, colour bar, shared scale across the panels
 of one map) and a PLY with the raw weights as per-point properties; then the
 true and predicted labels (segmentation: two panels; classification: the class
 names in the titles). :func:`write_demo_gallery` is what ``pointsam demo`` calls
-at its end; ``pointsam viz`` (:mod:`pointsam.viz.cli`) calls :func:`visualize`.
+at its end; ``pointsam viz`` (:mod:`pointsam.cli.viz`) calls :func:`visualize`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from ..nn.base import record_attention
-from . import image as im
 from .colors import PALETTE, label_colors, to_numpy
 from .export import export_ply
+from .figure import bar_chart, render_figure
 from .maps import AttentionMap, attention_maps, capture_inputs, select_layers
-from .render import Panel, render_figure
+from .render import Panel
 
 __all__ = ["visualize", "write_demo_gallery", "render_map", "default_query",
            "run_model"]
@@ -76,27 +76,34 @@ def _branch_names(model: nn.Module) -> dict[str, list[str]]:
 
 def render_map(amap: AttentionMap, out_dir: Path, *, size: tuple[int, int] = (640, 260),
                views: Sequence[str] = ("iso", "top"), up: str = "z",
-               backend: str = "auto", ply: bool = True, suffix: str = ""
-               ) -> list[Path]:
-    """Write one map's PNG (and PLY of its raw weights); return the paths."""
+               backend: str = "auto", ply: bool = True, suffix: str = "",
+               fmt: str = "png") -> list[Path]:
+    """Write one map's figure (``fmt``: png, svg or pdf) and the PLY of its raw
+    weights; return the paths."""
     paths: list[Path] = []
-    png = out_dir / f"{amap.slug}.png"
+    png = out_dir / f"{amap.slug}.{_fmt(fmt)}"
     if amap.bars is not None:
         w, h = size
-        chart = im.bar_chart(amap.bars, w, max(h // 2, 100), vmin=amap.vmin or 0.0,
-                             vmax=amap.vmax if amap.vmax is not None else 1.0,
-                             title=amap.title + suffix)
-        paths.append(im.write_png(png, chart))
+        bar_chart(amap.bars, w, max(h * 2 // 3, 120), vmin=amap.vmin or 0.0,
+                  vmax=amap.vmax if amap.vmax is not None else 1.0,
+                  title=amap.title + suffix, value_label=amap.value_label, out=png)
+        paths.append(png)
         return paths
     h = size[1] if len(amap.panels) == 1 else max(size[1], 140 * len(amap.panels) + 60)
     render_figure(amap.panels, png, size=(size[0], h), views=views,
                   title=amap.title + suffix, vmin=amap.vmin, vmax=amap.vmax,
-                  up=up, backend=backend)
+                  value_label=amap.value_label, up=up, backend=backend)
     paths.append(png)
     if ply and amap.raw and amap.raw_pos is not None:
         paths.append(export_ply(out_dir / f"{amap.slug}.ply", amap.raw_pos,
                                 weights=amap.raw, vmin=amap.vmin, vmax=amap.vmax))
     return paths
+
+
+def _fmt(fmt: str) -> str:
+    if fmt not in ("png", "svg", "pdf"):
+        raise ValueError(f"fmt must be 'png', 'svg' or 'pdf', got {fmt!r}")
+    return fmt
 
 
 def _category_parts(data: Any, category_parts: Sequence[Sequence[int]]
@@ -124,7 +131,8 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
               size: tuple[int, int] = (640, 260), views: Sequence[str] = ("iso", "top"),
               up: str = "z", backend: str = "auto", ply: bool = True,
               max_maps: int | None = None,
-              category_parts: Sequence[Sequence[int]] | None = None) -> list[Path]:
+              category_parts: Sequence[Sequence[int]] | None = None,
+              fmt: str = "png") -> list[Path]:
     r"""Draw every attention weight of one forward pass on one cloud.
 
     Args:
@@ -150,9 +158,10 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
             :math:`c` = ``data.category``, as evaluation does:
             :math:`\hat y_i = \arg\max_{l \in \mathcal{P}(c)} z_{il}`.
             Required when ``task="partseg"``.
+        fmt: Figure format: ``png`` (default), ``svg`` or ``pdf``.
 
     Returns:
-        The files written, PNGs and PLYs.
+        The files written, figures and PLYs.
 
     Raises:
         ValueError: ``layer`` names no recorded layer (the message lists them);
@@ -166,6 +175,7 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
         raise ValueError("task='partseg' needs category_parts (the part ids of "
                          "each category) to restrict the predictions")
     own = None if category_parts is None else _category_parts(data, category_parts)
+    ext = _fmt(fmt)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pos = data.pos
@@ -197,7 +207,7 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
     paths: list[Path] = []
     for amap in maps:
         paths += render_map(amap, out, size=size, views=views, up=up, backend=backend,
-                            ply=ply, suffix=suffix)
+                            ply=ply, suffix=suffix, fmt=ext)
     if task != "cls" and logits.dim() == 2 and logits.size(0) == n:
         if own is not None:  # part segmentation: only the category's parts
             parts, top = own
@@ -217,7 +227,7 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
         panels.append(Panel(pos, colors=label_colors(pred_lab), title="predicted"))
         legend = [(cname(c), PALETTE[c % len(PALETTE)]) for c in sorted(shown) if c >= 0]
         panels[0].legend = legend
-        png = out / "labels.png"
+        png = out / f"labels.{ext}"
         render_figure(panels, png, size=(size[0], max(size[1], 140 * len(panels) + 40)),
                       views=views, title="labels", up=up, backend=backend)
         paths.append(png)
@@ -226,7 +236,7 @@ def visualize(model: nn.Module, data: Any, out_dir: str | Path, *,
                 out / "labels.ply", pos, colors=label_colors(pred_lab),
                 labels=true_lab if len(panels) == 2 else None, pred=pred_lab))
     elif task == "cls":
-        png = out / "input.png"
+        png = out / f"input.{ext}"
         render_figure([Panel(pos, values=None)], png, size=size, views=views,
                       title="input" + suffix, up=up, backend=backend)
         paths.append(png)

@@ -47,6 +47,18 @@ __all__ = ["AttentionMap", "LayerInputs", "capture_inputs", "attention_maps",
            "select_layers"]
 
 
+_VALUE_LABELS = {
+    "point": "point gate m (sigmoid)",
+    "channel": "channel gate w (sigmoid)",
+    "neighbour": "weight (softmax over k)",
+    "token": "weight (softmax over tokens)",
+    "row": "weight (softmax over points)",
+    "branch": "LAFF weight (softmax)",
+    "level": "LAFF weight of new level",
+    "axis": "axis weight",
+}
+
+
 @dataclass
 class LayerInputs:
     """Positions and cloud ids that one attention module saw (its last call)."""
@@ -83,6 +95,11 @@ class AttentionMap:
     raw: dict[str, np.ndarray] = field(default_factory=dict)
     raw_pos: np.ndarray | None = None
     key: str = ""
+
+    @property
+    def value_label(self) -> str:
+        """What the colour bar (or bar chart axis) measures, with its range."""
+        return _VALUE_LABELS.get(self.kind, f"mean {self.key or 'weight'}")
 
     @property
     def slug(self) -> str:
@@ -175,6 +192,45 @@ def _head_mean(w: np.ndarray, axis: int = -1) -> np.ndarray:
     return w.mean(axis=axis) if w.ndim > 1 else w
 
 
+def _np_inputs(li: LayerInputs) -> tuple[np.ndarray, np.ndarray | None]:
+    return (to_numpy(li.pos, np.float64),
+            None if li.batch is None else to_numpy(li.batch).astype(np.int64))
+
+
+def layer_points(name: str, n_rows: int, inputs: Mapping[str, LayerInputs],
+                 pos_in: np.ndarray, batch_in: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Positions and cloud ids of the points a layer's ``n_rows`` weights belong to.
+
+    The layer's own recorded inputs, else its closest recorded parent's (LAFF
+    has no ``pos``), else the input cloud, else any layer of that size.
+    """
+    cands = [name] + [name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)]
+    cands += [""] if name else []
+    for c in cands:
+        li = inputs.get(c)
+        if li is not None and li.pos.size(0) == n_rows:
+            return _np_inputs(li)
+    if n_rows == len(pos_in):
+        return pos_in, batch_in
+    for li in inputs.values():  # last resort: a layer of the same size
+        if li.pos.size(0) == n_rows:
+            return _np_inputs(li)
+    return None
+
+
+def repeated_weight(record: Mapping[str, Mapping[str, Tensor]], name: str,
+                    t: Tensor) -> bool:
+    """Whether a layer inside ``name`` recorded the same weights (composites)."""
+    for other in record:
+        if other != name and (other.startswith(name + ".") or name == ""):
+            for u in record[other].values():
+                if isinstance(u, Tensor) and u.shape == t.shape and \
+                        u.dtype == t.dtype and torch.equal(u, t):
+                    return True
+    return False
+
+
 def attention_maps(record: Mapping[str, Mapping[str, Tensor]],
                    inputs: Mapping[str, LayerInputs], pos: Tensor,
                    batch: Tensor | None = None, *, query: int = 0, cloud: int = 0,
@@ -213,31 +269,10 @@ def attention_maps(record: Mapping[str, Mapping[str, Tensor]],
     branch_names = branch_names or {}
 
     def where(name: str, n_rows: int) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """Positions and batch of a layer with ``n_rows`` points."""
-        cands = [name] + [name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)]
-        cands += [""] if name else []
-        for c in cands:
-            li = inputs.get(c)
-            if li is not None and li.pos.size(0) == n_rows:
-                return (to_numpy(li.pos, np.float64),
-                        None if li.batch is None else to_numpy(li.batch).astype(np.int64))
-        if n_rows == n_in:
-            return pos_in, batch_in
-        for li in inputs.values():  # last resort: a layer of the same size
-            if li.pos.size(0) == n_rows:
-                return (to_numpy(li.pos, np.float64),
-                        None if li.batch is None else to_numpy(li.batch).astype(np.int64))
-        return None
+        return layer_points(name, n_rows, inputs, pos_in, batch_in)
 
     def repeated(name: str, t: Tensor) -> bool:
-        """Whether a layer inside ``name`` recorded the same weights (composites)."""
-        for other in record:
-            if other != name and (other.startswith(name + ".") or name == ""):
-                for u in record[other].values():
-                    if isinstance(u, Tensor) and u.shape == t.shape and \
-                            u.dtype == t.dtype and torch.equal(u, t):
-                        return True
-        return False
+        return repeated_weight(record, name, t)
 
     key = ""
 

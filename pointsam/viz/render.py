@@ -1,9 +1,9 @@
-r"""Headless rendering of coloured point clouds into PNG figures.
+r"""Headless 3D rendering of coloured point clouds (the tiles of a figure).
 
-A figure is one or more :class:`Panel`\ s (a cloud with per-point weights, labels
-or colours), each drawn from several views, plus a legend: a colour bar for
-weights (one shared scale across the panels by default) and swatches for labels,
-axes and the query marker.
+A :class:`Panel` is a cloud with per-point weights, labels or colours;
+:func:`render_views` draws one from several cameras into ``uint8`` images, which
+:mod:`pointsam.viz.figure` composes with matplotlib (titles, colour bar,
+legend, markers).
 
 Backends:
 
@@ -32,17 +32,14 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import image as im
-from .colors import GREY, QUERY_COLOR, colormap, to_numpy, value_range
+from .colors import GREY, QUERY_COLOR, colormap, to_numpy
 
-__all__ = ["Panel", "VIEWS", "render_figure", "render_attention", "render_views",
-           "renderer_available", "resolve_backend", "show", "has_display",
-           "project"]
+__all__ = ["Panel", "VIEWS", "render_views", "renderer_available",
+           "resolve_backend", "show_window", "has_display", "project"]
 
 #: View name -> (camera direction from the centre, up vector), in a z-up frame.
 VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -125,11 +122,14 @@ def _camera(pos: np.ndarray, view: str, up: str, aspect: float,
     else:
         lo, hi = np.percentile(pos, 2, axis=0), np.percentile(pos, 98, axis=0)
         centre = (lo + hi) / 2
-        radius = float(np.percentile(np.linalg.norm(pos - centre, axis=1), 99))
+        # every point of a small cloud in frame (a chair's leg tips); a large
+        # scan's farthest 1% (stray returns) may fall outside
+        radius = float(np.percentile(np.linalg.norm(pos - centre, axis=1),
+                                     100 if len(pos) < 5000 else 99))
     radius = max(radius, 1e-6)
     half = math.radians(_FOV) / 2
     half = min(half, math.atan(math.tan(half) * aspect))
-    dist = radius / math.sin(half) * 1.02
+    dist = radius / math.sin(half) * 1.08  # a margin: no point on the frame
     eye = centre + d / np.linalg.norm(d) * dist
     return eye, centre, u
 
@@ -215,7 +215,8 @@ def project(points: np.ndarray, eye: np.ndarray, centre: np.ndarray, up: np.ndar
     """Pixel coordinates and depth of ``points`` [N, 3] under a view's camera.
 
     The same pinhole camera as Open3D's ``setup_camera`` (vertical field of view
-    :data:`_FOV`), so 2D overlays land on the rendered points.
+    :data:`_FOV`), so 2D overlays (markers drawn by matplotlib) land on the
+    rendered points.
 
     Returns:
         ``(px [N], py [N], depth [N])``; depth <= 0 is behind the camera.
@@ -247,7 +248,7 @@ def _numpy_render(layers: list[tuple[np.ndarray, np.ndarray, float]],
                 idx_all.append(yi[ok] * width + xi[ok])
                 depth_all.append(z[ok])
                 col_all.append(c[ok])
-    img = im.canvas(height, width).reshape(-1, 3)
+    img = np.full((height * width, 3), 255, dtype=np.uint8)
     if idx_all:
         idx, depth = np.concatenate(idx_all), np.concatenate(depth_all)
         col = np.concatenate(col_all)
@@ -257,19 +258,6 @@ def _numpy_render(layers: list[tuple[np.ndarray, np.ndarray, float]],
         win = order[first]
         img[idx[win]] = (np.clip(col[win], 0, 1) * 255).round().astype(np.uint8)
     return img.reshape(height, width, 3)
-
-
-def _draw_markers(img: np.ndarray, px: np.ndarray, py: np.ndarray,
-                  colors: np.ndarray, radius: float) -> None:
-    """Discs with a dark rim at pixel positions, drawn on top (never occluded)."""
-    h, w = img.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w]
-    for x, y, c in zip(px, py, colors):
-        if not (np.isfinite(x) and np.isfinite(y)):
-            continue
-        d2 = (xx - x) ** 2 + (yy - y) ** 2
-        img[d2 <= (radius + 1.5) ** 2] = (30, 30, 30)
-        img[d2 <= radius ** 2] = (np.clip(c, 0, 1) * 255).round().astype(np.uint8)
 
 
 def has_display() -> bool:
@@ -358,8 +346,8 @@ def resolve_backend(backend: str = "auto") -> str:
 
 def render_views(pos: Any, colors: Any, *, views: Sequence[str] = ("iso", "top"),
                  width: int = 160, height: int = 120, point_size: float | None = None,
-                 emphasis: Any = None, markers: Any = None, marker_colors: Any = None,
-                 up: str = "z", backend: str = "auto", focus: Any = None
+                 emphasis: Any = None, up: str = "z", backend: str = "auto",
+                 focus: Any = None
                  ) -> list[np.ndarray]:
     """Render one coloured cloud from several views.
 
@@ -371,8 +359,6 @@ def render_views(pos: Any, colors: Any, *, views: Sequence[str] = ("iso", "top")
         height: Height of each view in pixels.
         point_size: Point size in pixels (default: from the density).
         emphasis: Bool ``[N]``; these points are drawn twice as large (neighbours).
-        markers: Positions ``[Q, 3]`` drawn as big dots (query, token centres).
-        marker_colors: RGB ``[Q, 3]`` of the markers.
         up: ``"z"`` or ``"y"``.
         backend: ``"auto"``, ``"open3d"`` or ``"numpy"``.
         focus: ``(centre, radius)`` the cameras frame (default: the cloud).
@@ -389,11 +375,6 @@ def render_views(pos: Any, colors: Any, *, views: Sequence[str] = ("iso", "top")
         layers = [(p[~e], c[~e], ps), (p[e], c[e], ps * 2)]
     else:
         layers = [(p, c, ps)]
-    m = mc = None
-    if markers is not None:
-        m = to_numpy(markers, np.float64).reshape(-1, 3)
-        mc = (np.tile(QUERY_COLOR, (len(m), 1)) if marker_colors is None
-              else to_numpy(marker_colors, np.float64).reshape(-1, 3))
     backend = resolve_backend(backend)
     out = []
     for v in views:
@@ -402,190 +383,11 @@ def render_views(pos: Any, colors: Any, *, views: Sequence[str] = ("iso", "top")
             img = _Open3DRenderer.get(width, height).render(layers, eye, centre, upv)
         else:
             img = _numpy_render(layers, eye, centre, upv, width, height)
-        if m is not None and mc is not None and len(m):
-            px, py, _ = project(m, eye, centre, upv, width, height)
-            _draw_markers(img, px, py, mc, radius=max(ps, 3.0))
         out.append(img)
     return out
 
 
-# --------------------------------------------------------------------------- figures
-def render_figure(panels: Sequence[Panel], out: str | Path | None = None, *,
-                  size: tuple[int, int] = (640, 240),
-                  views: Sequence[str] = ("iso", "top"), title: str = "",
-                  cmap: str = "viridis", vmin: float | None = None,
-                  vmax: float | None = None, shared_scale: bool = True,
-                  value_label: str = "weight", point_size: float | None = None,
-                  up: str = "z", backend: str = "auto") -> np.ndarray:
-    r"""Render panels (rows) x views (columns) with a legend into one image.
-
-    With ``shared_scale`` (default) every panel's weights use one
-    ``(vmin, vmax)``, taken over all panels (:func:`~pointsam.viz.colors.value_range`)
-    unless given, and one colour bar is drawn at the bottom; otherwise each row
-    gets its own range and colour bar.
-
-    Args:
-        panels: The clouds to draw, one row each.
-        out: PNG path to write (optional).
-        size: ``(width, height)`` of the whole image in pixels.
-        views: Names from :data:`VIEWS`, one column each.
-        title: Text on top of the figure.
-        cmap: Colour map of the weights.
-        vmin: Low end of the scale (default: the data minimum).
-        vmax: High end of the scale (default: the data maximum).
-        shared_scale: One scale for all panels.
-        value_label: Name written on the colour bar.
-        point_size: Point size in pixels (default: from the density).
-        up: ``"z"`` or ``"y"``.
-        backend: ``"auto"``, ``"open3d"`` or ``"numpy"``.
-
-    Returns:
-        The image ``[height, width, 3]`` uint8 (also written to ``out``).
-    """
-    panels = list(panels)
-    if not panels:
-        raise ValueError("render_figure needs at least one panel")
-    if not views:
-        raise ValueError("render_figure needs at least one view")
-    width, height = (int(s) for s in size)
-    if width < 32 * len(views) or height < 64:
-        raise ValueError(f"size {size} is too small for {len(views)} views")
-    with_values = [p for p in panels if p.values is not None]
-    scale = value_range(*[p.values for p in with_values], vmin=vmin, vmax=vmax) \
-        if with_values else None
-    pad, title_h, ptitle_h, bar_h = 2, (14 if title else 0), 12, 24
-    swatch_items: list[tuple[str, Sequence[float]]] = []
-    for p in panels:
-        for item in p.legend:
-            if item[0] not in [s[0] for s in swatch_items]:
-                swatch_items.append(item)
-    if any(p.query is not None for p in panels):
-        swatch_items.append(("query", QUERY_COLOR))
-    if any(p.values is not None and np.isnan(p.values).any() for p in panels):
-        swatch_items.append(("no weight", GREY))
-    per_row_bar = not shared_scale and len(with_values) > 0
-    legend_h = (bar_h if (scale is not None and not per_row_bar) else 0) + \
-        (bar_h if swatch_items else 0)
-    rows_h = height - title_h - legend_h
-    row_extra = (ptitle_h if any(p.title for p in panels) else 0) + \
-        (bar_h if per_row_bar else 0)
-    tile_h = (rows_h - pad * (len(panels) - 1)) // len(panels) - row_extra
-    tile_w = (width - pad * (len(views) - 1)) // len(views)
-    if tile_h < 24:
-        raise ValueError(f"size {size} is too small for {len(panels)} panels")
-    rows = []
-    for p in panels:
-        lo, hi = (scale if shared_scale or p.values is None
-                  else value_range(p.values, vmin=vmin, vmax=vmax)) if \
-            scale is not None else (0.0, 1.0)
-        emphasis = None
-        if p.values is not None:
-            cols = colormap(p.values, lo, hi, cmap=cmap)
-            nan = np.isnan(p.values)
-            emphasis = ~nan if nan.any() else None
-        elif p.colors is not None:
-            cols = p.colors
-        else:
-            cols = np.tile(GREY, (len(p.pos), 1))
-        markers, mcols = [], []
-        if p.markers is not None and len(p.markers):
-            markers.append(p.markers)
-            mcols.append(np.tile(QUERY_COLOR, (len(p.markers), 1))
-                         if p.marker_colors is None
-                         else to_numpy(p.marker_colors, np.float64).reshape(-1, 3))
-        if p.query is not None:
-            markers.append(p.pos[int(p.query)][None])
-            mcols.append(np.asarray([QUERY_COLOR]))
-        tiles = render_views(
-            p.pos, cols, views=views, width=tile_w, height=tile_h,
-            point_size=point_size, emphasis=emphasis,
-            markers=np.concatenate(markers) if markers else None,
-            marker_colors=np.concatenate(mcols) if mcols else None,
-            up=up, backend=backend, focus=p.focus)
-        row = im.grid([tiles], pad=pad)
-        if row_extra and any(q.title for q in panels):
-            row = im.titled(row, p.title, size=ptitle_h)
-        if per_row_bar:
-            bar = im.colorbar(row.shape[1], lo, hi, cmap=cmap, label=value_label) \
-                if p.values is not None else im.canvas(bar_h, row.shape[1])
-            row = np.concatenate([row, bar], axis=0)
-        rows.append([row])
-    fig = im.grid(rows, pad=pad)
-    parts = [fig]
-    if scale is not None and not per_row_bar:
-        parts.append(im.colorbar(width, *scale, cmap=cmap, label=value_label))
-    if swatch_items:
-        parts.append(im.swatches(width, swatch_items))
-    fig = np.concatenate([im.fit(x, x.shape[0], width) for x in parts], axis=0)
-    if title:
-        fig = im.titled(fig, title, size=title_h)
-    fig = im.fit(fig, height, width)
-    if out is not None:
-        im.write_png(out, fig)
-    return fig
-
-
-def render_attention(pos: Any, weight: Any = None, out: str | Path | None = None, *,
-                     colors: Any = None, labels: Any = None, query: int | None = None,
-                     markers: Any = None, title: str = "",
-                     size: tuple[int, int] = (640, 240),
-                     views: Sequence[str] = ("iso", "top"), cmap: str = "viridis",
-                     vmin: float | None = None, vmax: float | None = None,
-                     value_label: str = "weight", point_size: float | None = None,
-                     up: str = "z", backend: str = "auto") -> np.ndarray:
-    r"""Render per-point attention weights of one cloud to a PNG (headless).
-
-    The weight :math:`w_i` of point :math:`i` is drawn with a perceptually uniform
-    colour map (viridis) over ``[vmin, vmax]``, with a colour bar; ``NaN``
-    weights are grey (points outside a query's neighbourhood). Instead of
-    weights, ``colors`` ``[N, 3]`` or integer ``labels`` ``[N]`` may be given.
-
-    Args:
-        pos: Points ``[N, 3]`` (tensor or array).
-        weight: Per-point weights ``[N]`` or ``[N, 1]``.
-        out: PNG path to write (optional).
-        colors: RGB ``[N, 3]`` in :math:`[0, 1]`, used when ``weight`` is None.
-        labels: Class ids ``[N]``, used when ``weight`` and ``colors`` are None.
-        query: A point to mark.
-        markers: Extra positions ``[Q, 3]`` to mark.
-        title: Text on top.
-        size: ``(width, height)`` of the PNG in pixels.
-        views: Views side by side (:data:`VIEWS`).
-        cmap: Colour map.
-        vmin: Low end of the scale (default: the minimum weight).
-        vmax: High end of the scale (default: the maximum weight).
-        value_label: Name on the colour bar.
-        point_size: Point size in pixels (default: from the density).
-        up: ``"z"`` or ``"y"``.
-        backend: ``"auto"``, ``"open3d"`` or ``"numpy"``.
-
-    Shapes:
-        - **input:** pos :math:`(N, 3)`, weight :math:`(N)`
-        - **output:** :math:`(H, W, 3)` uint8, ``(W, H) = size``
-
-    Example:
-        >>> import torch
-        >>> pos = torch.randn(200, 3)
-        >>> img = render_attention(pos, pos[:, 0], size=(200, 120), backend="numpy")
-        >>> img.shape
-        (120, 200, 3)
-    """
-    from .colors import PALETTE, label_colors
-
-    legend: list[tuple[str, Sequence[float]]] = []
-    if weight is None and colors is None and labels is not None:
-        lab = to_numpy(labels).reshape(-1).astype(np.int64)
-        colors = label_colors(lab)
-        legend = [(str(int(c)), PALETTE[int(c) % len(PALETTE)])
-                  for c in np.unique(lab)]
-    panel = Panel(pos, values=weight, colors=colors if weight is None else None,
-                  query=query, markers=markers, legend=legend)
-    return render_figure([panel], out, size=size, views=views, title=title, cmap=cmap,
-                         vmin=vmin, vmax=vmax, value_label=value_label,
-                         point_size=point_size, up=up, backend=backend)
-
-
-def show(pos: Any, weight: Any = None, *, colors: Any = None,
+def show_window(pos: Any, weight: Any = None, *, colors: Any = None,
          query: int | None = None, title: str = "pointsam", cmap: str = "viridis",
          vmin: float | None = None, vmax: float | None = None) -> None:
     """Open an interactive Open3D window on a cloud coloured by its weights.

@@ -20,6 +20,13 @@ def test_viridis_table_is_the_published_one():
     np.testing.assert_allclose(VIRIDIS[-1], [0.993248, 0.906157, 0.143936])
 
 
+def test_every_matplotlib_cmap_is_accepted():
+    np.testing.assert_allclose(colormap(np.array([0.0, 1.0]), cmap="gray"),
+                               [[0, 0, 0], [1, 1, 1]])
+    assert not np.allclose(colormap(np.array([0.5]), cmap="plasma"),
+                           colormap(np.array([0.5])))
+
+
 def test_colour_is_monotone_in_weight():
     w = np.linspace(-2.0, 3.0, 1001)
     lum = _lightness(colormap(w))
@@ -54,7 +61,7 @@ def test_bad_inputs_name_the_problem():
     with pytest.raises(ValueError, match="values must be"):
         colormap(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="unknown cmap"):
-        colormap(np.zeros(3), cmap="jet")
+        colormap(np.zeros(3), cmap="no_such_map")
     with pytest.raises(ValueError, match="below vmin"):
         value_range(np.zeros(2), vmin=1.0, vmax=0.0)
     with pytest.raises(ValueError, match="axis weights"):

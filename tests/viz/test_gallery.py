@@ -66,3 +66,14 @@ def test_partseg_bad_input(shape, tmp_path):
                   **kw)
     with pytest.raises(ValueError, match="names part 6 but the model gives 5"):
         visualize(m, shape, tmp_path, category_parts=[[0, 1], [2, 6]], **kw)
+
+
+def test_figures_in_svg_and_pdf(shape, tmp_path):
+    kw = dict(size=(240, 160), views=("iso",), backend="numpy", ply=False)
+    paths = visualize(FavoursPartZero(), shape, tmp_path, fmt="svg", **kw)
+    assert [p.name for p in paths] == ["labels.svg"]
+    assert b"<svg" in paths[0].read_bytes()[:2000]
+    paths = visualize(FavoursPartZero(), shape, tmp_path, fmt="pdf", **kw)
+    assert paths[0].read_bytes()[:5] == b"%PDF-"
+    with pytest.raises(ValueError, match="fmt must be 'png', 'svg' or 'pdf'"):
+        visualize(FavoursPartZero(), shape, tmp_path, fmt="gif", **kw)

@@ -11,7 +11,7 @@ from pointsam.viz import (
     render_figure,
     render_views,
 )
-from pointsam.viz.colors import QUERY_COLOR
+from pointsam.viz.colors import QUERY_COLOR, colormap
 
 SIZE = (320, 240)
 
@@ -51,9 +51,10 @@ def test_headless_png_of_asked_size_not_blank(tmp_path, backend, request):
     assert back.shape == (SIZE[1], SIZE[0], 3)
     np.testing.assert_array_equal(back, img)
     _assert_not_blank(back)
-    # colours are drawn exactly (no tone mapping): the views show colours of both
-    # ends of the map, as the weights (x coordinate) span it
-    views = back[14:150]
+    # colours are drawn exactly (no tone mapping): the views (left of the colour
+    # bar, below the title) show colours of both ends of the map, as the
+    # weights (x coordinate) span it
+    views = back[22:200, :SIZE[0] - 80]
     assert _has_any(views, VIRIDIS[:40]) and _has_any(views, VIRIDIS[-40:])
 
 
@@ -88,8 +89,9 @@ def test_query_marker_and_grey_rest_are_drawn():
     w = torch.full((len(pos),), float("nan"))
     w[:20] = torch.linspace(0, 1, 20)
     img = render_attention(pos, w, query=0, size=SIZE, backend="numpy")
-    assert _has_colour(img[:190], QUERY_COLOR)       # the marked query
-    assert _has_colour(img[:190], (0.78, 0.78, 0.78))  # the rest, grey
+    views = img[:190, :SIZE[0] - 80]  # not the legend, not the colour bar
+    assert _has_colour(views, QUERY_COLOR)       # the marked query
+    assert _has_colour(views, (0.78, 0.78, 0.78))  # the rest, grey
 
 
 def test_shared_scale_across_panels():
@@ -97,25 +99,42 @@ def test_shared_scale_across_panels():
     lo = Panel(pos, values=torch.zeros(len(pos)), title="low")
     hi = Panel(pos, values=torch.ones(len(pos)), title="high")
     img = render_figure([lo, hi], size=(320, 320), views=("iso",), backend="numpy")
-    top, bottom = img[:140], img[150:280]
+    top, bottom = img[:155, :240], img[165:, :240]  # left of the colour bar
     # with one scale the all-0 panel is the first colour, the all-1 the last
     assert _has_colour(top, VIRIDIS[0]) and not _has_colour(top, VIRIDIS[-1])
     assert _has_colour(bottom, VIRIDIS[-1]) and not _has_colour(bottom, VIRIDIS[0])
     # without sharing, each constant panel gets its own (centred) range
     img2 = render_figure([lo, hi], size=(320, 360), views=("iso",),
                          shared_scale=False, backend="numpy")
-    assert not _has_colour(img2[:120], VIRIDIS[0])
+    assert not _has_colour(img2[:170, :240], VIRIDIS[0])
 
 
-def test_bar_chart_heights_follow_the_weights():
+def test_bar_chart_heights_follow_the_weights(tmp_path):
     v = np.array([0.0, 0.25, 0.5, 1.0])
-    img = bar_chart(v, 200, 120)
-    assert img.shape == (120, 200, 3)
-    heights = []
-    for c in range(4):
-        col = img[:, 40 + c * 38 + 15]
-        heights.append(int((np.abs(col.astype(int) - 255).sum(-1) > 0).sum()))
-    assert heights[0] < heights[1] < heights[2] < heights[3]
+    img = bar_chart(v, 240, 160, out=tmp_path / "bars.png")
+    assert img.shape == (160, 240, 3)
+    np.testing.assert_array_equal(read_png(tmp_path / "bars.png"), img)
+    # each bar has the colour of its weight and an area proportional to it
+    area = [int((np.abs(img.astype(int) - np.round(colormap(np.array([w]), 0, 1)[0]
+                                                    * 255)).max(-1) <= 1).sum())
+            for w in v]
+    assert area[0] == 0 < area[1]
+    np.testing.assert_allclose([area[2] / area[1], area[3] / area[1]], [2, 4],
+                               rtol=0.1)
+
+
+def test_figure_formats_follow_the_file_name(tmp_path):
+    pos = _cloud(100)
+    render_attention(pos, pos[:, 0], tmp_path / "a.svg", size=(240, 160),
+                     views=("iso",), backend="numpy")
+    render_attention(pos, pos[:, 0], tmp_path / "a.pdf", size=(240, 160),
+                     views=("iso",), backend="numpy")
+    assert (tmp_path / "a.svg").read_text().lstrip().startswith("<?xml")
+    assert b"<svg" in (tmp_path / "a.svg").read_bytes()[:2000]
+    assert (tmp_path / "a.pdf").read_bytes()[:5] == b"%PDF-"
+    with pytest.raises(ValueError, match=r"must end in \.png, \.svg, \.pdf"):
+        render_attention(pos, out=tmp_path / "a.gif", size=(240, 160),
+                         backend="numpy")
 
 
 def test_bad_input_is_named():
@@ -132,14 +151,14 @@ def test_bad_input_is_named():
 
 
 def test_show_needs_a_display(monkeypatch):
-    from pointsam.viz import has_display, show
+    from pointsam.viz import has_display, show_window
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     if has_display():  # macOS / Windows always have one
         pytest.skip("this platform always has a display")
     with pytest.raises(RuntimeError, match="no display"):
-        show(torch.randn(10, 3), torch.rand(10))
+        show_window(torch.randn(10, 3), torch.rand(10))
 
 
 def test_auto_backend_falls_back_with_a_warning(monkeypatch):

@@ -1,0 +1,369 @@
+r"""What the interactive viewer shows: captured weights as a :class:`Scene`.
+
+:func:`build_scene` reads the same inputs as :func:`~pointsam.viz.attention_maps`
+(``capture(model)`` and ``capture_inputs(model)`` of one forward pass), but keeps
+what a static picture has to drop: every head, and for the attention that
+depends on a query point (neighbours, axial tubes, global tokens, full
+attention rows) the weights of *every* query, so that the page can answer a
+click. Per weight name and shape (:mod:`pointsam.viz.maps` has the table):
+
+=================================  ==================================================
+weights                            in the viewer
+=================================  ==================================================
+``point`` [N, 1]                   scalar map
+``channel`` [B, C]                 bar chart
+``axis`` [N, 3]                    RGB map (x, y, z = R, G, B) and one map per axis
+``a``/``fusion`` [N, H, m]         one map per branch, head selector
+``a`` [N, L-1, H, 2]               one map per level, head selector
+``attn`` [N, K, H] + ``nbr_idx``   click map: a query's neighbour weights
+``attn`` [N, M, H] + ``centres``   click map: a query's token weights (per point:
+                                   its token's weight; centres marked)
+``attn`` [B, H, N, N]              click map: a query's attention row
+other [N, ...]                     mean per point
+=================================  ==================================================
+
+Points live in *clouds*: cloud 0 is the input; a layer that ran on subsampled
+points (a deeper stage) gets its own. ``max_points`` subsamples a cloud for
+display (a seeded random subset, the same for every map of that cloud);
+``click_budget_mb`` caps the bytes of the click tables (shared evenly): past
+it, the weights of a subset of query rows are kept and a click takes the
+nearest stored query.
+The page states both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .colors import to_numpy
+from .maps import LayerInputs, layer_points, repeated_weight
+
+__all__ = ["Scene", "build_scene"]
+
+
+@dataclass
+class Scene:
+    """Arrays and metadata for :func:`pointsam.viz.to_html` (all NumPy).
+
+    Attributes:
+        clouds: ``[{"name", "pos" [n, 3] float32, "total", "shown"}]``;
+            ``total`` is the cloud's size, ``shown`` the display indices (or
+            ``None``: every point).
+        maps: ``[{"id", "layer", "name", "kind", "cloud", ...}]``; ``kind`` is
+            ``scalar`` (``values`` ``[heads+1, n]``, row 0 the head mean),
+            ``rgb`` (``rgb`` ``[n, 3]`` uint8), ``labels`` (``labels`` ``[n]``),
+            ``bars`` (``bars`` ``[C]``) or ``click`` (``table``).
+        class_names: Names of the label ids.
+        notes: Sentences the page shows (subsampling, click budgets).
+        query: The initial query point (index into cloud 0).
+        title: Page title.
+    """
+
+    clouds: list[dict[str, Any]] = field(default_factory=list)
+    maps: list[dict[str, Any]] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    query: int = 0
+    title: str = "pointsam attention"
+
+
+def _heads(w: np.ndarray) -> np.ndarray:
+    """``[n, H]`` weights -> ``[H+1, n]``: the head mean, then each head."""
+    if w.ndim == 1:
+        return w[None]
+    mean = w.mean(axis=1)
+    return np.concatenate([mean[None], w.T], axis=0) if w.shape[1] > 1 else mean[None]
+
+
+class _Builder:
+    def __init__(self, pos: np.ndarray, batch: np.ndarray | None, cloud: int,
+                 max_points: int | None, budget: float, seed: int) -> None:
+        self.pos_in, self.batch_in, self.cloud = pos, batch, cloud
+        self.max_points, self.budget = max_points, budget
+        self.rng = np.random.default_rng(seed)
+        self.scene = Scene()
+        self._keys: list[np.ndarray] = []  # full positions of each cloud
+
+    def cloud_of(self, p: np.ndarray, name: str) -> int:
+        """Index of the cloud with positions ``p`` (full, not subsampled)."""
+        for i, q in enumerate(self._keys):
+            if q.shape == p.shape and np.array_equal(q, p):
+                return i
+        shown = None
+        if self.max_points is not None and len(p) > self.max_points:
+            shown = np.sort(self.rng.choice(len(p), self.max_points, replace=False))
+            self.scene.notes.append(
+                f"{name}: showing {self.max_points:,} of {len(p):,} points (a random "
+                f"display subsample, max_points={self.max_points})")
+        self._keys.append(p)
+        self.scene.clouds.append({
+            "name": name, "total": len(p), "shown": shown,
+            "pos": (p if shown is None else p[shown]).astype(np.float32)})
+        return len(self._keys) - 1
+
+    def shown(self, ci: int, a: np.ndarray) -> np.ndarray:
+        s = self.scene.clouds[ci]["shown"]
+        return a if s is None else a[s]
+
+    def add(self, **m: Any) -> None:
+        m["id"] = len(self.scene.maps)
+        self.scene.maps.append(m)
+
+    def scalar(self, layer: str, name: str, ci: int, w: np.ndarray,
+               value_label: str, vmin: float | None = None,
+               vmax: float | None = None) -> None:
+        vals = self.shown(ci, w.reshape(len(w), -1))  # [n, H]
+        self.add(layer=layer, name=name, kind="scalar", cloud=ci,
+                 values=_heads(vals).astype(np.float32), value_label=value_label,
+                 vmin=vmin, vmax=vmax)
+
+    def rows_kept(self, ci: int, n_rows: int, row_bytes: int, layer: str
+                  ) -> np.ndarray:
+        """Query rows (indices into the full cloud) whose weights are stored."""
+        rows = self.scene.clouds[ci]["shown"]
+        rows = np.arange(n_rows) if rows is None else rows
+        cap = max(1, int(self.budget // max(row_bytes, 1)))
+        if len(rows) > cap:
+            rows = np.sort(self.rng.choice(rows, cap, replace=False))
+            self.scene.notes.append(
+                f"{layer}: click weights stored for {cap:,} of {n_rows:,} query "
+                f"points (click_budget_mb); a click uses the nearest stored one")
+        return rows
+
+    def remap(self, ci: int, idx: np.ndarray) -> np.ndarray:
+        """Full-cloud point indices -> shown indices (-1: not shown)."""
+        s = self.scene.clouds[ci]["shown"]
+        if s is None:
+            return idx
+        inv = np.full(self.scene.clouds[ci]["total"], -1, dtype=np.int64)
+        inv[s] = np.arange(len(s))
+        return np.where(idx >= 0, inv[np.clip(idx, 0, None)], -1)
+
+    def click(self, *args: Any, **kwargs: Any) -> None:
+        """Queue a click table (built by :meth:`finish`, once the budget is known)."""
+        self.add(kind="click", pending=(args, kwargs))
+
+    def finish(self) -> None:
+        """Build the queued click tables, sharing the budget among them."""
+        pending = [m for m in self.scene.maps if "pending" in m]
+        if pending:
+            self.budget /= len(pending)
+        for m in pending:
+            args, kwargs = m.pop("pending")
+            m.update(self._click(*args, **kwargs))
+
+    def _click(self, layer: str, name: str, ci: int, kind: str, w: np.ndarray,
+               idx: np.ndarray | None = None, assign: np.ndarray | None = None,
+               centres: np.ndarray | None = None) -> dict[str, Any]:
+        """A click table: ``w`` ``[n, K, H]`` weights of each query row."""
+        n, k, h = w.shape
+        heads = 1 if h == 1 else h + 1
+        rows = self.rows_kept(ci, n, k * heads * 2 + (k * 4 if idx is not None else 0),
+                              layer)
+        ww = w[rows]  # [R, K, H]
+        ww = np.concatenate([ww.mean(2, keepdims=True), ww], axis=2) if h > 1 else ww
+        table = {"rows": self.remap(ci, rows).astype(np.int32),
+                 "w": np.round(np.clip(ww.transpose(2, 0, 1), 0, 1) * 65535
+                               ).astype(np.uint16),  # [H+1, R, K]
+                 "k": k}
+        if idx is not None:
+            table["idx"] = self.remap(ci, idx[rows]).astype(np.int32)  # [R, K]
+        if assign is not None:
+            table["assign"] = self.shown(ci, assign).astype(np.int32)  # [n]
+            table["centres"] = centres.astype(np.float32)  # [K, 3]
+        return dict(layer=layer, name=name, kind="click", cloud=ci, click=kind,
+                    table=table, heads=h, value_label="attention weight (softmax)")
+
+
+def build_scene(record: Mapping[str, Mapping[str, Tensor]],
+                inputs: Mapping[str, LayerInputs], pos: Any, batch: Any = None, *,
+                cloud: int = 0, labels: Any = None, pred: Any = None,
+                class_names: Sequence[str] | None = None,
+                branch_names: Mapping[str, Sequence[str]] | None = None,
+                layers: Sequence[str] | None = None, query: int | None = None,
+                max_points: int | None = None, click_budget_mb: float = 16.0,
+                title: str = "pointsam attention", seed: int = 0) -> Scene:
+    r"""Collect every captured map of cloud ``cloud`` for the viewer.
+
+    Args:
+        record: ``capture(model)`` result (``name -> {key -> Tensor}``).
+        inputs: ``capture_inputs(model)`` result.
+        pos: Input points ``[N, 3]``.
+        batch: Input cloud ids ``[N]`` (``None``: one cloud).
+        cloud: The cloud to show.
+        labels: True labels ``[N]`` of the input points (optional).
+        pred: Predicted labels ``[N]`` (optional).
+        class_names: Names of the label ids.
+        branch_names: Names of LAFF branches per layer.
+        layers: Only these module names (default: every recorded one).
+        query: Initial query point (default: the one nearest the centroid).
+        max_points: Subsample each cloud to at most this many points for
+            display (default: show every point).
+        click_budget_mb: Bytes (MiB) of all click tables together (shared
+            evenly); a table over its share keeps a random subset of query rows.
+        title: Page title.
+        seed: Seed of the display subsample.
+
+    Returns:
+        The :class:`Scene`.
+    """
+    pos_in = to_numpy(pos, np.float64)
+    if pos_in.ndim != 2 or pos_in.shape[1] != 3 or len(pos_in) == 0:
+        raise ValueError(f"pos must be a non-empty [N, 3] array, got shape "
+                         f"{tuple(pos_in.shape)}")
+    if max_points is not None and max_points < 1:
+        raise ValueError(f"max_points must be positive, got {max_points}")
+    batch_in = None if batch is None else to_numpy(batch).astype(np.int64)
+    sel = np.arange(len(pos_in)) if batch_in is None else np.flatnonzero(batch_in == cloud)
+    if len(sel) == 0:
+        raise ValueError(f"cloud {cloud} has no points")
+    b = _Builder(pos_in, batch_in, cloud, max_points, click_budget_mb * 2**20, seed)
+    b.scene.title = title
+    b.scene.class_names = list(class_names or [])
+    c0 = b.cloud_of(pos_in[sel], "input")
+    centroid = pos_in[sel].mean(0)
+    q = int(np.argmin(((pos_in[sel] - centroid) ** 2).sum(1))) if query is None \
+        else int(query)
+    if not 0 <= q < len(sel):
+        raise ValueError(f"query {q} is out of range for {len(sel)} points")
+    shown0 = b.scene.clouds[c0]["shown"]
+    if shown0 is not None:  # the nearest shown point stands in for the query
+        q = int(np.argmin(((pos_in[sel][shown0] - pos_in[sel][q]) ** 2).sum(1)))
+    b.scene.query = q
+    for lab, nm in ((labels, "true labels"), (pred, "predicted labels")):
+        if lab is not None:
+            a = to_numpy(lab).reshape(-1)
+            if len(a) != len(pos_in):
+                raise ValueError(f"{nm} have {len(a)} entries for {len(pos_in)} points")
+            b.add(layer="labels", name=nm, kind="labels", cloud=c0,
+                  labels=b.shown(c0, a[sel].astype(np.int32)))
+    branch_names = branch_names or {}
+    names = list(record) if layers is None else list(layers)
+    for name in names:
+        d = {k: v for k, v in record[name].items() if isinstance(v, Tensor)}
+        label = name or "model"
+        for key, t in d.items():
+            if key in ("nbr_idx", "nbr_mask", "centres", "assign") or \
+                    not t.is_floating_point() or repeated_weight(record, name, t):
+                continue
+            w = to_numpy(t, np.float32)
+            if key == "channel" and w.ndim == 2:
+                b.add(layer=label, name="channel gate", kind="bars", cloud=c0,
+                      bars=w[min(cloud, w.shape[0] - 1)].astype(np.float32),
+                      value_label="channel gate w (sigmoid)")
+                continue
+            if w.ndim == 4 and key == "attn" and w.shape[2] == w.shape[3]:
+                li = inputs.get(name)
+                if li is None:
+                    continue
+                p = to_numpy(li.pos, np.float64)
+                bt = None if li.batch is None else to_numpy(li.batch).astype(np.int64)
+                idx = np.arange(len(p)) if bt is None else np.flatnonzero(bt == cloud)
+                ci = b.cloud_of(p[idx], label)
+                rows = w[cloud, :, :len(idx), :len(idx)].transpose(1, 2, 0)  # [n, n, H]
+                b.click(label, "full attention row (click)", ci, "row", rows,
+                        idx=np.tile(np.arange(len(idx)), (len(idx), 1)))
+                continue
+            loc = layer_points(name, w.shape[0], inputs, pos_in, batch_in)
+            if loc is None:
+                continue
+            p, bt = loc
+            idx = np.arange(len(p)) if bt is None else np.flatnonzero(bt == cloud)
+            if len(idx) == 0:
+                continue
+            same = len(p) == len(pos_in) and np.array_equal(p[idx], pos_in[sel])
+            ci = c0 if same else b.cloud_of(p[idx], label)
+            if key == "point" and w.ndim == 2 and w.shape[1] == 1:
+                b.scalar(label, "point gate", ci, w[idx], "point gate m (sigmoid)")
+            elif key == "axis" and w.ndim == 2 and w.shape[1] == 3:
+                v = np.clip(np.nan_to_num(w[idx]), 0, None)
+                s = v.sum(1, keepdims=True)
+                rgb = np.where(s > 0, v / np.where(s > 0, s, 1), 1 / 3)
+                b.add(layer=label, name="axis weights (x,y,z = R,G,B)", kind="rgb",
+                      cloud=ci, rgb=b.shown(ci, np.round(rgb * 255).astype(np.uint8)))
+                for a, ax in enumerate("xyz"):
+                    b.scalar(label, f"axis weight {ax}", ci, v[:, a], "axis weight")
+            elif w.ndim == 3 and "nbr_idx" in d and d["nbr_idx"].shape[:2] == t.shape[:2]:
+                nbr = to_numpy(d["nbr_idx"]).astype(np.int64)  # [n_layer, K]
+                if "nbr_mask" in d:
+                    nbr = np.where(to_numpy(d["nbr_mask"]).astype(bool), nbr, -1)
+                inv = np.full(len(p), -1, dtype=np.int64)
+                inv[idx] = np.arange(len(idx))  # layer index -> cloud index
+                nb = np.where(nbr[idx] >= 0, inv[np.clip(nbr[idx], 0, None)], -1)
+                kind = "axial tube" if ".branches." in name and "axial" in name.lower() \
+                    else "neighbours"
+                b.click(label, f"{kind} of the query (click)", ci, "neighbour",
+                        w[idx], idx=nb)
+            elif w.ndim == 3 and "centres" in d:
+                cen = to_numpy(d["centres"], np.float64)
+                m_max = w.shape[1]
+                counts = np.bincount(bt, minlength=cloud + 1) if bt is not None \
+                    else np.array([len(p)])
+                m_b = np.minimum(counts, m_max)
+                off = int(m_b[:cloud].sum())
+                cb = cen[off:off + int(m_b[cloud])]  # [M_b, 3]
+                if len(cb) == 0:
+                    continue
+                if "assign" in d and d["assign"].numel() == len(p):
+                    asg = to_numpy(d["assign"]).astype(np.int64)[idx] - off
+                else:
+                    d2 = ((p[idx][:, None, :] - cb[None]) ** 2).sum(-1)  # [n, M_b]
+                    asg = np.argmin(d2, axis=1)
+                b.click(label, "global token weights of the query (click)", ci,
+                        "token", w[idx, :len(cb)], assign=asg, centres=cb)
+            elif key in ("a", "fusion", "laff") and w.ndim == 3:
+                m = w.shape[2]
+                parent = name.rsplit(".", 1)[0] if "." in name else ""
+                fused_lg = key == "fusion" or (parent != name and parent in record
+                                               and "fusion" in record[parent])
+                nb = list(branch_names.get(name, ())) or list(
+                    branch_names.get(parent, ()))[:m] or (
+                    ["local", "global"] if fused_lg and m == 2 else
+                    ["x", "y", "z"] if m == 3 and "ax" in name.lower() else
+                    [f"branch {i}" for i in range(m)])
+                for i in range(m):
+                    b.scalar(label, f"LAFF weight of {nb[i]}", ci, w[idx, :, i],
+                             "LAFF weight (softmax)")
+            elif key == "a" and w.ndim == 4:
+                for lv in range(w.shape[1]):
+                    b.scalar(label, f"LAFF weight of level {lv + 1}", ci,
+                             w[idx, lv, :, 1], "LAFF weight")
+            elif w.ndim <= 2:
+                b.scalar(label, f"mean {key}", ci,
+                         w[idx].reshape(len(idx), -1).mean(1), f"mean {key}")
+    b.finish()
+    if not any(m["kind"] not in ("labels",) for m in b.scene.maps):
+        b.scene.notes.append("no attention weights were recorded (a plain backbone?)")
+    # the cloud itself, coloured by height: something to look at in any case
+    b.scalar("input", "height (z)", c0, pos_in[sel][:, 2], "z")
+    return b.scene
+
+
+def scene_from_model(model: torch.nn.Module, data: Any, **kwargs: Any) -> Scene:
+    """Run ``model`` on one ``Data`` cloud and collect its :class:`Scene`.
+
+    Labels come from ``data.y`` (when per point) and the argmax of per-point
+    logits; keyword arguments go to :func:`build_scene`.
+    """
+    from .gallery import _branch_names, run_model
+
+    logits, _, rec, inputs = run_model(model, data)
+    n = data.pos.size(0)
+    y = getattr(data, "y", None)
+    if "labels" not in kwargs and isinstance(y, Tensor) and y.numel() == n and n > 1:
+        kwargs["labels"] = y.reshape(-1)
+    if "pred" not in kwargs and logits.dim() == 2 and logits.size(0) == n and n > 1:
+        kwargs["pred"] = logits.argmax(-1)
+    kwargs.setdefault("branch_names", _branch_names(model))
+    scene = build_scene(rec, inputs, data.pos, None, **kwargs)
+    if logits.dim() == 2 and logits.size(0) == 1 and n > 1:  # classification
+        c = int(logits.argmax(-1)[0])
+        names = kwargs.get("class_names") or []
+        scene.title += f" | predicted: {names[c] if c < len(names) else c}"
+    return scene
