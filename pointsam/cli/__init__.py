@@ -1,4 +1,4 @@
-r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench.
+r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench, models.
 
 ::
 
@@ -9,6 +9,7 @@ r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench.
     pointsam predict CHECKPOINT FILE --out OUT.ply [--category C]
     pointsam viz CHECKPOINT SOURCE --out DIR
     pointsam bench [NAME ...] [--list]              # runs python -m bench.NAME
+    pointsam models [NAME]                          # shipped trained models
 
 A user error (missing file, unknown config key, bad value, missing dataset,
 unsafe checkpoint) prints one ``pointsam: error: ...`` line and exits with 2;
@@ -16,7 +17,7 @@ unsafe checkpoint) prints one ``pointsam: error: ...`` line and exits with 2;
 
 One module per command (:mod:`~pointsam.cli.train`, :mod:`~pointsam.cli.eval`,
 :mod:`~pointsam.cli.predict`, :mod:`~pointsam.cli.viz`, :mod:`~pointsam.cli.demo`,
-:mod:`~pointsam.cli.bench`), each with ``add_parser(subparsers)`` and
+:mod:`~pointsam.cli.bench`, :mod:`~pointsam.cli.models`), each with ``add_parser(subparsers)`` and
 ``run(args)``; this is the only layer that loads checkpoints and datasets and
 hands them to the engine or to :mod:`pointsam.viz`.
 """
@@ -28,7 +29,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import bench, demo, predict, train, viz
+from . import bench, demo, models, predict, train, viz
 from . import eval as eval_
 from .demo import demo_config
 
@@ -43,6 +44,7 @@ COMMANDS = {
     "viz": viz,
     "demo": demo,
     "bench": bench,
+    "models": models,
 }
 
 
