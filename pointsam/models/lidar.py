@@ -15,7 +15,8 @@ ground. :func:`height_above_ground` estimates it from the cloud alone:
 with :math:`c(i)` the ``cell`` x ``cell`` metre x-y cell of point i and
 :math:`Q_q` the ``quantile`` of the heights in a cell (robust to a few points
 below the road). :class:`GroundHeightSegmenter` feeds :math:`h` as the only
-input channel, so no intensity and no absolute coordinate is used: the model
+input channel (on a slope s the 3 x 3 minimum reads the ground up to about
+:math:`3\,\text{cell}\,|s|` low: 0.4 m at 4 m cells on a 3.6% slope), so no intensity and no absolute coordinate is used: the model
 reads a world-frame frame and a sensor-frame scan the same way.
 """
 
