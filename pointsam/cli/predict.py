@@ -33,6 +33,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "5 for nuScenes *.pcd.bin; 6 for xyzrgb)",
     )
     pr.add_argument(
+        "--max-points",
+        type=int,
+        default=5_000_000,
+        help="refuse a larger cloud, saying the memory it would need (default: 5M)",
+    )
+    pr.add_argument(
         "--category",
         type=int,
         default=None,
@@ -73,6 +79,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("part segmentation needs the shape's category: --category "
                          + ", ".join(f"{i}={c}" for i, c in enumerate(cats)))
     data = read_cloud(args.file, bin_columns=args.bin_columns)
+    n = data.pos.size(0)
+    if n > args.max_points:
+        # per point: xyz + features in, C probabilities (float32) held twice
+        # (scores, carried back) and written once, label, colour, confidence
+        need = n * (4 * (3 + (0 if data.x is None else data.x.size(1)))
+                    + 3 * 4 * task.num_classes + 24)
+        raise ValueError(f"{args.file}: {n:,} points is more than --max-points "
+                         f"{args.max_points:,}; predicting it would need about "
+                         f"{need / 2**30:.1f} GiB of memory. Split the scan, or "
+                         "raise --max-points if the machine has it")
     res = predict_cloud(model, task, cfg, data, category=args.category)
     pos = data.pos.numpy()
     names = meta.get("class_names") or []
