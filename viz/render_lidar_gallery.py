@@ -8,6 +8,8 @@ Usage (after train/lidar_table.sh, or the three train/lidar.py runs):
 
 Writes into viz/gallery/ (work files in viz/out/lidar/):
 
+- ``lidar_kitti_004139_pred.png``: the same model on the real sensor-frame KITTI
+  scan 004139 (no per-point labels: a check by eye), top view within 40 m;
 - ``lidar_000750_pred_vs_true.png``: the whole frame 000750 (every point, never
   seen in training), true labels, predicted labels and the errors (red = wrong,
   grey = right, black = unlabeled), top view;
@@ -84,6 +86,27 @@ def pred_vs_true(model, ck, frame, out: Path, backend: str) -> Path:
     return out
 
 
+def kitti_scan(model, ck, path: Path, out: Path, backend: str) -> Path:
+    """Predicted labels of the real sensor-frame KITTI scan (no labels: by eye)."""
+    from pointsam.data import read_cloud
+    from pointsam.engine.inference import predict_scan
+    from pointsam.viz import Panel, render_figure
+
+    names = ck["classes"]
+    pal = kitti_palette(names)
+    d = read_cloud(path)
+    pred = predict_scan(model, d, voxel_size=ck["inference"]["voxel_size"],
+                        chunk_points=ck["inference"]["chunk_points"]).argmax(1).numpy()
+    near = (d.pos[:, :2].norm(dim=1) < 40).numpy()  # the dense part around the car
+    legend = [(names[c], pal[c]) for c in sorted(set(pred[near].tolist()))]
+    render_figure([Panel(d.pos[near], colors=pal[pred[near]], legend=legend,
+                         title="predicted labels, points within 40 m of the sensor")],
+                  out, size=(900, 760), views=("top",), backend=backend,
+                  title=f"KITTI 004139 (sensor frame, {len(pred)} points, no labels): "
+                  f"{ck['args'].get('attention') or 'plain'}", point_size=1.5)
+    return out
+
+
 def crop_around_car(frame, radius: float = 15.0):
     from torch_geometric.data import Data
 
@@ -123,6 +146,10 @@ def main() -> int:
     model, ck = load_run(a.best)
     written.append(pred_vs_true(model, ck, frame,
                                 a.out / "lidar_000750_pred_vs_true.png", a.backend))
+    kitti = a.data.parents[2] / "kitti_object_sample/training/velodyne/004139.bin"
+    if kitti.is_file():
+        written.append(kitti_scan(model, ck, kitti, a.out / "lidar_kitti_004139_pred.png",
+                                  a.backend))
     crop = crop_around_car(frame)
     picks = {
         "axial": (a.axial, {"net_backbone_stages_0_attn__axis.png":
