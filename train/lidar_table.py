@@ -1,7 +1,7 @@
 """Print the real-frame LiDAR table (markdown) from finished runs.
 
 Usage: python train/lidar_table.py [RUN_DIR ...]
-       (default: runs/lidar_plain runs/lidar_local_global runs/lidar_axial)
+       (default: runs/lidar_{plain,local_global,axial,plain_long})
 Each RUN_DIR holds the metrics.json written by train/lidar.py.
 """
 
@@ -12,11 +12,12 @@ from pathlib import Path
 from pointsam.engine.lidar import format_table
 
 LABELS = {"lidar_plain": "plain", "lidar_local_global": "+ local_global",
-          "lidar_axial": "+ axial"}
+          "lidar_axial": "+ axial", "lidar_plain_long": "plain, 1000 steps"}
 
 
 def main(argv):
-    runs = argv or ["runs/lidar_plain", "runs/lidar_local_global", "runs/lidar_axial"]
+    runs = argv or ["runs/lidar_plain", "runs/lidar_local_global", "runs/lidar_axial",
+                    "runs/lidar_plain_long"]
     results = []
     for r in runs:
         p = Path(r) / "metrics.json"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the real-frame LiDAR table: train the three configs (one torch
+# Regenerate the real-frame LiDAR table: train the four configs (one torch
 # thread each, two at a time), then print the table from their metrics.json.
 # About 15 min per run on one idle core (axial; plain is ~4x faster).
 set -euo pipefail
@@ -10,5 +10,8 @@ mkdir -p runs
 $PY train/lidar.py train/lidar_axial.yaml > runs/lidar_axial.log 2>&1 &
 $PY train/lidar.py train/lidar_local_global.yaml > runs/lidar_local_global.log 2>&1
 wait
-$PY train/lidar.py train/lidar_plain.yaml > runs/lidar_plain.log 2>&1
-$PY train/lidar_table.py runs/lidar_plain runs/lidar_local_global runs/lidar_axial
+$PY train/lidar.py train/lidar_plain.yaml > runs/lidar_plain.log 2>&1 &
+$PY train/lidar.py train/lidar_plain_long.yaml > runs/lidar_plain_long.log 2>&1
+wait
+$PY train/lidar_table.py runs/lidar_plain runs/lidar_local_global runs/lidar_axial \
+    runs/lidar_plain_long
