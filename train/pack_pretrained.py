@@ -83,7 +83,8 @@ def lidar_card(name, run, state):
     t = m["test"]
     att = state["args"].get("attention") or "none (plain)"
     rows = "\n".join(
-        f"| {c} | {t['support'][i]} | {100 * t['iou'][i]:.1f} |"
+        f"| {c} | {t['support'][i]} | "
+        + (f"{100 * t['iou'][i]:.1f} |" if t["support"][i] else "absent |")
         + (" never in training |" if c in m["never_in_training"] else " |")
         for i, c in enumerate(m["classes"]))
     conf = "; ".join(f"{c['true']} -> {c['pred']} {100 * c['share_of_true']:.0f}%"
@@ -100,6 +101,10 @@ attention: {att}; {m['params']:,} parameters; weights stored as
 
     pointsam predict --model {name} scan.bin --out pred.ply
     pointsam viz --model {name} scan.bin --out viz_dir
+
+(`pointsam viz` runs one forward pass over the raw points, without the 0.1 m voxels
+and chunks that `predict` and the metrics below use, so its label picture is not the
+model's prediction at its best; use `predict` for labels.)
 
 ```python
 from pointsam.models import load_pretrained
