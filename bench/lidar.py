@@ -5,9 +5,10 @@ Usage: PYTHONPATH=. python -m bench.lidar [--model NAME] [--repeat 3] [--quick]
 For the real 123,266-point KITTI scan and the real 86,139-point SemanticKITTI
 frame 000750: seconds (median), points per second and peak extra memory (RSS
 high-water mark of a fresh subprocess) at 1 and 2 torch threads, then a
-profiler breakdown at 1 thread by op family (neighbour search, sampling,
-interpolation, the network's matmuls and the rest). The machine is shared:
-every number printed is labelled "under load" with the load average.
+breakdown at 1 thread (voxel grid, sampling, neighbour search, ground-height
+feature, the network and the rest; and the torch profiler's top ops). The
+machine is shared: every number printed is labelled "under load" with the load
+average.
 """
 
 from __future__ import annotations
@@ -47,27 +48,21 @@ print(json.dumps({"n": d.pos.size(0), "s": ts[len(ts) // 2],
                   "peak_extra_mb": (rss1 - rss0) / 1024}))
 """
 
-_FAMILIES = (
-    ("neighbour search", ("knn", "cdist", "topk", "kdtree", "nns", "searchsorted")),
-    ("sampling (FPS, voxels)", ("fps", "sampling", "grid", "unique", "argsort", "sort")),
-    ("interpolation", ("interpolate", "scatter", "index_add", "segment")),
-    ("network matmuls", ("addmm", "mm", "bmm", "linear", "matmul", "baddbmm")),
-    ("gathers", ("index", "gather", "embedding")),
-)
-
-
-def _family(name: str) -> str:
-    low = name.lower()
-    for fam, keys in _FAMILIES:
-        if any(k in low for k in keys):
-            return fam
-    return "other"
-
-
 def profile(model_name: str, path: Path) -> dict[str, float]:
-    """Self CPU seconds per op family for one whole-scan prediction (1 thread)."""
+    """Seconds per phase of one whole-scan prediction (1 thread), plus top ops.
+
+    Phases are timed by wrapping the functions the forward calls (looked up at
+    call time, so the wrapper sees every call): ``ops.grid_subsample`` (voxels),
+    ``ops.fps`` (sampling: chunk centres and PointNet++ centres), ``ops.knn``
+    (neighbour search: chunking, grouping, interpolation), the ground-height
+    feature; "network + rest" is what remains of the total.
+    """
+    import time
+
     import torch
 
+    import pointsam.models.lidar as lidar_mod
+    from pointsam import ops
     from pointsam.data import read_cloud
     from pointsam.engine.inference import predict_scan
     from pointsam.models.pretrained import load_pretrained
@@ -76,15 +71,43 @@ def profile(model_name: str, path: Path) -> dict[str, float]:
     m = load_pretrained(model_name)
     inf = m.pretrained["config"]["train"]
     d = read_cloud(path)
-    predict_scan(m, d, voxel_size=inf["voxel_size"], chunk_points=inf["chunk_points"])
+
+    def run():
+        return predict_scan(m, d, voxel_size=inf["voxel_size"],
+                            chunk_points=inf["chunk_points"])
+
+    run()
+    spent: dict[str, float] = {}
+    patched = [(ops, "grid_subsample", "voxel grid (grid_subsample)"),
+               (ops, "fps", "sampling (fps)"), (ops, "knn", "neighbour search (knn)"),
+               (lidar_mod, "height_above_ground", "ground-height feature")]
+    saved = []
+    for mod, name, label in patched:
+        fn = getattr(mod, name)
+        saved.append((mod, name, fn))
+
+        def wrap(*a, _fn=fn, _label=label, **k):
+            t = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                spent[_label] = spent.get(_label, 0.0) + time.perf_counter() - t
+
+        setattr(mod, name, wrap)
+    try:
+        t0 = time.perf_counter()
+        run()
+        total = time.perf_counter() - t0
+    finally:
+        for mod, name, fn in saved:
+            setattr(mod, name, fn)
+    spent["network + rest"] = total - sum(spent.values())
+    spent["total"] = total
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as pr:
-        predict_scan(m, d, voxel_size=inf["voxel_size"],
-                     chunk_points=inf["chunk_points"])
-    out: dict[str, float] = {}
-    for ev in pr.key_averages():
-        fam = _family(ev.key)
-        out[fam] = out.get(fam, 0.0) + ev.self_cpu_time_total / 1e6
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+        run()
+    top = sorted(pr.key_averages(), key=lambda e: -e.self_cpu_time_total)[:6]
+    spent.update({f"op {e.key} (self)": e.self_cpu_time_total / 1e6 for e in top})
+    return spent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,11 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{res['n'] / res['s']:,.0f} | {res['peak_extra_mb']:.0f} |")
     if not a.quick and SCANS["kitti_004139"].is_file():
         prof = profile(a.model, SCANS["kitti_004139"])
-        total = sum(prof.values())
-        print(f"\nProfiler, kitti_004139, 1 thread (self CPU s, total {total:.2f}; "
-              "under load):")
+        total = prof.pop("total")
+        print(f"\nBreakdown, kitti_004139, 1 thread (total {total:.2f} s; under load):")
         for fam, s in prof.items():
-            print(f"- {fam}: {s:.2f} s ({100 * s / total:.0f}%)")
+            print(f"- {fam}: {s:.3f} s ({100 * s / total:.0f}%)")
     return 0
 
 
