@@ -1,6 +1,6 @@
-"""Train one LiDAR config (train/lidar_*.yaml) and print its metrics.
+"""Train one LiDAR config (train/lidar/*.yaml) and print its metrics.
 
-Usage: PYTHONPATH=. OMP_NUM_THREADS=1 python train/lidar.py train/lidar_plain.yaml
+Usage: PYTHONPATH=. OMP_NUM_THREADS=1 python train/lidar.py train/lidar/plain.yaml
        [--set train.steps=10 ...]
 Writes best.pt, log.csv and metrics.json into train.out_dir (runs/ is git-ignored).
 """

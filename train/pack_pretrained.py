@@ -89,7 +89,8 @@ def lidar_card(name, run, state):
         for i, c in enumerate(m["classes"]))
     conf = "; ".join(f"{c['true']} -> {c['pred']} {100 * c['share_of_true']:.0f}%"
                      for c in t["confusions"][:6])
-    cfg_name = Path(m["config"]["train"]["out_dir"]).name
+    run_name = Path(m["config"]["train"]["out_dir"]).name  # runs/lidar_X
+    cfg_name = "lidar/" + run_name.removeprefix("lidar_")  # train/lidar/X.yaml
     return f"""# {name}
 
 LiDAR semantic segmentation into SemanticKITTI's 19 classes (learning-map train ids
@@ -133,7 +134,7 @@ scaling, flips, jitter; {m['steps_done']} steps of 2 crops ({m['train_seconds']:
 shared CPU thread).
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python train/lidar.py train/{cfg_name}.yaml
-    python train/pack_pretrained.py lidar runs/{cfg_name} {name}
+    python train/pack_pretrained.py lidar runs/{run_name} {name}
 
 Selection: best mIoU on the held-out region of 000700 (step {m['best_step']},
 val mIoU {100 * m['val']['miou']:.1f}%).

@@ -12,7 +12,7 @@ the mean over the classes present in the ground truth, the overall accuracy,
 the confusion matrix (rows true, columns predicted; unlabeled points left out)
 and the largest off-diagonal entries.
 
-:func:`train_lidar` is the recipe of ``train/lidar_*.yaml``: random cylinder
+:func:`train_lidar` is the recipe of ``train/lidar/*.yaml``: random cylinder
 crops of one real frame (minus a held-out region) mixed with SyntheticLidar
 scenes, model selection on the held-out region of that frame, and one final
 evaluation of the best model on the test frame.
@@ -48,7 +48,35 @@ from .checkpoint import save_checkpoint
 from .inference import predict_scan
 
 __all__ = ["evaluate_scan", "confusion_matrix", "scores_from_confusion",
-           "train_lidar", "format_table"]
+           "train_lidar", "format_table", "check_lidar_config", "LIDAR_CONFIG_KEYS"]
+
+#: The keys a ``train/lidar/*.yaml`` config may hold, per section.
+LIDAR_CONFIG_KEYS = {
+    "model": {"name", "args"},
+    "data": {"frames", "train_frame", "test_frame", "holdout", "synthetic_scenes",
+             "seed", "real_fraction", "radius", "max_points", "voxel_size"},
+    "train": {"steps", "crops_per_step", "lr", "weight_decay", "warmup", "eval_every",
+              "seed", "num_threads", "time_budget_s", "chunk_points", "out_dir"},
+}
+
+
+def check_lidar_config(cfg: Any) -> None:
+    """Raise ``ValueError`` naming any unknown section or key, or a missing one."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"a LiDAR config is a mapping, got {type(cfg).__name__}")
+    for sec, body in cfg.items():
+        if sec not in LIDAR_CONFIG_KEYS:
+            raise ValueError(f"unknown section {sec!r}; valid: "
+                             f"{', '.join(LIDAR_CONFIG_KEYS)}")
+        bad = set(body or {}) - LIDAR_CONFIG_KEYS[sec]
+        if bad:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(bad))} in {sec!r}; "
+                             f"valid: {', '.join(sorted(LIDAR_CONFIG_KEYS[sec]))}")
+    for sec, key in (("model", "name"), ("data", "frames"), ("data", "train_frame"),
+                     ("data", "test_frame"), ("data", "holdout"), ("train", "steps"),
+                     ("train", "out_dir")):
+        if key not in (cfg.get(sec) or {}):
+            raise ValueError(f"missing {sec}.{key}")
 
 
 def confusion_matrix(target: Tensor, pred: Tensor, num_classes: int) -> Tensor:
@@ -141,10 +169,11 @@ def train_lidar(cfg: dict[str, Any], *, log: Callable[[str], None] = print
                 ) -> dict[str, Any]:
     """Train, select on the held-out region, evaluate the test frame once.
 
-    ``cfg`` is the dict of a ``train/lidar_*.yaml`` file (sections ``model``,
+    ``cfg`` is the dict of a ``train/lidar/*.yaml`` file (sections ``model``,
     ``data``, ``train``). Writes ``best.pt``, ``log.csv`` and ``metrics.json``
     into ``train.out_dir`` and returns the metrics.
     """
+    check_lidar_config(cfg)
     m, d, t = cfg["model"], cfg["data"], cfg["train"]
     torch.manual_seed(int(t.get("seed", 0)))
     if t.get("num_threads"):

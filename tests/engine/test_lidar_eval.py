@@ -1,6 +1,7 @@
 """Whole-frame LiDAR evaluation and the real-frame training recipe."""
 
 import json
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -77,3 +78,23 @@ def test_train_lidar_smoke(tmp_path, shared_data):
     m["label"] = "smoke"
     table = format_table([m])
     assert "| road | 10191 |" in table and "Top confusions, smoke" in table
+
+
+def test_every_lidar_config_is_valid():
+    import pytest
+    import yaml
+
+    from pointsam.engine.lidar import check_lidar_config
+    from pointsam.models import list_models
+
+    paths = sorted((Path(__file__).resolve().parents[2] / "train" / "lidar")
+                   .glob("*.yaml"))
+    assert [p.stem for p in paths] == ["axial", "local_global", "plain", "plain_long"]
+    for p in paths:
+        cfg = yaml.safe_load(p.read_text())
+        check_lidar_config(cfg)
+        assert cfg["model"]["name"] in list_models()
+    with pytest.raises(ValueError, match="unknown key.*stepz"):
+        check_lidar_config({**cfg, "train": {**cfg["train"], "stepz": 1}})
+    with pytest.raises(ValueError, match="missing train.steps"):
+        check_lidar_config({**cfg, "train": {"out_dir": "x"}})
