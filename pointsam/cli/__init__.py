@@ -1,4 +1,4 @@
-r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench.
+r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench, models.
 
 ::
 
@@ -10,6 +10,7 @@ r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench.
     pointsam viz CHECKPOINT SOURCE --out DIR
     pointsam bench [NAME ...] [--list]              # runs python -m bench.NAME
     pointsam sweep CONFIG ... --seeds 0 1 2 --out DIR  # configs x seeds, tables
+    pointsam models [NAME]                          # shipped trained models
 
 A user error (missing file, empty config, unknown config key, bad value, missing
 dataset, malformed cloud file, unsafe or mismatched checkpoint, run directory in
@@ -19,7 +20,7 @@ traceback instead. A warning prints as one ``pointsam: warning: ...`` line.
 
 One module per command (:mod:`~pointsam.cli.train`, :mod:`~pointsam.cli.eval`,
 :mod:`~pointsam.cli.predict`, :mod:`~pointsam.cli.viz`, :mod:`~pointsam.cli.demo`,
-:mod:`~pointsam.cli.bench`, :mod:`~pointsam.cli.sweep`), each with ``add_parser(subparsers)`` and
+:mod:`~pointsam.cli.bench`, :mod:`~pointsam.cli.sweep`, :mod:`~pointsam.cli.models`), each with ``add_parser(subparsers)`` and
 ``run(args)``; this is the only layer that loads checkpoints and datasets and
 hands them to the engine or to :mod:`pointsam.viz`.
 """
@@ -33,7 +34,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from . import bench, demo, predict, sweep, train, viz
+from . import bench, demo, models, predict, sweep, train, viz
 from . import eval as eval_
 from .demo import demo_config
 
@@ -49,6 +50,7 @@ COMMANDS = {
     "demo": demo,
     "bench": bench,
     "sweep": sweep,
+    "models": models,
 }
 
 

@@ -1,4 +1,4 @@
-"""``pointsam predict CHECKPOINT FILE --out OUT.ply [--category C]``."""
+"""``pointsam predict (CHECKPOINT | --model NAME) FILE --out OUT.ply [--category C]``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,11 @@ def describe_columns(data: Any) -> str:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``predict`` sub-command to an ``argparse`` sub-parser set."""
     pr = subparsers.add_parser("predict", help="predict on one cloud file, write a PLY")
-    pr.add_argument("checkpoint")
+    pr.add_argument("checkpoint", nargs="?", default=None,
+                    help="a checkpoint written by pointsam train (or use --model)")
+    pr.add_argument("--model", default=None, metavar="NAME",
+                    help="a trained model shipped in the package instead of a "
+                    "checkpoint (list them: pointsam models)")
     pr.add_argument("file", help="a .ply/.pcd/.xyz/.txt/.npy/.bin/.las cloud")
     pr.add_argument(
         "--out",
@@ -39,6 +43,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "5 for nuScenes *.pcd.bin; 6 for xyzrgb)",
     )
     pr.add_argument(
+        "--max-points",
+        type=int,
+        default=5_000_000,
+        help="refuse a larger cloud, saying the memory it would need (default: 5M)",
+    )
+    pr.add_argument(
         "--category",
         type=int,
         default=None,
@@ -48,23 +58,47 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return pr
 
 
+def load_model_arg(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """``(model, task, config, meta)`` from ``CHECKPOINT`` or ``--model NAME``."""
+    if (args.checkpoint is None) == (args.model is None):
+        raise ValueError("give a CHECKPOINT or --model NAME (one of the two; "
+                         "`pointsam models` lists the names)")
+    if args.model is not None:
+        from pointsam.engine.pretrained import load_pretrained_trained
+
+        return load_pretrained_trained(args.model)
+    from pointsam.engine.predict import load_trained
+
+    return load_trained(args.checkpoint)
+
+
 def run(args: argparse.Namespace) -> int:
     """Predict on one cloud; write the labelled PLY (and the class JSON)."""
     import numpy as np
 
     from pointsam.data import read_cloud
-    from pointsam.engine.predict import load_trained, predict_cloud
+    from pointsam.engine.predict import predict_cloud
     from pointsam.viz import export_ply, label_colors
 
     if Path(args.out).suffix.lower() != ".ply":
         raise ValueError(f"--out {args.out}: the prediction is written as a PLY, "
                          "give a path ending in .ply")
-    model, task, cfg, meta = load_trained(args.checkpoint)
+    model, task, cfg, meta = load_model_arg(args)
     cats = meta.get("category_names") or []
     if task.name == "partseg" and args.category is None and cats:
         raise ValueError("part segmentation needs the shape's category: --category "
                          + ", ".join(f"{i}={c}" for i, c in enumerate(cats)))
     data = read_cloud(args.file, bin_columns=args.bin_columns)
+    n = data.pos.size(0)
+    if n > args.max_points:
+        # per point: xyz + features in, C probabilities (float32) held twice
+        # (scores, carried back) and written once, label, colour, confidence
+        need = n * (4 * (3 + (0 if data.x is None else data.x.size(1)))
+                    + 3 * 4 * task.num_classes + 24)
+        raise ValueError(f"{args.file}: {n:,} points is more than --max-points "
+                         f"{args.max_points:,}; predicting it would need about "
+                         f"{need / 2**30:.1f} GiB of memory. Split the scan, or "
+                         "raise --max-points if the machine has it")
     print(describe_columns(data))
     res = predict_cloud(model, task, cfg, data, category=args.category)
     pos = data.pos.numpy()
@@ -92,13 +126,21 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         labels = res["labels"].numpy()
-        conf = res["probs"].max(-1).values.numpy()
+        probs = res["probs"].numpy()
+        conf = probs.max(-1)
+        palette = meta.get("class_colors")
+        colors = np.asarray(palette)[labels] if palette else label_colors(labels)
+        weights = {"confidence": conf}
+        if meta.get("pretrained"):  # a shipped model: every class probability too
+            for i, nm in enumerate(names):
+                weights["prob_" + "".join(ch if ch.isalnum() else "_" for ch in nm)] = (
+                    probs[:, i])
         export_ply(
             args.out,
             pos,
-            colors=label_colors(labels),
+            colors=colors,
             labels=labels,
-            weights={"confidence": conf},
+            weights=weights,
             comments=[f"pointsam {task.name} labels"],
         )
         counts = np.bincount(labels)

@@ -1,4 +1,4 @@
-r"""``pointsam viz CHECKPOINT SOURCE --out DIR [--layer NAME] [--query INDEX]``.
+r"""``pointsam viz (CHECKPOINT | --model NAME) SOURCE --out DIR [--layer NAME]``.
 
 Loads a checkpoint written by :mod:`pointsam.engine`, reads one cloud, prepares
 it as evaluation does (normalisation and sampling of the checkpoint's config),
@@ -30,8 +30,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "viz", help="draw the attention weights of a checkpoint on one cloud",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a checkpoint written by pointsam train/demo")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="a checkpoint written by pointsam train/demo (or use --model)")
     p.add_argument("source", help="a cloud file, or dataset:split:index")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="a trained model shipped in the package instead of a "
+                   "checkpoint (list them: pointsam models)")
     p.add_argument("--out", default=None, help="output folder for PNGs and PLYs")
     p.add_argument("--html", default=None, metavar="OUT.html",
                    help="write the interactive viewer: one self-contained offline "
@@ -136,9 +140,10 @@ def run(args: argparse.Namespace) -> int:
     """Handle ``pointsam viz``: write the pictures and print their paths."""
     import torch
 
-    from pointsam.engine.predict import load_trained
     from pointsam.engine.tasks import PartSegTask
     from pointsam.viz.gallery import visualize
+
+    from .predict import load_model_arg
 
     if args.out is None and args.html is None:
         raise ValueError("give --out DIR (figures) and/or --html FILE (viewer)")
@@ -149,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                              "directory (created if missing) for the PNGs and PLYs")
     size = _parse_size(args.size)
     views = [v.strip() for v in args.views.split(",") if v.strip()]
-    model, task, cfg, meta = load_trained(args.checkpoint)
+    model, task, cfg, meta = load_model_arg(args)
     data = load_source(args.source, cfg, args.num_points,
                        args.bin_columns)
     from pointsam.engine._guards import drop_unused_features

@@ -12,7 +12,7 @@ from .._common import make_data
 from ..base import PointDataset
 from ._meshes import Mesh, check_common, place, unit
 
-__all__ = ["SyntheticLidar", "LIDAR_CLASSES"]
+__all__ = ["SyntheticLidar", "LIDAR_CLASSES", "SYNTHETIC_TO_SEMANTICKITTI"]
 
 #: Classes of :class:`SyntheticLidar`, in label order.
 LIDAR_CLASSES = (
@@ -25,6 +25,15 @@ LIDAR_CLASSES = (
     "vegetation",
     "person",
 )
+#: :data:`LIDAR_CLASSES` id -> SemanticKITTI train id (learning map - 1, 0..18):
+#: ground -> terrain (16), road -> road (8), sidewalk -> sidewalk (10),
+#: building -> building (12), car -> car (0), pole -> pole (17),
+#: vegetation -> vegetation (14; tree trunks too: the scenes do not tell a trunk
+#: from its crown, SemanticKITTI's ``trunk`` (15) gets none), person -> person (5).
+#: The other 11 SemanticKITTI classes (bicycle, motorcycle, truck, other-vehicle,
+#: bicyclist, motorcyclist, parking, other-ground, fence, trunk, traffic-sign)
+#: never occur in a synthetic scene.
+SYNTHETIC_TO_SEMANTICKITTI = (16, 8, 10, 12, 0, 17, 14, 5)
 _ALBEDO = np.array([0.25, 0.12, 0.3, 0.45, 0.6, 0.5, 0.35, 0.4])  # per class
 
 

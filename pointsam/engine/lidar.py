@@ -1,0 +1,305 @@
+r"""LiDAR segmentation on real frames: whole-frame evaluation and the crop recipe.
+
+:func:`evaluate_scan` labels **every point** of a scan with
+:func:`~pointsam.engine.inference.predict_scan` (voxel subsampling, chunks of
+at most ``chunk_points``, scores carried back to each original point; peak
+memory linear in N) and returns the per-class IoU
+
+.. math::
+    \mathrm{IoU}_c = \frac{TP_c}{TP_c + FP_c + FN_c},
+
+the mean over the classes present in the ground truth, the overall accuracy,
+the confusion matrix (rows true, columns predicted; unlabeled points left out)
+and the largest off-diagonal entries.
+
+:func:`train_lidar` is the recipe of ``train/lidar/*.yaml``: random cylinder
+crops of one real frame (minus a held-out region) mixed with SyntheticLidar
+scenes, model selection on the held-out region of that frame, and one final
+evaluation of the best model on the test frame.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pointsam.data import SyntheticLidar
+from pointsam.data.kitti import class_names as class_names_semantickitti
+from pointsam.data.lidar_frames import (
+    NUM_LEARNING_CLASSES,
+    LidarCrops,
+    class_weights,
+    map_synthetic_labels,
+    read_learning_frame,
+    split_region,
+)
+from pointsam.models import create_model
+
+from .checkpoint import save_checkpoint
+from .inference import predict_scan
+
+__all__ = ["evaluate_scan", "confusion_matrix", "scores_from_confusion",
+           "train_lidar", "format_table", "check_lidar_config", "LIDAR_CONFIG_KEYS"]
+
+#: The keys a ``train/lidar/*.yaml`` config may hold, per section.
+LIDAR_CONFIG_KEYS = {
+    "model": {"name", "args"},
+    "data": {"frames", "train_frame", "test_frame", "holdout", "synthetic_scenes",
+             "seed", "real_fraction", "radius", "max_points", "voxel_size"},
+    "train": {"steps", "crops_per_step", "lr", "weight_decay", "warmup", "eval_every",
+              "seed", "num_threads", "time_budget_s", "chunk_points", "out_dir"},
+}
+
+
+def check_lidar_config(cfg: Any) -> None:
+    """Raise ``ValueError`` naming any unknown section or key, or a missing one."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"a LiDAR config is a mapping, got {type(cfg).__name__}")
+    for sec, body in cfg.items():
+        if sec not in LIDAR_CONFIG_KEYS:
+            raise ValueError(f"unknown section {sec!r}; valid: "
+                             f"{', '.join(LIDAR_CONFIG_KEYS)}")
+        bad = set(body or {}) - LIDAR_CONFIG_KEYS[sec]
+        if bad:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(bad))} in {sec!r}; "
+                             f"valid: {', '.join(sorted(LIDAR_CONFIG_KEYS[sec]))}")
+    for sec, key in (("model", "name"), ("data", "frames"), ("data", "train_frame"),
+                     ("data", "test_frame"), ("data", "holdout"), ("train", "steps"),
+                     ("train", "out_dir")):
+        if key not in (cfg.get(sec) or {}):
+            raise ValueError(f"missing {sec}.{key}")
+
+
+def confusion_matrix(target: Tensor, pred: Tensor, num_classes: int) -> Tensor:
+    """``[C, C]`` int64 counts (row = true class); targets < 0 are left out."""
+    keep = target >= 0
+    t, p = target[keep].long(), pred[keep].long()
+    return torch.bincount(t * num_classes + p, minlength=num_classes**2).view(
+        num_classes, num_classes)  # [C, C]
+
+
+def scores_from_confusion(conf: Tensor, names: Sequence[str] | None = None,
+                          top: int = 8) -> dict[str, Any]:
+    """Per-class IoU, mIoU over present classes, OA and the top confusions.
+
+    Example:
+        >>> s = scores_from_confusion(torch.tensor([[3, 1, 0], [0, 4, 0], [0, 0, 0]]))
+        >>> s["iou"][:2], s["present"], round(s["miou"], 3), s["oa"]
+        ([0.75, 0.8], [0, 1], 0.775, 0.875)
+    """
+    conf = conf.double()
+    c = conf.size(0)
+    names = list(names) if names is not None else [str(i) for i in range(c)]
+    tp = conf.diag()
+    support = conf.sum(1)
+    denom = support + conf.sum(0) - tp
+    iou = torch.where(denom > 0, tp / denom.clamp(min=1), torch.zeros_like(tp))
+    present = (support > 0).nonzero().view(-1).tolist()
+    off = conf.clone()
+    off.fill_diagonal_(0)
+    flat = off.flatten().argsort(descending=True)[:top]
+    confusions = [
+        {"true": names[int(i) // c], "pred": names[int(i) % c],
+         "points": int(off.flatten()[i]),
+         "share_of_true": float(off.flatten()[i] / support[int(i) // c])}
+        for i in flat if off.flatten()[i] > 0
+    ]
+    total = float(support.sum())
+    return {
+        "iou": [round(float(v), 4) for v in iou],
+        "present": present,
+        "miou": float(iou[present].mean()) if present else float("nan"),
+        "oa": float(tp.sum() / total) if total else float("nan"),
+        "support": [int(v) for v in support],
+        "confusions": confusions,
+    }
+
+
+@torch.no_grad()
+def evaluate_scan(model: nn.Module, data: Any, *, voxel_size: float = 0.1,
+                  chunk_points: int = 8192, num_classes: int = NUM_LEARNING_CLASSES,
+                  names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Scores of ``model`` on every point of one labelled scan (``pos``, ``y``).
+
+    Returns:
+        :func:`scores_from_confusion`'s dict plus ``confusion`` (a list of
+        lists), ``points`` and ``seconds``.
+    """
+    was = model.training
+    model.eval()
+    t0 = time.perf_counter()
+    prob = predict_scan(model, data, voxel_size=voxel_size, chunk_points=chunk_points)
+    pred = prob.argmax(1)  # [N]
+    model.train(was)
+    conf = confusion_matrix(data.y, pred, num_classes)
+    out = scores_from_confusion(conf, names)
+    out.update(confusion=conf.tolist(), points=int(data.pos.size(0)),
+               seconds=round(time.perf_counter() - t0, 2))
+    return out
+
+
+def _synthetic_scans(n: int, seed: int) -> list[Any]:
+    ds = SyntheticLidar(num_samples=n, split="train", seed=seed)
+    out = []
+    for i in range(n):
+        d = ds[i]
+        d.y = map_synthetic_labels(d.y)
+        del d.x  # no intensity: the real frames have none
+        out.append(d)
+    return out
+
+
+def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train_lidar(cfg: dict[str, Any], *, log: Callable[[str], None] = print
+                ) -> dict[str, Any]:
+    """Train, select on the held-out region, evaluate the test frame once.
+
+    ``cfg`` is the dict of a ``train/lidar/*.yaml`` file (sections ``model``,
+    ``data``, ``train``). Writes ``best.pt``, ``log.csv`` and ``metrics.json``
+    into ``train.out_dir`` and returns the metrics.
+    """
+    check_lidar_config(cfg)
+    m, d, t = cfg["model"], cfg["data"], cfg["train"]
+    torch.manual_seed(int(t.get("seed", 0)))
+    if t.get("num_threads"):
+        torch.set_num_threads(int(t["num_threads"]))
+    out_dir = Path(t["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(d["frames"])
+    names = class_names_semantickitti()
+
+    def frame(fid: str) -> Any:
+        return read_learning_frame(root / "points" / f"{fid}.npy",
+                                   root / "labels" / f"{fid}.npy")
+
+    rest, held = split_region(frame(d["train_frame"]), int(d["holdout"]["axis"]),
+                              float(d["holdout"]["below"]))
+    t0 = time.perf_counter()
+    synth = _synthetic_scans(int(d.get("synthetic_scenes", 0)), int(d.get("seed", 0)))
+    log(f"{len(synth)} synthetic scenes in {time.perf_counter() - t0:.0f} s; "
+        f"train region {rest.pos.size(0)} points, held-out {held.pos.size(0)}")
+    steps, cps = int(t["steps"]), int(t.get("crops_per_step", 2))
+    crops = LidarCrops([rest], synth, num_samples=steps * cps,
+                       real_fraction=float(d.get("real_fraction", 0.5)),
+                       radius=float(d.get("radius", 20.0)),
+                       max_points=int(d.get("max_points", 8192)),
+                       voxel_size=float(d.get("voxel_size", 0.1)),
+                       seed=int(t.get("seed", 0)))
+    counts = crops.class_counts()
+    weights = class_weights(counts)
+    never = [names[c] for c in range(NUM_LEARNING_CLASSES) if counts[c] == 0]
+    log(f"classes never in training: {', '.join(never) or 'none'}")
+    args = {"num_classes": NUM_LEARNING_CLASSES, **(m.get("args") or {})}
+    model = create_model(m["name"], **args)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(t.get("lr", 0.004)),
+                            weight_decay=float(t.get("weight_decay", 1e-4)))
+    ev = {"voxel_size": float(d.get("voxel_size", 0.1)),
+          "chunk_points": int(t.get("chunk_points", d.get("max_points", 8192)))}
+    budget = float(t.get("time_budget_s", 0) or 0)
+    every = int(t.get("eval_every", 50))
+    best: dict[str, Any] = {"miou": -1.0}
+    rows = []
+    start = time.perf_counter()
+    from torch_geometric.data import Batch
+
+    model.train()
+    step = 0
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, steps, float(t.get("lr", 0.004)),
+                             int(t.get("warmup", 20)))
+        batch = Batch.from_data_list([crops[step * cps + j] for j in range(cps)])
+        logits = model(batch)  # [N, 19]
+        loss = F.cross_entropy(logits, batch.y, weight=weights, ignore_index=-1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        elapsed = time.perf_counter() - start
+        over = budget > 0 and elapsed > budget
+        row: dict[str, Any] = {"step": step + 1, "loss": round(float(loss.detach()), 4),
+                               "seconds": round(elapsed, 1)}
+        if (step + 1) % every == 0 or step + 1 == steps or over:
+            val = evaluate_scan(model, held, names=names, **ev)
+            row["val_miou"] = round(val["miou"], 4)
+            if val["miou"] > best["miou"]:
+                best = {"miou": val["miou"], "step": step + 1, "val": val,
+                        "state": {k: v.clone() for k, v in model.state_dict().items()}}
+            log(f"step {step + 1}/{steps} loss {row['loss']:.3f} val mIoU "
+                f"{val['miou']:.3f} ({elapsed:.0f} s)")
+        rows.append(row)
+        if over:
+            log(f"time budget {budget:.0f} s reached at step {step + 1}")
+            break
+    train_s = time.perf_counter() - start
+    model.load_state_dict(best["state"])
+    test = evaluate_scan(model, frame(d["test_frame"]), names=names, **ev)
+    log(f"test frame {d['test_frame']}: mIoU {test['miou']:.3f} OA {test['oa']:.3f}")
+    params = sum(p.numel() for p in model.parameters())
+    metrics = {
+        "model": m["name"], "args": args, "params": params,
+        "steps_done": step + 1, "train_seconds": round(train_s, 1),
+        "best_step": best["step"], "selection": "mIoU on the held-out region of "
+        f"{d['train_frame']} ({held.pos.size(0)} points)",
+        "val": {k: v for k, v in best["val"].items() if k != "confusion"},
+        "test_frame": d["test_frame"], "test": test, "classes": list(names),
+        "never_in_training": never, "train_class_points": counts.tolist(),
+        "inference": ev, "config": cfg,
+    }
+    save_checkpoint({
+        "format": "pointsam-lidar", "model": m["name"], "args": args,
+        "state_dict": best["state"], "classes": list(names), "inference": ev,
+        "metrics": {"test_miou": test["miou"], "test_oa": test["oa"],
+                    "val_miou": best["miou"]}}, out_dir / "best.pt")
+    with open(out_dir / "log.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["step", "loss", "seconds", "val_miou"])
+        w.writeheader()
+        w.writerows(rows)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def format_table(results: Sequence[dict[str, Any]]) -> str:
+    """Markdown: one column per run, per-class IoU rows, mIoU/OA, and confusions."""
+    if not results:
+        return "(no results)"
+    names = results[0]["classes"]
+    heads = [r.get("label", r["model"]) for r in results]
+    lines = ["| class | test points | " + " | ".join(heads) + " |",
+             "|---|---:|" + "---:|" * len(heads)]
+    sup = results[0]["test"]["support"]
+    for c, n in enumerate(names):
+        if sup[c] == 0:
+            continue
+        cells = [f"{100 * r['test']['iou'][c]:.1f}" for r in results]
+        never = " (never in training)" if n in results[0]["never_in_training"] else ""
+        lines.append(f"| {n}{never} | {sup[c]} | " + " | ".join(cells) + " |")
+    for key, label in (("miou", "**mIoU** (classes present)"), ("oa", "OA")):
+        lines.append(f"| {label} | | " + " | ".join(
+            f"{100 * r['test'][key]:.1f}" for r in results) + " |")
+    lines.append("| val mIoU (selection) | | " + " | ".join(
+        f"{100 * r['val']['miou']:.1f}" for r in results) + " |")
+    lines.append("| params | | " + " | ".join(f"{r['params']:,}" for r in results)
+                 + " |")
+    lines.append("| steps / train s | | " + " | ".join(
+        f"{r['steps_done']} / {r['train_seconds']:.0f}" for r in results) + " |")
+    out = "\n".join(lines) + "\n"
+    for r, h in zip(results, heads):
+        top = ", ".join(f"{c['true']} -> {c['pred']} {100 * c['share_of_true']:.0f}%"
+                        f" ({c['points']})" for c in r["test"]["confusions"][:6])
+        out += f"\nTop confusions, {h} (true -> predicted, share of the true class): {top}\n"
+    return out

@@ -1,0 +1,158 @@
+r"""Frame-independent LiDAR segmenters: height above the local ground as the feature.
+
+A LiDAR scan may come in the sensor frame (a KITTI ``.bin``: z = 0 at the
+sensor, about 1.7 m above the road) or in a world frame (the SemanticKITTI
+frames of Open3D-ML: y from -157 to -25 m, z from -6 to 3 m). The PointNet++
+backbone only sees *relative* positions :math:`p_j - p_i` inside its
+neighbourhoods, so it does not care where the cloud sits; the one absolute
+quantity a road/sidewalk/building decision needs is the height above the
+ground. :func:`height_above_ground` estimates it from the cloud alone:
+
+.. math::
+    g(c) = \min_{c' \in \mathcal{N}_{3\times 3}(c)} Q_q\{z_i : i \in c'\},
+    \qquad h_i = z_i - g(c(i))
+
+with :math:`c(i)` the ``cell`` x ``cell`` metre x-y cell of point i and
+:math:`Q_q` the ``quantile`` of the heights in a cell (robust to a few points
+below the road). :class:`GroundHeightSegmenter` feeds :math:`h` as the only
+input channel (on a slope s the 3 x 3 minimum reads the ground up to about
+:math:`3\,\text{cell}\,|s|` low: 0.4 m at 4 m cells on a 3.6% slope), so no intensity and no absolute coordinate is used: the model
+reads a world-frame frame and a sensor-frame scan the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from pointsam import ops
+
+from .heads import unpack
+from .registry import create_model, register_model
+
+__all__ = ["height_above_ground", "GroundHeightSegmenter", "pointnet2_lite_lidarseg"]
+
+_BIG = 1 << 31  # key = i * _BIG + j for cell indices (i, j) >= -1
+
+
+def _cloud_ground_height(pos: Tensor, cell: float, quantile: float) -> Tensor:
+    """Height above ground of one cloud [n, 3] -> [n]; memory O(n)."""
+    xy = pos[:, :2]  # [n, 2]
+    ij = torch.floor((xy - xy.min(0).values) / cell).long() + 1  # [n, 2], >= 1
+    key = ij[:, 0] * _BIG + ij[:, 1]  # [n]
+    cells, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
+    z = pos[:, 2]
+    order = torch.argsort(z, stable=True)
+    order = order[torch.argsort(inv[order], stable=True)]  # by cell, then by z
+    starts = torch.cumsum(counts, 0) - counts  # [M]
+    pick = starts + torch.floor(quantile * (counts - 1).to(z.dtype)).long()  # [M]
+    low = z[order[pick]]  # [M] quantile height of each occupied cell
+    ground = low.clone()
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if di == 0 and dj == 0:
+                continue
+            nk = cells + di * _BIG + dj  # [M] neighbour keys
+            at = torch.searchsorted(cells, nk).clamp(max=cells.numel() - 1)  # [M]
+            hit = cells[at] == nk
+            ground = torch.where(hit, torch.minimum(ground, low[at]), ground)
+    return z - ground[inv]  # [n]
+
+
+@torch.no_grad()
+def height_above_ground(pos: Tensor, batch: Tensor | None = None, *,
+                        cell: float = 4.0, quantile: float = 0.05) -> Tensor:
+    r"""Height of each point above the local ground of its own cloud (metres).
+
+    Args:
+        pos: Coordinates, z up, metres.
+        batch: Sorted cloud index per point (default: one cloud).
+        cell: Edge of the x-y ground cells in metres. (default: 4.0)
+        quantile: Height quantile taken as a cell's ground level. (default: 0.05)
+
+    Shapes:
+        - **input:** pos :math:`(N, 3)`, batch :math:`(N)` (optional)
+        - **output:** :math:`(N)`
+
+    Example:
+        >>> g = torch.rand(2000, 3) * torch.tensor([40.0, 40.0, 0.0]) - 20
+        >>> g[:, 2] = 0.01 * g[:, 0] + 5.0          # a tilted road at z ~ 5
+        >>> box = torch.tensor([[1.0, 1.0, 6.5]])    # a point 1.5 m above it
+        >>> h = height_above_ground(torch.cat([g, box]))
+        >>> bool(h[:-1].abs().max() < 0.1), round(float(h[-1]), 1)
+        (True, 1.5)
+    """
+    ops.check_pos(pos, "pos")
+    if not cell > 0 or not 0 <= quantile <= 1:
+        raise ValueError(f"need cell > 0 and 0 <= quantile <= 1, got {cell}, {quantile}")
+    if pos.size(0) == 0:
+        return pos.new_zeros(0)
+    if batch is None:
+        return _cloud_ground_height(pos, cell, quantile)
+    ops.check_batch(batch, pos.size(0), "batch")
+    counts = torch.bincount(batch).tolist()
+    parts = [_cloud_ground_height(p, cell, quantile)
+             for p in torch.split(pos, counts) if p.size(0)]
+    return torch.cat(parts)  # [N]
+
+
+class GroundHeightSegmenter(nn.Module):
+    r"""A segmenter fed with the height above the local ground, nothing else.
+
+    .. math::
+        \text{logits} = f(p, h(p)),\qquad h = \text{height\_above\_ground}(p)
+
+    where ``f`` is a segmenter taking one input channel; the cloud is centred on
+    its mean first (only relative positions matter to ``f``; centring keeps
+    float32 exact for world-frame coordinates).
+
+    Args:
+        net: A segmenter built with ``in_channels=1``.
+        cell: Ground cell edge in metres. (default: 4.0)
+        quantile: Ground quantile per cell. (default: 0.05)
+
+    Shapes:
+        - **input:** a ``Data``/``Batch`` with pos :math:`(N, 3)` (x is ignored)
+        - **output:** :math:`(N, \text{classes})`
+
+    Example:
+        >>> m = pointnet2_lite_lidarseg(num_classes=3).eval()
+        >>> m(pos=torch.randn(300, 3) * 5).shape
+        torch.Size([300, 3])
+    """
+
+    def __init__(self, net: nn.Module, *, cell: float = 4.0,
+                 quantile: float = 0.05) -> None:
+        super().__init__()
+        self.net, self.cell, self.quantile = net, float(cell), float(quantile)
+
+    def reset_parameters(self) -> None:
+        if hasattr(self.net, "reset_parameters"):
+            self.net.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return f"cell={self.cell}, quantile={self.quantile}"
+
+    def features(self, pos: Tensor, batch: Tensor) -> Tensor:
+        """The input channel [N, 1]: height above the local ground."""
+        h = height_above_ground(pos, batch, cell=self.cell, quantile=self.quantile)
+        return h.unsqueeze(1).to(pos.dtype)  # [N, 1]
+
+    def forward(self, data: Any = None, **tensors: Tensor) -> Tensor:
+        _, pos, batch, _, b = unpack(data, **{k: v for k, v in tensors.items()
+                                              if k != "x"})
+        centre = ops.segment_mean(pos, batch, b)  # [B, 3]
+        rel = pos - centre[batch]  # [N, 3]
+        return self.net(pos=rel, x=self.features(pos, batch), batch=batch)
+
+
+@register_model
+def pointnet2_lite_lidarseg(num_classes: int = 19, *, cell: float = 4.0,
+                            quantile: float = 0.05, **kwargs: Any
+                            ) -> GroundHeightSegmenter:
+    """``pointnet2_lite_semseg`` fed with height above ground (scans in any frame)."""
+    net = create_model("pointnet2_lite_semseg", num_classes=num_classes,
+                       in_channels=1, **kwargs)
+    return GroundHeightSegmenter(net, cell=cell, quantile=quantile)
