@@ -8,9 +8,10 @@ Usage (from the repository root)::
 
 What it draws, with the real sample files of ../shared/data (MANIFEST.md):
 
-1. the demo checkpoint (PointNet++ lite + CBAM, trained on synthetic shapes) on
-   the real ModelNet10 ``chair_0890`` (1024-point PCD): the point gate of each
-   stage and the channel gate of the first stage, predicted class in the title;
+1. the shipped ``pointnet2_lite_cbam_modelnet10`` (``--chair-model``; PointNet++
+   lite + CBAM trained on the real ModelNet10) on the real ModelNet10 test
+   ``chair_0890`` (1024-point PCD): the point gate of each stage and the channel
+   gate of the first stage, predicted class in the title;
 2. the demo's own pictures on a synthetic test shape (``write_demo_gallery``);
 3. the real SemanticKITTI frame ``000700`` (86k points, Open3D-ML demo data):
    the true labels, top view, named by the SemanticKITTI learning map;
@@ -21,8 +22,8 @@ What it draws, with the real sample files of ../shared/data (MANIFEST.md):
    per-point x/y/z weights (``AxialAttention``). Without a checkpoint these
    figures are not drawn (``--untrained-probe`` draws them from untrained
    layers into ``--work`` only, never into the gallery);
-5. the interactive viewer (``pointsam.viz.to_html``) of the demo checkpoint on
-   the chair, and a screenshot of it in headless Chromium (``viewer.png``;
+5. the interactive viewer (``pointsam.viz.to_html``) of that model on the
+   chair, and a screenshot of it in headless Chromium (``viewer.png``;
    skipped without Chromium).
 
 Every figure and its raw weights (PLY) go to ``--work`` (default ``viz/out/``,
@@ -77,25 +78,24 @@ class AttentionProbe(torch.nn.Module):
         return self.head(x)  # [N, classes]
 
 
-def demo_checkpoint(ck: Path, data: Path, work: Path, out: Path, size, backend,
-                    picked: list[Path]) -> None:
-    from pointsam.data import SyntheticShapes, read_cloud
+def modelnet10_chair(model_name: str, data: Path, work: Path, out: Path, size,
+                     backend, picked: list[Path]) -> None:
+    """A shipped ModelNet10 classifier on the real test chair: gates + viewer."""
+    from pointsam.data import read_cloud
     from pointsam.data import transforms as T
-    from pointsam.engine.predict import load_trained
-    from pointsam.viz import to_html, visualize, write_demo_gallery
+    from pointsam.engine.pretrained import load_pretrained_trained
+    from pointsam.viz import to_html, visualize
     from pointsam.viz.chromium import Browser, find_chromium
 
-    model, task, cfg, meta = load_trained(ck)
+    model, task, cfg, meta = load_pretrained_trained(model_name)
     names = meta.get("class_names") or None
     chair = T.NormalizeScale()(read_cloud(data / CHAIR))
-    # (a chair is not one of the synthetic classes: the title shows the prediction)
-    w = work / "demo_on_modelnet10_chair"
+    w = work / "modelnet10_chair"
     paths = visualize(model, chair, w, class_names=names, size=size, backend=backend)
-    print(f"[gallery] demo checkpoint on the real ModelNet10 chair: {len(paths)} files "
+    print(f"[gallery] {model_name} on the real ModelNet10 chair: {len(paths)} files "
           f"in {w}")
     page = to_html(model, chair, w / "viewer.html", class_names=names,
-                   title="demo checkpoint (PointNet++ lite + CBAM) on ModelNet10 "
-                         "chair_0890")
+                   title=f"{model_name} on ModelNet10 test chair_0890")
     print(f"[gallery] interactive viewer: {page}")
     if find_chromium() is not None:
         with Browser(1200, 680) as b:
@@ -113,6 +113,16 @@ def demo_checkpoint(ck: Path, data: Path, work: Path, out: Path, size, backend,
             _copy(p, out / f"modelnet10_chair_point_gate_stage{stage}.png", picked)
         if p.name == "backbone_stages_0_attn_channel__channel.png":
             _copy(p, out / "modelnet10_chair_channel_gate_stage0.png", picked)
+
+
+def demo_checkpoint(ck: Path, work: Path, out: Path, size, backend,
+                    picked: list[Path]) -> None:
+    """The demo checkpoint (synthetic shapes) on one of its own test shapes."""
+    from pointsam.data import SyntheticShapes
+    from pointsam.engine.predict import load_trained
+    from pointsam.viz import write_demo_gallery
+
+    model, task, cfg, meta = load_trained(ck)
     ds = SyntheticShapes(num_samples=24, num_points=cfg.data.num_points or 512,
                          split="test")
     w = work / "demo_on_synthetic"
@@ -189,7 +199,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=ROOT / "runs/demo/best.pt",
-                    help="the demo checkpoint (pointsam demo)")
+                    help="the demo checkpoint (pointsam demo), for the synthetic shape")
+    ap.add_argument("--chair-model", default="pointnet2_lite_cbam_modelnet10",
+                    help="a shipped ModelNet10 classifier (pointsam models) for the "
+                    "real chair figures and the viewer")
     ap.add_argument("--lidar-checkpoint", type=Path, default=None,
                     help="a trained semseg checkpoint for the SemanticKITTI figures")
     ap.add_argument("--untrained-probe", action="store_true",
@@ -211,9 +224,11 @@ def main() -> int:
               file=sys.stderr)
         return 2
     picked: list[Path] = []
+    modelnet10_chair(args.chair_model, data, args.work, args.out, size, args.backend,
+                     picked)
     if args.checkpoint.is_file():
-        demo_checkpoint(args.checkpoint, data, args.work, args.out, size,
-                        args.backend, picked)
+        demo_checkpoint(args.checkpoint, args.work, args.out, size, args.backend,
+                        picked)
     else:
         print(f"[gallery] no demo checkpoint at {args.checkpoint}: run `pointsam demo`"
               " first; skipping the demo figures", file=sys.stderr)

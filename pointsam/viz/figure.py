@@ -96,6 +96,41 @@ def _legend_rows(items: Sequence[tuple[str, Any]], width: int, fontsize: float
     return ncol, -(-len(items) // ncol)
 
 
+def tick_format(ticks: Sequence[float]) -> Any:
+    r"""A tick label function with just enough digits to tell ``ticks`` apart.
+
+    ``f"{v:.3g}"`` labels every tick of a saturated gate (0.99998 .. 1) as
+    ``1``; here the number of decimals follows the tick step ``d``:
+    ``max(0, ceil(-log10 d))`` (``%g`` above 1e5 or for steps below 1e-6).
+
+    Example:
+        >>> f = tick_format([0.99998, 0.99999, 1.0])
+        >>> [f(v, None) for v in (0.99998, 0.99999, 1.0)]
+        ['0.99998', '0.99999', '1.00000']
+        >>> tick_format([0, 5, 10])(5, None)
+        '5'
+    """
+    t = np.asarray(ticks, dtype=np.float64)
+    steps = np.diff(np.unique(t))
+    step = float(steps.min()) if steps.size else 1.0
+    big = float(np.abs(t).max()) if t.size else 0.0
+    if step <= 0 or step < 1e-6 or big >= 1e5:
+        return lambda v, _: f"{v:.3g}"
+    dec = max(0, int(np.ceil(-np.log10(step) - 1e-9)))
+    return lambda v, _: f"{v:.{dec}f}"
+
+
+def _colorbar_width(scale: tuple[float, float]) -> int:
+    """Pixels for a colour bar whose tick labels have the digits they need."""
+    from matplotlib.ticker import MaxNLocator
+
+    ticks = MaxNLocator(nbins=8).tick_values(*scale)
+    fmt = tick_format(ticks)
+    chars = max(len(fmt(v, None)) for v in ticks)
+    # bar 8 + 11 px, tick labels up to 6 px a character at 7 pt, the label 20 px
+    return max(78, 8 + 11 + 4 + 6 * chars + 20)
+
+
 def _colorbar(fig: Any, box: tuple[float, float, float, float], lo: float, hi: float,
               cmap: str, label: str) -> None:
     """A vertical colour bar with ticks and ``label`` in the pixel ``box``."""
@@ -107,8 +142,9 @@ def _colorbar(fig: Any, box: tuple[float, float, float, float], lo: float, hi: f
     sm = ScalarMappable(norm=Normalize(lo, hi), cmap=mpl_cmap(cmap))
     cb = fig.colorbar(sm, cax=cax, orientation="vertical")
     cb.ax.tick_params(labelsize=7, length=2, pad=1, colors=_INK)
-    cb.locator = MaxNLocator(nbins=max(2, int(box[3] // 28)))
-    cb.formatter = FuncFormatter(lambda v, _: f"{v:.3g}")
+    locator = MaxNLocator(nbins=max(2, int(box[3] // 28)))
+    cb.locator = locator
+    cb.formatter = FuncFormatter(tick_format(locator.tick_values(lo, hi)))
     cb.update_ticks()
     cb.set_label(label, fontsize=8, labelpad=2, color=_INK)
     cb.outline.set_linewidth(0.5)
@@ -172,7 +208,7 @@ def render_figure(panels: Sequence[Panel], out: str | Path | None = None, *,
     pad, fs = 2, 8
     title_h = 22 if title else 0
     ptitle_h = 15 if any(p.title for p in panels) else 0
-    cbar_w = 78 if scale is not None else 0
+    cbar_w = _colorbar_width(scale) if scale is not None else 0
     legend_h = 0
     if swatch_items:
         ncol, nrow = _legend_rows(swatch_items, width, fs)
