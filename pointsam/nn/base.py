@@ -126,6 +126,20 @@ class PointModule(nn.Module):
     needs_features: ClassVar[bool] = True
     #: keyword inputs of forward besides ``x, pos, batch, nbr_idx, nbr_mask``
     extra_inputs: frozenset[str] = frozenset()
+    #: names of the tables :meth:`plan_geometry` returns (empty: the module only
+    #: uses the caller's table, or none)
+    geometry_keys: ClassVar[tuple[str, ...]] = ()
+
+    def plan_geometry(self, pos: Tensor, batch: Tensor,
+                      batch_size: int) -> dict[str, Tensor]:
+        r"""The indices this module computes from ``pos``/``batch`` alone.
+
+        The geometry-plan half of a module that builds its own neighbourhoods
+        (its :attr:`geometry_keys`, DESIGN.md section 9): a backbone's
+        ``plan()`` calls it; inside :func:`pointsam.nn.network.network_mode`
+        forward reads these tables instead of searching.
+        """
+        return {}
 
     def check_forward(self, x: Tensor | None, pos: Tensor,
                       batch: Tensor | None = None, nbr_idx: Tensor | None = None,
