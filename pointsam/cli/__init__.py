@@ -9,6 +9,7 @@ r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench.
     pointsam predict CHECKPOINT FILE --out OUT.ply [--category C]
     pointsam viz CHECKPOINT SOURCE --out DIR
     pointsam bench [NAME ...] [--list]              # runs python -m bench.NAME
+    pointsam export CHECKPOINT --format onnx|pt2 --out FILE [--with-attention]
 
 A user error (missing file, unknown config key, bad value, missing dataset,
 unsafe checkpoint) prints one ``pointsam: error: ...`` line and exits with 2;
@@ -29,6 +30,7 @@ import sys
 from collections.abc import Sequence
 
 from . import bench, demo, predict, train, viz
+from . import export as export_
 from . import eval as eval_
 from .demo import demo_config
 
@@ -43,6 +45,7 @@ COMMANDS = {
     "viz": viz,
     "demo": demo,
     "bench": bench,
+    "export": export_,
 }
 
 

@@ -40,7 +40,7 @@ from ..nn.base import record_attention
 
 __all__ = ["ExportError", "PlanNetwork", "export_program", "export_onnx",
            "save_program", "load_program", "OnnxModel", "example_cloud",
-           "plan_inputs", "META_KEY"]
+           "plan_inputs", "META_KEY", "predict_onnx"]
 
 #: key of the JSON metadata in the ONNX file / the ``.pt2`` archive
 META_KEY = "pointsam"
@@ -147,11 +147,14 @@ def _dynamic_shapes(names: Sequence[str], tensors: Sequence[Tensor]) -> list[Any
 
 
 def _meta(model: nn.Module, names: Sequence[str], outputs: Sequence[str],
-          model_name: str | None, model_args: Mapping[str, Any] | None
-          ) -> dict[str, Any]:
+          model_name: str | None, model_args: Mapping[str, Any] | None,
+          extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    bb = getattr(model, "backbone", model)
+    task = "cls" if type(model).__name__ == "PointClassifier" else (
+        "partseg" if getattr(bb, "num_categories", 0) else "semseg")
     return {"model_name": model_name, "model_args": dict(model_args or {}),
-            "inputs": list(names), "outputs": list(outputs),
-            "task": "cls" if type(model).__name__ == "PointClassifier" else "seg"}
+            "inputs": list(names), "outputs": list(outputs), "task": task,
+            **dict(extra or {})}
 
 
 def _prepare(model: nn.Module, example: Mapping[str, Tensor] | None,
@@ -239,6 +242,7 @@ def export_onnx(model: nn.Module, path: str | Path,
                 example: Mapping[str, Tensor] | None = None, *,
                 with_attention: bool = False, model_name: str | None = None,
                 model_args: Mapping[str, Any] | None = None,
+                extra_meta: Mapping[str, Any] | None = None,
                 opset: int = 18) -> Path:
     r"""Export the network of ``model`` to ONNX (dynamo exporter) at ``path``.
 
@@ -246,7 +250,8 @@ def export_onnx(model: nn.Module, path: str | Path,
     ``category`` (part segmentation) and ``plan.<key>``; outputs ``logits`` and,
     with ``with_attention``, ``attn.<module>.<weight>``. ``model_name`` /
     ``model_args`` (the registry entry) go into the file's metadata, so
-    :class:`OnnxModel` can rebuild the plan.
+    :class:`OnnxModel` can rebuild the plan; ``extra_meta`` (class names...) is
+    stored with them.
     """
     import os
 
@@ -272,7 +277,7 @@ def export_onnx(model: nn.Module, path: str | Path,
     path = Path(path)
     prog.save(str(path))
     proto = onnx.load(str(path))
-    meta = _meta(model, names, outputs, model_name, model_args)
+    meta = _meta(model, names, outputs, model_name, model_args, extra_meta)
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     onnx.save(proto, str(path))
@@ -298,53 +303,4 @@ def example_cloud(model: nn.Module, num_points: int | Sequence[int] = (1100, 100
     return out
 
 
-class OnnxModel:
-    r"""An exported network in ONNX Runtime, with the plan from :mod:`pointsam.ops`.
-
-    The plan side is rebuilt from the file's metadata (registry name and
-    arguments; no weights needed); ``__call__(pos, batch=None, x=None,
-    category=None)`` computes the plan with :mod:`pointsam.ops` and runs the
-    session. Returns ``{output name: numpy array}`` (``"logits"`` first).
-    """
-
-    def __init__(self, path: str | Path, *, threads: int | None = None,
-                 model: nn.Module | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise ExportError("running an ONNX model needs onnxruntime: pip install "
-                              "'pointsam[export]'") from e
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts,
-                                            providers=["CPUExecutionProvider"])
-        raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
-        if raw is None:
-            raise ExportError(f"{path} was not written by pointsam export (no "
-                              f"'{META_KEY}' metadata)")
-        self.meta = json.loads(raw)
-        if model is None:
-            if not self.meta.get("model_name"):
-                raise ExportError(f"{path} does not name its model; pass model=")
-            from ..models import create_model
-
-            model = create_model(self.meta["model_name"], **self.meta["model_args"])
-        self.model = model.eval()
-        self.input_names = [i.name for i in self.session.get_inputs()]
-
-    def inputs(self, pos: Tensor, batch: Tensor | None = None, *,
-               x: Tensor | None = None, category: Tensor | None = None
-               ) -> dict[str, Any]:
-        """The session's feed: ``pos``, ``x``, ``category`` and the plan."""
-        names, tensors = plan_inputs(self.model, pos, batch, x=x, category=category)
-        feed = dict(zip(names, tensors))
-        return {n: feed[n].numpy() for n in self.input_names}
-
-    def __call__(self, pos: Tensor, batch: Tensor | None = None, *,
-                 x: Tensor | None = None, category: Tensor | None = None
-                 ) -> dict[str, Any]:
-        feed = self.inputs(pos, batch, x=x, category=category)
-        outs = self.session.run(None, feed)
-        return dict(zip([o.name for o in self.session.get_outputs()], outs))
+from .runtime import OnnxModel, predict_onnx  # noqa: E402  (needs the above)

@@ -16,8 +16,8 @@ from .network import (
     from_dense_slots,
     network_tables,
     seg_sum,
-    tracing,
     to_dense_slots,
+    tracing,
 )
 
 __all__ = ["GlobalPooledAttention", "LocalGlobalAttention", "pool_tokens"]

@@ -54,7 +54,8 @@ def test_viz_never_imports_the_engine_or_the_cli(path):
 def test_every_command_has_a_module():
     from pointsam.cli import COMMANDS, build_parser
 
-    assert list(COMMANDS) == ["train", "eval", "predict", "viz", "demo", "bench"]
+    assert list(COMMANDS) == ["train", "eval", "predict", "viz", "demo", "bench",
+                             "export"]
     for name, module in COMMANDS.items():
         assert module.__name__ == f"pointsam.cli.{name}"
         assert callable(module.add_parser) and callable(module.run)
