@@ -1,4 +1,5 @@
-"""``pointsam predict CHECKPOINT FILE --out OUT.ply [--category C]``."""
+"""``pointsam predict CHECKPOINT FILE --out OUT.ply [--category C]``, or
+``pointsam predict --onnx MODEL.onnx FILE --out OUT.ply`` (ONNX Runtime)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``predict`` sub-command to an ``argparse`` sub-parser set."""
     pr = subparsers.add_parser("predict", help="predict on one cloud file, write a PLY")
-    pr.add_argument("checkpoint")
-    pr.add_argument("file", help="a .ply/.pcd/.xyz/.txt/.npy/.bin/.las cloud")
+    pr.add_argument("checkpoint", help="a checkpoint (with --onnx: the cloud file)")
+    pr.add_argument("file", nargs="?",
+                    help="a .ply/.pcd/.xyz/.txt/.npy/.bin/.las cloud")
+    pr.add_argument("--onnx", default=None, metavar="MODEL.onnx",
+                    help="run a `pointsam export` ONNX file in ONNX Runtime (the "
+                    "plan from pointsam.ops) instead of a checkpoint")
     pr.add_argument(
         "--out",
         required=True,
@@ -49,16 +54,29 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() != ".ply":
         raise ValueError(f"--out {args.out}: the prediction is written as a PLY, "
                          "give a path ending in .ply")
-    model, task, cfg, meta = load_trained(args.checkpoint)
-    cats = meta.get("category_names") or []
-    if task.name == "partseg" and args.category is None and cats:
-        raise ValueError("part segmentation needs the shape's category: --category "
-                         + ", ".join(f"{i}={c}" for i, c in enumerate(cats)))
-    data = read_cloud(args.file, bin_columns=args.bin_columns)
-    res = predict_cloud(model, task, cfg, data, category=args.category)
+    if args.onnx is not None:
+        from pointsam.export import predict_onnx
+
+        if args.file is not None:
+            raise ValueError("with --onnx give only the cloud file")
+        data = read_cloud(args.checkpoint, bin_columns=args.bin_columns)
+        res = predict_onnx(args.onnx, data, category=args.category)
+        meta, task_name = res["meta"], res["task"]
+    else:
+        if args.file is None:
+            raise ValueError("give CHECKPOINT FILE (or --onnx MODEL.onnx FILE)")
+        model, task, cfg, meta = load_trained(args.checkpoint)
+        task_name = task.name
+        cats = meta.get("category_names") or []
+        if task.name == "partseg" and args.category is None and cats:
+            raise ValueError("part segmentation needs the shape's category: "
+                             "--category "
+                             + ", ".join(f"{i}={c}" for i, c in enumerate(cats)))
+        data = read_cloud(args.file, bin_columns=args.bin_columns)
+        res = predict_cloud(model, task, cfg, data, category=args.category)
     pos = data.pos.numpy()
     names = meta.get("class_names") or []
-    if task.name == "cls":
+    if task_name == "cls":
         label = res["label"]
         name = names[label] if label < len(names) else str(label)
         probs = res["probs"]
@@ -88,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             colors=label_colors(labels),
             labels=labels,
             weights={"confidence": conf},
-            comments=[f"pointsam {task.name} labels"],
+            comments=[f"pointsam {task_name} labels"],
         )
         counts = np.bincount(labels)
         print(
@@ -100,5 +118,6 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     print(f"wrote {args.out}"
-          + (f" and {Path(args.out).with_suffix('.json')}" if task.name == "cls" else ""))
+          + (f" and {Path(args.out).with_suffix('.json')}" if task_name == "cls"
+             else ""))
     return 0
