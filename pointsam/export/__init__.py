@@ -243,6 +243,7 @@ def export_onnx(model: nn.Module, path: str | Path,
                 with_attention: bool = False, model_name: str | None = None,
                 model_args: Mapping[str, Any] | None = None,
                 extra_meta: Mapping[str, Any] | None = None,
+                program: torch.export.ExportedProgram | None = None,
                 opset: int = 18) -> Path:
     r"""Export the network of ``model`` to ONNX (dynamo exporter) at ``path``.
 
@@ -251,7 +252,8 @@ def export_onnx(model: nn.Module, path: str | Path,
     with ``with_attention``, ``attn.<module>.<weight>``. ``model_name`` /
     ``model_args`` (the registry entry) go into the file's metadata, so
     :class:`OnnxModel` can rebuild the plan; ``extra_meta`` (class names...) is
-    stored with them.
+    stored with them. ``program`` (from :func:`export_program` with the same
+    ``example`` and ``with_attention``) skips tracing the model a second time.
     """
     import os
 
@@ -263,7 +265,8 @@ def export_onnx(model: nn.Module, path: str | Path,
     net, names, tensors, outputs = _prepare(model, example, with_attention)
     try:
         with torch.no_grad():
-            prog = torch.onnx.export(net, tuple(tensors), input_names=names,
+            prog = torch.onnx.export(program if program is not None else net,
+                                     tuple(tensors), input_names=names,
                                      output_names=outputs,
                                      dynamic_shapes=_dynamic_shapes(names, tensors),
                                      dynamo=True, opset_version=opset, verbose=False,

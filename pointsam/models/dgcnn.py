@@ -9,6 +9,7 @@ channels last; the feature-space kNN is batched per cloud
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -268,7 +269,10 @@ class DGCNN(nn.Module):
         b = plan["cloud"].size(0)
         a_idx, a_mask = plan["attn_idx"], plan["attn_mask"]  # [N, k] each
         # no checks inside (the plan is trusted), no search, no host sync
-        with ops.trusted(), network_mode(b, bind_geometry(self, plan)):
+        # torch.compile: no ContextVar (it breaks the graph); modules see in_network
+        trust = nullcontext() if torch.compiler.is_dynamo_compiling() \
+            or ops.is_trusted() else ops.trusted()
+        with trust, network_mode(b, bind_geometry(self, plan)):
             p_in = pos
             if self.spatial_transform is not None:
                 p_in, _ = self.spatial_transform(pos, a_idx, batch, b)  # [N, 3]

@@ -9,6 +9,7 @@ the output does not depend on the order of the points.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -273,7 +274,10 @@ class PointNet2(nn.Module):
         b = plan["cloud"].size(0)
         x = x if self.in_channels else None
         # no checks inside (the plan is trusted), no search, no host sync
-        with ops.trusted(), network_mode(b, bind_geometry(self, plan)):
+        # torch.compile: no ContextVar (it breaks the graph); modules see in_network
+        trust = nullcontext() if torch.compiler.is_dynamo_compiling() \
+            or ops.is_trusted() else ops.trusted()
+        with trust, network_mode(b, bind_geometry(self, plan)):
             levels = [(x, pos, batch)]
             for i, sa in enumerate(self.stages):
                 sp = {k[len(f"stages.{i}."):]: v for k, v in plan.items()

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import ClassVar, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor, nn
 
 from .. import ops
@@ -158,7 +159,7 @@ class PointModule(nn.Module):
             if self.needs_features:
                 raise ValueError(f"{type(self).__name__} needs point features x, "
                                  f"got None")
-        if ops.is_trusted():
+        if _compiled_network() or ops.is_trusted():
             return x  # type: ignore[return-value]
         from .common import check_inputs  # common imports ops, not base
 
@@ -170,6 +171,8 @@ class PointModule(nn.Module):
     def wants_attention(self, return_attention: bool = False) -> bool:
         if return_attention:
             return True
+        if _compiled_network():  # no recorder under torch.compile
+            return False
         rec = _RECORDER.get()
         return rec is not None and rec.knows(self)
 
@@ -186,6 +189,14 @@ class PointModule(nn.Module):
         if return_attention:
             return out, (attn if attn is not None else {})
         return out
+
+
+def _compiled_network() -> bool:
+    """A network traced by ``torch.compile``: the plan was validated, and the
+    recorder is not consulted (a ContextVar read breaks the graph)."""
+    from .network import in_network
+
+    return torch.compiler.is_dynamo_compiling() and in_network()
 
 
 @runtime_checkable

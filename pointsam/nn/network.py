@@ -9,9 +9,8 @@ multiplies and reduces. This module holds what the network side shares:
   carries the number of clouds and the tables of the attention modules that
   build their own neighbourhoods (:meth:`PointModule.plan_geometry`:
   AxialAttention's tubes, GlobalPooledAttention's tokens), so those modules read
-  their indices instead of searching. A :class:`contextvars.ContextVar`, like
-  :func:`pointsam.ops.trusted`: read in Python, so ``torch.export`` and
-  ``torch.compile`` see only the tensors.
+  their indices instead of searching. A per-thread stack read in Python, so
+  ``torch.export`` and ``torch.compile`` see only the tensors.
 - segment reductions without a host sync (:func:`seg_sum`, :func:`seg_mean`,
   :func:`seg_max`: ``index_add`` / ``scatter_reduce``, the number of segments
   given), and dense padding through precomputed slots (:func:`dense_layout` on
@@ -23,7 +22,7 @@ multiplies and reduces. This module holds what the network side shares:
 
 from __future__ import annotations
 
-import contextvars
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,8 +41,17 @@ class _State:
     tables: dict[int, dict[str, Tensor]] = field(default_factory=dict)
 
 
-_NET: contextvars.ContextVar[_State | None] = contextvars.ContextVar(
-    "pointsam_network", default=None)
+# A per-thread stack, not a ContextVar: torch.compile traces a network that
+# enters the mode itself (ContextVar.set/get inside a compiled frame break the
+# graph; reads and writes of a thread-local list do not).
+_LOCAL = threading.local()
+
+
+def _stack() -> list[_State]:
+    st = getattr(_LOCAL, "stack", None)
+    if st is None:
+        st = _LOCAL.stack = []
+    return st
 
 
 @contextmanager
@@ -52,28 +60,29 @@ def network_mode(batch_size: int,
                  ) -> Iterator[None]:
     """Run the calls inside as a network: ``batch_size`` clouds, module tables
     keyed by ``id(module)`` (from :func:`bind_geometry`)."""
-    token = _NET.set(_State(batch_size, dict(tables or {})))
+    stack = _stack()
+    stack.append(_State(batch_size, dict(tables or {})))
     try:
         yield
     finally:
-        _NET.reset(token)
+        stack.pop()
 
 
 def in_network() -> bool:
     """Whether the current call runs inside :func:`network_mode`."""
-    return _NET.get() is not None
+    return bool(_stack())
 
 
 def network_tables(module: nn.Module) -> dict[str, Tensor] | None:
     """The plan tables of ``module`` inside :func:`network_mode`, else ``None``."""
-    st = _NET.get()
-    return None if st is None else st.tables.get(id(module))
+    stack = _stack()
+    return stack[-1].tables.get(id(module)) if stack else None
 
 
 def network_batch_size() -> int:
     """The number of clouds of the running network (1 outside :func:`network_mode`)."""
-    st = _NET.get()
-    return 1 if st is None else st.batch_size
+    stack = _stack()
+    return stack[-1].batch_size if stack else 1
 
 
 def tracing() -> bool:

@@ -177,6 +177,7 @@ def test_network_compiles_without_graph_breaks(name):
     model = _model(name, "local_global")
     pos = torch.rand(600, 3)
     plan = model.plan(pos)
+    torch._dynamo.reset()
     with torch.no_grad():
         e = torch._dynamo.explain(model.network)(None, pos, plan)
     assert e.graph_break_count == 0, e.break_reasons
