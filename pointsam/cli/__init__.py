@@ -30,8 +30,8 @@ import sys
 from collections.abc import Sequence
 
 from . import bench, demo, predict, train, viz
-from . import export as export_
 from . import eval as eval_
+from . import export as export_
 from .demo import demo_config
 
 __all__ = ["main", "build_parser", "demo_config"]
