@@ -197,3 +197,21 @@ def test_network_compiles_without_graph_breaks(name):
     with torch.no_grad():
         e = torch._dynamo.explain(model.network)(None, pos, plan)
     assert e.graph_break_count == 0, e.break_reasons
+
+
+@pytest.mark.parametrize("dilation", [1, 3])
+def test_dense_feature_knn_is_ops_feature_knn(dilation):
+    from pointsam import ops
+    from pointsam.models.dgcnn import dense_feature_knn
+    from pointsam.nn.network import dense_layout
+
+    g = torch.Generator().manual_seed(1)
+    sizes = [40, 9, 25]  # the middle cloud is smaller than k * dilation
+    x = torch.randn(sum(sizes), 6, generator=g)
+    batch = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
+    k = 5
+    slot, mask = dense_layout(batch, 3, min_width=k * dilation)
+    counts = mask.sum(1)
+    got = dense_feature_knn(x, k, dilation, slot, mask, counts.cumsum(0) - counts)
+    ref, _ = ops.feature_knn(x, k, batch, dilation=dilation)
+    assert torch.equal(got.sort(1).values, ref.sort(1).values)
