@@ -156,10 +156,9 @@ def from_dense_slots(dense: Tensor, slot: Tensor) -> Tensor:
 
 # --------------------------------------------------------------------- modules
 def _geometry_modules(module: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module]]:
-    from .base import PointModule
-
+    # PointModule's protocol, read by attribute (base imports this module)
     for name, sub in module.named_modules(prefix=prefix):
-        if isinstance(sub, PointModule) and sub.geometry_keys:
+        if getattr(sub, "geometry_keys", ()):
             yield name, sub
 
 
