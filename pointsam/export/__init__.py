@@ -244,7 +244,7 @@ def export_onnx(model: nn.Module, path: str | Path,
                 model_args: Mapping[str, Any] | None = None,
                 extra_meta: Mapping[str, Any] | None = None,
                 program: torch.export.ExportedProgram | None = None,
-                opset: int = 18) -> Path:
+                optimize: bool = True, opset: int = 18) -> Path:
     r"""Export the network of ``model`` to ONNX (dynamo exporter) at ``path``.
 
     Inputs are named ``pos``, ``x`` (when the model takes features),
@@ -253,7 +253,9 @@ def export_onnx(model: nn.Module, path: str | Path,
     ``model_args`` (the registry entry) go into the file's metadata, so
     :class:`OnnxModel` can rebuild the plan; ``extra_meta`` (class names...) is
     stored with them. ``program`` (from :func:`export_program` with the same
-    ``example`` and ``with_attention``) skips tracing the model a second time.
+    ``example`` and ``with_attention``) skips tracing the model a second time;
+    ``optimize=False`` skips onnxscript's graph optimizer (half the export time;
+    ONNX Runtime still optimises the graph when it loads it).
     """
     import os
 
@@ -270,6 +272,7 @@ def export_onnx(model: nn.Module, path: str | Path,
                                      output_names=outputs,
                                      dynamic_shapes=_dynamic_shapes(names, tensors),
                                      dynamo=True, opset_version=opset, verbose=False,
+                                     optimize=optimize,
                                      report=False)
     except ExportError:
         raise

@@ -132,8 +132,8 @@ class GlobalPooledAttention(PointModule):
             if hasattr(sub, "reset_parameters"):
                 sub.reset_parameters()
 
-    geometry_keys = ("centre_idx", "assign", "count", "q_slot", "q_mask", "t_slot",
-                     "t_mask")
+    geometry_keys = ("centre_idx", "assign", "assign_local", "count", "q_slot",
+                     "q_mask", "t_slot", "t_mask")
 
     def plan_geometry(self, pos: Tensor, batch: Tensor,
                       batch_size: int) -> dict[str, Tensor]:
@@ -146,7 +146,10 @@ class GlobalPooledAttention(PointModule):
         count = torch.bincount(assign, minlength=cidx.numel()).clamp(min=1)  # [S]
         q_slot, q_mask = dense_layout(batch, batch_size)  # [N], [B, N_max]
         t_slot, t_mask = dense_layout(cbatch, batch_size)  # [S], [B, M_max]
-        return {"centre_idx": cidx, "assign": assign, "count": count.to(pos.dtype),
+        m = t_mask.size(1)
+        assign_local = t_slot[assign] - batch * m  # [N] token index within the cloud
+        return {"centre_idx": cidx, "assign": assign, "assign_local": assign_local,
+                "count": count.to(pos.dtype),
                 "q_slot": q_slot, "q_mask": q_mask, "t_slot": t_slot,
                 "t_mask": t_mask}
 
@@ -158,7 +161,15 @@ class GlobalPooledAttention(PointModule):
         t_slot, t_mask = geo["t_slot"], geo["t_mask"]
         s = cidx.size(0)
         count = geo["count"].to(x.dtype).unsqueeze(1)  # [S, 1]
-        tokens = seg_sum(x, geo["assign"], s) / count  # [S, C]
+        if tracing():  # per cloud, a one-hot matmul (no scatter-add, see seg_sum)
+            a_loc = to_dense_slots(geo["assign_local"], q_slot, q_mask,
+                                   fill_value=-1)  # [B, N_max]
+            ar = torch.arange(t_mask.size(1), device=x.device).view(1, -1, 1)
+            onehot = (a_loc.unsqueeze(1) == ar).to(x.dtype)  # [B, M, N_max]
+            xd = to_dense_slots(x, q_slot, q_mask)  # [B, N_max, C]
+            tokens = from_dense_slots(onehot @ xd, t_slot) / count  # [S, C]
+        else:
+            tokens = seg_sum(x, geo["assign"], s) / count  # [S, C]
         cpos = pos[cidx]  # [S, 3]
         kd = to_dense_slots(self.lin_k(tokens), t_slot, t_mask)  # [B, M, C]
         vd = to_dense_slots(self.lin_v(tokens), t_slot, t_mask)  # [B, M, C]

@@ -96,7 +96,17 @@ def _expand(index: Tensor, src: Tensor) -> Tensor:
 
 
 def seg_sum(src: Tensor, index: Tensor, num: int) -> Tensor:
-    """Sum of ``src`` rows per segment, :math:`(S, \\dots)`; no checks, no sync."""
+    """Sum of ``src`` rows per segment, :math:`(S, \\dots)`; no checks, no sync.
+
+    Traced (export/compile) it is a one-hot matmul :math:`(S, N) \\times (N, C)`,
+    meant for few segments (the clouds): ONNX Runtime 1.32 runs the
+    ``ScatterND``/``ScatterElements`` add that ``index_add`` exports to with a
+    race on more than one thread (wrong sums, seen at 2 threads).
+    """
+    if tracing():
+        ar = torch.arange(num, device=index.device).unsqueeze(1)  # [S, 1]
+        onehot = (index.unsqueeze(0) == ar).to(src.dtype)  # [S, N]
+        return (onehot @ src.flatten(1)).view((num,) + tuple(src.shape[1:]))
     return src.new_zeros((num,) + tuple(src.shape[1:])).index_add(0, index, src)
 
 
