@@ -54,8 +54,8 @@ def main() -> int:
 
     t0 = time.perf_counter()
     if args.checkpoint is not None:
-        from pointsam.engine.predict import load_trained
         from pointsam.cli.viz import load_source
+        from pointsam.engine.predict import load_trained
 
         model, _, cfg, meta = load_trained(args.checkpoint)
         data = load_source(str(args.source), cfg, args.num_points)

@@ -1,4 +1,4 @@
-r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench, models.
+r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench, sweep, models, export.
 
 ::
 
@@ -6,11 +6,12 @@ r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench, models.
     pointsam train CONFIG [--set key=value ...] [--resume | --overwrite]
     torchrun --nproc_per_node=2 -m pointsam train CONFIG      # DDP
     pointsam eval CHECKPOINT [--split test] [--votes N] [--set data.root=...]
-    pointsam predict CHECKPOINT FILE --out OUT.ply [--category C]
-    pointsam viz CHECKPOINT SOURCE --out DIR
+    pointsam predict (CHECKPOINT | --model NAME | --onnx M.onnx) FILE --out OUT.ply
+    pointsam viz (CHECKPOINT | --model NAME) SOURCE [--out DIR] [--html OUT.html]
     pointsam bench [NAME ...] [--list]              # runs python -m bench.NAME
     pointsam sweep CONFIG ... --seeds 0 1 2 --out DIR  # configs x seeds, tables
     pointsam models [NAME]                          # shipped trained models
+    pointsam export CHECKPOINT --format onnx|pt2 --out FILE [--with-attention]
 
 A user error (missing file, empty config, unknown config key, bad value, missing
 dataset, malformed cloud file, unsafe or mismatched checkpoint, run directory in
@@ -36,6 +37,7 @@ from typing import Any
 
 from . import bench, demo, models, predict, sweep, train, viz
 from . import eval as eval_
+from . import export as export_
 from .demo import demo_config
 
 __all__ = ["main", "build_parser", "demo_config"]
@@ -51,6 +53,7 @@ COMMANDS = {
     "bench": bench,
     "sweep": sweep,
     "models": models,
+    "export": export_,
 }
 
 

@@ -1,4 +1,8 @@
-"""``pointsam predict (CHECKPOINT | --model NAME) FILE --out OUT.ply [--category C]``."""
+"""``pointsam predict (CHECKPOINT | --model NAME | --onnx MODEL.onnx) FILE --out OUT.ply``.
+
+``--onnx`` runs a ``pointsam export`` ONNX file in ONNX Runtime, with the
+geometry plan computed by :mod:`pointsam.ops`.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     pr.add_argument("--model", default=None, metavar="NAME",
                     help="a trained model shipped in the package instead of a "
                     "checkpoint (list them: pointsam models)")
+    pr.add_argument("--onnx", default=None, metavar="MODEL.onnx",
+                    help="run a `pointsam export` ONNX file in ONNX Runtime (the "
+                    "plan from pointsam.ops) instead of a checkpoint")
     pr.add_argument("file", help="a .ply/.pcd/.xyz/.txt/.npy/.bin/.las cloud")
     pr.add_argument(
         "--out",
@@ -58,11 +65,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return pr
 
 
+def check_one_source(args: argparse.Namespace) -> None:
+    """Exactly one of ``CHECKPOINT``, ``--model NAME`` (and ``--onnx``) is given."""
+    onnx = getattr(args, "onnx", None)
+    given = [a for a in (args.checkpoint, args.model, onnx) if a is not None]
+    if len(given) != 1:
+        either = ("CHECKPOINT, --model NAME or --onnx MODEL.onnx" if hasattr(args, "onnx")
+                  else "CHECKPOINT or --model NAME")
+        raise ValueError(f"give one of {either} before the cloud file "
+                         "(`pointsam models` lists the names)")
+
+
 def load_model_arg(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     """``(model, task, config, meta)`` from ``CHECKPOINT`` or ``--model NAME``."""
-    if (args.checkpoint is None) == (args.model is None):
-        raise ValueError("give a CHECKPOINT or --model NAME (one of the two; "
-                         "`pointsam models` lists the names)")
+    check_one_source(args)
     if args.model is not None:
         from pointsam.engine.pretrained import load_pretrained_trained
 
@@ -70,6 +86,21 @@ def load_model_arg(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, A
     from pointsam.engine.predict import load_trained
 
     return load_trained(args.checkpoint)
+
+
+def _check_size(args: argparse.Namespace, data: Any, num_classes: int | None) -> None:
+    """Refuse a cloud over ``--max-points``, with the memory it would need."""
+    n = data.pos.size(0)
+    if n <= args.max_points:
+        return
+    # per point: xyz + features in, C probabilities (float32) held twice
+    # (scores, carried back) and written once, label, colour, confidence
+    c = 20 if num_classes is None else num_classes
+    need = n * (4 * (3 + (0 if data.x is None else data.x.size(1))) + 3 * 4 * c + 24)
+    raise ValueError(f"{args.file}: {n:,} points is more than --max-points "
+                     f"{args.max_points:,}; predicting it would need about "
+                     f"{need / 2**30:.1f} GiB of memory. Split the scan, or "
+                     "raise --max-points if the machine has it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,27 +114,31 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() != ".ply":
         raise ValueError(f"--out {args.out}: the prediction is written as a PLY, "
                          "give a path ending in .ply")
-    model, task, cfg, meta = load_model_arg(args)
-    cats = meta.get("category_names") or []
-    if task.name == "partseg" and args.category is None and cats:
-        raise ValueError("part segmentation needs the shape's category: --category "
-                         + ", ".join(f"{i}={c}" for i, c in enumerate(cats)))
-    data = read_cloud(args.file, bin_columns=args.bin_columns)
-    n = data.pos.size(0)
-    if n > args.max_points:
-        # per point: xyz + features in, C probabilities (float32) held twice
-        # (scores, carried back) and written once, label, colour, confidence
-        need = n * (4 * (3 + (0 if data.x is None else data.x.size(1)))
-                    + 3 * 4 * task.num_classes + 24)
-        raise ValueError(f"{args.file}: {n:,} points is more than --max-points "
-                         f"{args.max_points:,}; predicting it would need about "
-                         f"{need / 2**30:.1f} GiB of memory. Split the scan, or "
-                         "raise --max-points if the machine has it")
-    print(describe_columns(data))
-    res = predict_cloud(model, task, cfg, data, category=args.category)
+    onnx = getattr(args, "onnx", None)
+    if onnx is not None:
+        check_one_source(args)
+        from pointsam.export import predict_onnx
+
+        data = read_cloud(args.file, bin_columns=args.bin_columns)
+        _check_size(args, data, num_classes=None)
+        print(describe_columns(data))
+        res = predict_onnx(onnx, data, category=args.category)
+        meta, task_name = res["meta"], res["task"]
+    else:
+        model, task, cfg, meta = load_model_arg(args)
+        task_name = task.name
+        cats = meta.get("category_names") or []
+        if task.name == "partseg" and args.category is None and cats:
+            raise ValueError("part segmentation needs the shape's category: "
+                             "--category "
+                             + ", ".join(f"{i}={c}" for i, c in enumerate(cats)))
+        data = read_cloud(args.file, bin_columns=args.bin_columns)
+        _check_size(args, data, num_classes=task.num_classes)
+        print(describe_columns(data))
+        res = predict_cloud(model, task, cfg, data, category=args.category)
     pos = data.pos.numpy()
     names = meta.get("class_names") or []
-    if task.name == "cls":
+    if task_name == "cls":
         label = res["label"]
         name = names[label] if label < len(names) else str(label)
         probs = res["probs"]
@@ -126,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         labels = res["labels"].numpy()
-        probs = res["probs"].numpy()
+        probs = np.asarray(res["probs"])
         conf = probs.max(-1)
         palette = meta.get("class_colors")
         colors = np.asarray(palette)[labels] if palette else label_colors(labels)
@@ -141,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
             colors=colors,
             labels=labels,
             weights=weights,
-            comments=[f"pointsam {task.name} labels"],
+            comments=[f"pointsam {task_name} labels"],
         )
         counts = np.bincount(labels)
         print(
@@ -153,5 +188,5 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     print(f"wrote {args.out}"
-          + (f" and {Path(args.out).with_suffix('.json')}" if task.name == "cls" else ""))
+          + (f" and {Path(args.out).with_suffix('.json')}" if task_name == "cls" else ""))
     return 0

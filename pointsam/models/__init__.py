@@ -26,6 +26,11 @@ Choosing a backbone:
   O(N(k+M))), one name for all stages or a list per stage; ``fusion="laff"``
   replaces the concatenation of DGCNN levels / MSG scales by LAFF.
 
+Deployment (DESIGN.md section 9): ``model(batch)`` is ``model.network(x, pos,
+model.plan(pos, batch))``; the plan (every index and weight from the coordinates,
+by :mod:`pointsam.ops`) stays in Python, the network is plain tensor ops that
+:mod:`pointsam.export` exports to ONNX / ``torch.export``.
+
 Example:
     >>> import torch
     >>> model = create_model("dgcnn_lite_cls", num_classes=10, attention="cbam")

@@ -9,6 +9,7 @@ channels last; the feature-space kNN is batched per cloud
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -18,6 +19,17 @@ from torch import Tensor, nn
 
 from .. import ops
 from ..nn import LAFFMultiLevel
+from ..nn.network import (
+    bind_geometry,
+    collect_geometry,
+    dense_layout,
+    from_dense_slots,
+    network_mode,
+    seg_max,
+    seg_mean,
+    to_dense_slots,
+    tracing,
+)
 from ..ops import feature_knn  # re-exported: pointsam.models.feature_knn
 from .attention import AttentionSpec, apply_attention, build_attention
 from .dgcnn_layers import EdgeConv, SpatialTransform
@@ -25,7 +37,7 @@ from .heads import ClsHead, PointClassifier, PointSegmenter, SegHead
 from .registry import register_model
 from .shapenet_parts import NUM_CATEGORIES, NUM_PARTS
 
-__all__ = ["feature_knn", "EdgeConv", "SpatialTransform", "DGCNN"]
+__all__ = ["feature_knn", "dense_feature_knn", "EdgeConv", "SpatialTransform", "DGCNN"]
 
 _FUSIONS = ("concat", "laff")
 
@@ -174,51 +186,161 @@ class DGCNN(nn.Module):
 
     def _forward(self, x: Tensor | None, pos: Tensor, batch: Tensor,
                  category: Tensor | None, b: int) -> Tensor:
-        # one coordinate kNN per forward: stage 1, static stages, all attention
+        return self.network(x, pos, self.plan(pos, batch, batch_size=b),
+                            category=category)
+
+    def _dynamic(self, i: int) -> bool:
+        """Whether stage i builds its graph inside the network."""
+        if i == 0:
+            return self.spatial_transform is not None
+        return not self.static_graph
+
+    def plan(self, pos: Tensor, batch: Tensor | None = None, *,
+             batch_size: int | None = None) -> dict[str, Tensor]:
+        r"""The geometry plan: every index that depends on ``pos``/``batch`` alone.
+
+        Keys: ``batch`` :math:`(N)`, ``cloud`` :math:`(B)` (``arange(B)``),
+        ``attn_idx`` / ``attn_mask`` :math:`(N, k)` (the coordinate kNN shared by
+        every attention module), ``stages.<l>.nbr`` :math:`(N, k)` for the stages
+        whose graph is on the coordinates (stage 1, or all with
+        ``static_graph``), the attention modules' own tables
+        (``stages.<l>.attn.*``) and, when a stage builds its graph in feature
+        space, the per-cloud padding of the network's dense kNN: ``dense_slot``
+        :math:`(N)`, ``dense_mask`` :math:`(B, W)`, ``dense_ptr`` :math:`(B)`.
+
+        Shapes:
+            - **input:** pos :math:`(N, 3)`, batch :math:`(N)` sorted (optional)
+            - **output:** ``dict[str, Tensor]``
+        """
+        batch = ops.default_batch(batch, pos)  # [N]
+        b = ops.batch_size_of(batch, batch_size)
+        # one coordinate kNN: stage 1, static stages, all attention
         d_max = max(self.dilation) if self.static_graph else self.dilation[0]
         cidx, cmask = ops.knn(pos, self.k * d_max, batch, batch_size=b)  # [N, k d]
-        a_idx, a_mask = cidx[:, :self.k], cmask[:, :self.k]  # [N, k]
-        p_in = pos
-        if self.spatial_transform is not None:
-            p_in, _ = self.spatial_transform(pos, a_idx, batch, b)  # [N, 3]
-            # the first graph on the transformed coordinates, as the reference
-            cidx0, cmask0 = ops.knn(p_in, self.k * self.dilation[0], batch,
-                                    batch_size=b)  # [N, k d_0]
-        h = torch.cat([p_in, x], dim=-1) if self.in_channels else p_in  # [N, 3 + C]
-        levels = []
+        plan = {"batch": batch, "cloud": torch.arange(b, device=pos.device),
+                "attn_idx": cidx[:, :self.k], "attn_mask": cmask[:, :self.k]}
         for i, stage in enumerate(self.stages):
-            if i == 0 and self.spatial_transform is not None:
-                nbr, _ = ops.dilate(cidx0, cmask0, self.k, self.dilation[0])  # [N, k]
-            elif i == 0 or self.static_graph:
+            if not self._dynamic(i):
                 nbr, _ = ops.dilate(cidx, cmask, self.k, self.dilation[i])  # [N, k]
+                plan[f"stages.{i}.nbr"] = nbr
+            plan.update(collect_geometry(stage.attn, pos, batch, b,
+                                         f"stages.{i}.attn"))
+        if any(self._dynamic(i) for i in range(len(self.stages))):
+            width = self.k * max(self.dilation)
+            slot, mask = dense_layout(batch, b, min_width=width)  # [N], [B, W]
+            counts = mask.sum(1)  # [B]
+            plan["dense_slot"], plan["dense_mask"] = slot, mask
+            plan["dense_ptr"] = counts.cumsum(0) - counts  # [B]
+        return plan
+
+    def _graph(self, h: Tensor, i: int, plan: dict[str, Tensor],
+               b: int) -> Tensor:
+        """Stage i's neighbours: from the plan, or a kNN in the space of ``h``."""
+        if not self._dynamic(i):
+            return plan[f"stages.{i}.nbr"]  # [N, k]
+        d = self.dilation[i]
+        if not tracing():  # eager: blocked, O(block) memory for any cloud size
+            if i == 0:  # the transformed coordinates: the coordinate kNN
+                cidx, cmask = ops.knn(h, self.k * d, plan["batch"], batch_size=b)
+                return ops.dilate(cidx, cmask, self.k, d)[0]  # [N, k]
+            return ops.feature_knn(h, self.k, plan["batch"], dilation=d,
+                                   batch_size=b)[0]  # [N, k]
+        return dense_feature_knn(h, self.k, d, plan["dense_slot"],
+                                 plan["dense_mask"], plan["dense_ptr"])
+
+    def network(self, x: Tensor | None, pos: Tensor, plan: dict[str, Tensor], *,
+                category: Tensor | None = None) -> Tensor:
+        r"""The network on a :meth:`plan`: EdgeConvs, attention, fusion, pooling.
+
+        The dynamic graph (kNN in feature space) is part of the network. Eager,
+        it is :func:`pointsam.ops.feature_knn` (blocked, any size); traced by
+        ``torch.export``/``torch.compile`` it is :func:`dense_feature_knn`, one
+        ``[B, W, W]`` distance matrix per forward: fine for ModelNet/ShapeNet
+        clouds (1024-4096 points: 4-64 MB per cloud), but memory grows as
+        :math:`W^2`, so past ~20k points per cloud (1.6 GB) export a
+        ``static_graph=True`` model instead.
+
+        Shapes:
+            - **input:** x :math:`(N, C_{in})` or ``None``, pos :math:`(N, 3)`,
+              plan from :meth:`plan`, category :math:`(B)` (part segmentation)
+            - **output:** :math:`(B, 2 C_e)` (cls) or :math:`(N, C_{out})` (seg)
+        """
+        batch = plan["batch"]  # [N]
+        b = plan["cloud"].size(0)
+        a_idx, a_mask = plan["attn_idx"], plan["attn_mask"]  # [N, k] each
+        # no checks inside (the plan is trusted), no search, no host sync
+        # torch.compile: no ContextVar (it breaks the graph); modules see in_network
+        trust = nullcontext() if torch.compiler.is_dynamo_compiling() \
+            or ops.is_trusted() else ops.trusted()
+        with trust, network_mode(b, bind_geometry(self, plan)):
+            p_in = pos
+            if self.spatial_transform is not None:
+                p_in, _ = self.spatial_transform(pos, a_idx, batch, b)  # [N, 3]
+            h = torch.cat([p_in, x], dim=-1) if self.in_channels else p_in
+            levels = []
+            for i, stage in enumerate(self.stages):
+                h = stage(h, self._graph(h, i, plan, b))  # [N, C_l]
+                h = apply_attention(stage.attn, h, pos, batch, a_idx, a_mask)
+                levels.append(h)
+            if self.fuse is not None:
+                fused = self.fuse(levels)  # [N, sum C_l]
             else:
-                nbr, _ = ops.feature_knn(h, self.k, batch, dilation=self.dilation[i],
-                                         batch_size=b)  # [N, k]
-            h = stage(h, nbr)  # [N, C_l]
-            h = apply_attention(stage.attn, h, pos, batch, a_idx, a_mask)
-            levels.append(h)
-        if self.fuse is not None:
-            fused = self.fuse(levels)  # [N, sum C_l]
-        else:
-            fused = torch.cat(levels, dim=-1)  # [N, sum C_l]
-        e = self.emb(fused)  # [N, C_e]
-        if self.task == "cls":
-            return torch.cat([ops.segment_max(e, batch, b),
-                              ops.segment_mean(e, batch, b)], dim=-1)  # [B, 2 C_e]
-        parts = [ops.segment_max(e, batch, b)[batch]]  # [N, C_e]
-        if self.category is not None:
-            if category is None:
-                raise ValueError("category [B] is required for part segmentation "
-                                 f"(num_categories={self.num_categories})")
-            onehot = F.one_hot(category.long(), self.num_categories).to(e.dtype)
-            parts.append(self.category(onehot)[batch])  # [N, C_cat]
-        parts.append(fused)
-        return torch.cat(parts, dim=-1)  # [N, C_out]
+                fused = torch.cat(levels, dim=-1)  # [N, sum C_l]
+            e = self.emb(fused)  # [N, C_e]
+            if self.task == "cls":
+                return torch.cat([seg_max(e, batch, b),
+                                  seg_mean(e, batch, b)], dim=-1)  # [B, 2 C_e]
+            parts = [seg_max(e, batch, b)[batch]]  # [N, C_e]
+            if self.category is not None:
+                if category is None:
+                    raise ValueError("category [B] is required for part segmentation "
+                                     f"(num_categories={self.num_categories})")
+                onehot = F.one_hot(category.long(), self.num_categories).to(e.dtype)
+                parts.append(self.category(onehot)[batch])  # [N, C_cat]
+            parts.append(fused)
+            return torch.cat(parts, dim=-1)  # [N, C_out]
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, k={self.k}, "
                 f"dilation={self.dilation}, static_graph={self.static_graph}, "
                 f"fusion={self.fusion!r}, task={self.task!r}")
+
+
+def dense_feature_knn(h: Tensor, k: int, dilation: int, slot: Tensor,
+                      mask: Tensor, ptr: Tensor) -> Tensor:
+    r"""Per-cloud kNN in feature space as dense tensor ops (exportable).
+
+    The clouds are padded to ``[B, W, C]`` through the plan's slots
+    (:func:`pointsam.nn.network.dense_layout`, :math:`W \ge k d`), ranked by
+    :math:`\|\mathbf{x}_j\|^2 - 2\,\mathbf{x}_i^\top\mathbf{x}_j` (padding
+    columns :math:`+\infty`) with one ``baddbmm`` and ``topk``, then every d-th of
+    the k d nearest is kept as :func:`pointsam.ops.dilate` does. The same
+    neighbour sets as :func:`pointsam.ops.feature_knn`; memory
+    :math:`O(B W^2)`, so it is for clouds of a few thousand points.
+
+    Shapes:
+        - **input:** h :math:`(N, C)`, slot :math:`(N)`, mask :math:`(B, W)`,
+          ptr :math:`(B)` (first index of each cloud)
+        - **output:** nbr_idx :math:`(N, k)` (masked picks repeat the nearest)
+    """
+    xf = h.detach().float()
+    dense = to_dense_slots(xf, slot, mask)  # [B, W, C]
+    sq = (dense * dense).sum(-1).masked_fill(~mask, float("inf"))  # [B, W]
+    d = torch.baddbmm(sq.unsqueeze(1), dense, dense.transpose(1, 2),
+                      alpha=-2.0)  # [B, W, W]
+    dist, idx = d.topk(k * dilation, dim=-1, largest=False, sorted=True)  # [B, W, kd]
+    idx = (idx + ptr.view(-1, 1, 1)).masked_fill(torch.isinf(dist), -1)
+    table = from_dense_slots(idx, slot)  # [N, kd]
+    valid = table >= 0  # [N, kd]
+    if dilation == 1:
+        return torch.where(valid, table, table[:, :1])  # [N, k]
+    n_valid = valid.sum(1)  # [N]
+    stride = ((n_valid - 1) // max(k - 1, 1)).clamp(min=1, max=dilation)  # [N]
+    sel = torch.arange(k, device=h.device).unsqueeze(0) * stride.unsqueeze(1)
+    sel = sel.clamp(max=k * dilation - 1)  # [N, k]
+    nbr = table.gather(1, sel)  # [N, k]
+    ok = (nbr >= 0) & (sel < n_valid.unsqueeze(1))
+    return torch.where(ok, nbr, table[:, :1].expand_as(nbr))  # [N, k]
 
 
 # ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
+from ..nn.network import seg_max
 
 __all__ = ["EdgeConv", "SpatialTransform"]
 
@@ -160,7 +161,7 @@ class SpatialTransform(nn.Module):
     def forward(self, pos: Tensor, nbr_idx: Tensor, batch: Tensor,
                 batch_size: int) -> tuple[Tensor, Tensor]:
         h = self.point(self.edge(pos, nbr_idx))  # [N, 1024]
-        g = ops.segment_max(h, batch, batch_size)  # [B, 1024]
+        g = seg_max(h, batch, batch_size)  # [B, 1024]
         t = self.transform(self.mlp(g)).view(-1, 3, 3)  # [B, 3, 3]
         t = t + torch.eye(3, dtype=t.dtype, device=t.device)
         out = torch.bmm(pos.unsqueeze(1), t.to(pos.dtype)[batch]).squeeze(1)  # [N, 3]

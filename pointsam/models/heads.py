@@ -231,6 +231,16 @@ class PointClassifier(nn.Module):
         with ops.trusted():  # validated above: the backbone does not check again
             return self.head(self.backbone(x, pos, batch, batch_size=b))  # [B, classes]
 
+    def plan(self, pos: Tensor, batch: Tensor | None = None, *,
+             batch_size: int | None = None) -> dict[str, Tensor]:
+        """The backbone's geometry plan (DESIGN.md section 9)."""
+        return self.backbone.plan(pos, batch, batch_size=batch_size)
+
+    def network(self, x: Tensor | None, pos: Tensor, plan: dict[str, Tensor],
+                category: Tensor | None = None) -> Tensor:
+        """Logits from the backbone's network on a :meth:`plan` (exportable)."""
+        return self.head(self.backbone.network(x, pos, plan, category=category))
+
 
 class PointSegmenter(nn.Module):
     r"""A backbone with per-point output, plus a :class:`SegHead`.
@@ -284,3 +294,6 @@ class PointSegmenter(nn.Module):
             else:
                 feat = self.backbone(x, pos, batch, batch_size=b)
             return self.head(feat)  # [N, classes]
+
+    plan = PointClassifier.plan
+    network = PointClassifier.network

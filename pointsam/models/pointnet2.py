@@ -9,6 +9,7 @@ the output does not depend on the order of the points.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
+from ..nn.network import bind_geometry, network_mode
 from .attention import AttentionSpec, build_attention
 from .heads import ClsHead, PointClassifier, PointSegmenter, SegHead
 from .pointnet2_layers import (
@@ -211,33 +213,98 @@ class PointNet2(nn.Module):
 
     def _forward(self, x: Tensor | None, pos: Tensor, batch: Tensor,
                  category: Tensor | None, b: int) -> Tensor:
-        levels = [(x, pos, batch)]
-        for sa in self.stages:
-            levels.append(sa(*levels[-1], batch_size=b))
+        return self.network(x, pos, self.plan(pos, batch, batch_size=b),
+                            category=category)
+
+    def plan(self, pos: Tensor, batch: Tensor | None = None, *,
+             batch_size: int | None = None) -> dict[str, Tensor]:
+        r"""The geometry plan: every index and weight, from ``pos``/``batch`` alone.
+
+        Computed by :mod:`pointsam.ops` (any backend). Keys: ``batch`` :math:`(N)`,
+        ``cloud`` :math:`(B)` (``arange(B)``, its length is the number of clouds);
+        per stage l ``stages.<l>.idx`` :math:`(S_l)` (FPS centres, indices into
+        level l - 1), ``stages.<l>.nbr<s>`` :math:`(S_l, K_s)` (grouping per scale),
+        ``stages.<l>.attn_idx`` / ``attn_mask`` :math:`(S_l, k)` and the tables
+        of attention modules that build their own neighbourhoods
+        (``stages.<l>.attn.*``, :meth:`pointsam.nn.PointModule.plan_geometry`);
+        per feature propagation i ``fp.<i>.idx`` / ``fp.<i>.w`` :math:`(N_l, 3)`
+        (interpolation neighbours and normalised inverse-distance weights).
+
+        Shapes:
+            - **input:** pos :math:`(N, 3)`, batch :math:`(N)` sorted (optional)
+            - **output:** ``dict[str, Tensor]``, int64 indices, bool masks,
+              float weights
+        """
+        batch = ops.default_batch(batch, pos)  # [N]
+        b = ops.batch_size_of(batch, batch_size)
+        plan = {"batch": batch, "cloud": torch.arange(b, device=pos.device)}
+        levels = [(pos, batch)]
+        for i, sa in enumerate(self.stages):
+            p, bt = levels[-1]
+            sp = sa.plan(p, bt, b)
+            plan.update({f"stages.{i}.{k}": v for k, v in sp.items()})
+            idx = sp["idx"]
+            levels.append((p[idx], bt[idx]))  # [S, 3], [S]
         if self.fp is None:
-            assert self.global_sa is not None
-            return self.global_sa(*levels[-1], batch_size=b)  # [B, C]
+            return plan
         if self.global_sa is not None:
-            g = self.global_sa(*levels[-1], batch_size=b)  # [B, C]
-            levels.append((g, pos.new_zeros(b, 3), torch.arange(b, device=pos.device)))
-        if self.num_categories:
-            if category is None:
-                raise ValueError("category [B] is required for part segmentation "
-                                 f"(num_categories={self.num_categories})")
-            onehot = F.one_hot(category.long(), self.num_categories).to(pos.dtype)
-            parts = [onehot[batch], pos] + ([x] if x is not None else [])
-            skip0: Tensor | None = torch.cat(parts, dim=-1)  # [N, C_skip]
-        else:
-            skip0 = x
-        h, p, bt = levels[-1]
+            levels.append((pos.new_zeros(b, 3), torch.arange(b, device=pos.device)))
+        p, bt = levels[-1]
         for i, fp in enumerate(self.fp):
-            lvl = len(levels) - 2 - i
-            skip, p_f, b_f = levels[lvl]
-            if lvl == 0:
-                skip = skip0
-            h = fp(h, p, bt, skip, p_f, b_f, batch_size=b)  # [N_lvl, C]
+            p_f, b_f = levels[len(levels) - 2 - i]
+            fpp = fp.plan(p, bt, p_f, b_f, b)
+            plan[f"fp.{i}.idx"], plan[f"fp.{i}.w"] = fpp["idx"], fpp["w"]
             p, bt = p_f, b_f
-        return h  # [N, C_out]
+        return plan
+
+    def network(self, x: Tensor | None, pos: Tensor, plan: dict[str, Tensor], *,
+                category: Tensor | None = None) -> Tensor:
+        r"""The network on a :meth:`plan`: gathers, shared MLPs, segment max.
+
+        Only tensor ops that ``torch.export`` and ONNX support; no search, no
+        host sync, so the number of points (and of clouds, ``plan["cloud"]``)
+        stays symbolic. ``model(...)`` is ``network(x, pos, plan(pos, batch))``.
+
+        Shapes:
+            - **input:** x :math:`(N, C_{in})` or ``None``, pos :math:`(N, 3)`,
+              plan from :meth:`plan`, category :math:`(B)` (part segmentation)
+            - **output:** :math:`(B, C_{out})` or :math:`(N, C_{out})`
+        """
+        batch = plan["batch"]  # [N]
+        b = plan["cloud"].size(0)
+        x = x if self.in_channels else None
+        # no checks inside (the plan is trusted), no search, no host sync
+        # torch.compile: no ContextVar (it breaks the graph); modules see in_network
+        trust = nullcontext() if torch.compiler.is_dynamo_compiling() \
+            or ops.is_trusted() else ops.trusted()
+        with trust, network_mode(b, bind_geometry(self, plan)):
+            levels = [(x, pos, batch)]
+            for i, sa in enumerate(self.stages):
+                sp = {k[len(f"stages.{i}."):]: v for k, v in plan.items()
+                      if k.startswith(f"stages.{i}.")}
+                levels.append(sa.network(*levels[-1], sp))
+            if self.fp is None:
+                assert self.global_sa is not None
+                return self.global_sa.network(*levels[-1], b)  # [B, C]
+            if self.global_sa is not None:
+                g = self.global_sa.network(*levels[-1], b)  # [B, C]
+                levels.append((g, pos, batch))  # positions unused past the plan
+            if self.num_categories:
+                if category is None:
+                    raise ValueError("category [B] is required for part segmentation "
+                                     f"(num_categories={self.num_categories})")
+                onehot = F.one_hot(category.long(), self.num_categories).to(pos.dtype)
+                parts = [onehot[batch], pos] + ([x] if x is not None else [])
+                skip0: Tensor | None = torch.cat(parts, dim=-1)  # [N, C_skip]
+            else:
+                skip0 = x
+            h = levels[-1][0]
+            for i, fp in enumerate(self.fp):
+                lvl = len(levels) - 2 - i
+                skip = skip0 if lvl == 0 else levels[lvl][0]
+                h = fp.network(h, skip, {"idx": plan[f"fp.{i}.idx"],
+                                         "w": plan[f"fp.{i}.w"]})  # [N_lvl, C]
+            return h  # [N, C_out]
 
 
 # ----------------------------------------------------------------------------

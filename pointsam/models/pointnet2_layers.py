@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from ..nn import MLP, LAFFMultiLevel
+from ..nn.network import bind_geometry, collect_geometry, network_mode, seg_max
 from .attention import apply_attention
 
 __all__ = ["SetAbstraction", "GlobalSetAbstraction", "FeaturePropagation"]
@@ -125,13 +126,23 @@ class SetAbstraction(nn.Module):
     def forward(self, x: Tensor | None, pos: Tensor, batch: Tensor,
                 batch_size: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
         b = ops.batch_size_of(batch, batch_size)
+        plan = self.plan(pos, batch, b)
+        with network_mode(b, bind_geometry(self, plan)):
+            return self.network(x, pos, batch, plan)
+
+    def plan(self, pos: Tensor, batch: Tensor, batch_size: int) -> dict[str, Tensor]:
+        r"""The stage's geometry: ``idx`` :math:`(S)` (FPS centres), ``nbr<s>``
+        :math:`(S, K_s)` per scale (masked entries repeat the centre, as the
+        reference ball query pads), ``attn_idx`` / ``attn_mask`` :math:`(S, k)`
+        and the attention module's own tables (``attn.*``)."""
+        b = batch_size
         if isinstance(self.sample, float):
             idx = ops.fps(pos, batch, ratio=self.sample, batch_size=b)  # [S]
         else:
             idx = ops.fps(pos, batch, num=self.sample, batch_size=b)  # [S]
         centre, cbatch = pos[idx], batch[idx]  # [S, 3], [S]
-        feats = []
-        for s, mlp in enumerate(self.mlps):
+        plan = {"idx": idx}
+        for s in range(len(self.mlps)):
             if self.radii is not None:
                 nbr, mask = ops.radius(pos, self.radii[s], batch, query=centre,
                                        query_batch=cbatch,
@@ -140,7 +151,21 @@ class SetAbstraction(nn.Module):
                 nbr, mask = ops.knn(pos, self.ks[s], batch, query=centre,
                                     query_batch=cbatch, batch_size=b)
             # pad with the nearest (the centre itself), as the reference ball query
-            nbr = torch.where(mask, nbr, nbr[:, :1])  # [S, K]
+            plan[f"nbr{s}"] = torch.where(mask, nbr, nbr[:, :1])  # [S, K]
+        if self.attn is not None:
+            a_idx, a_mask = ops.knn(centre, self.attn_k, cbatch, batch_size=b)
+            plan["attn_idx"], plan["attn_mask"] = a_idx, a_mask  # [S, k] each
+            plan.update(collect_geometry(self.attn, centre, cbatch, b, "attn"))
+        return plan
+
+    def network(self, x: Tensor | None, pos: Tensor, batch: Tensor,
+                plan: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The stage on its :meth:`plan`: gathers, shared MLPs, max, attention."""
+        idx = plan["idx"]
+        centre, cbatch = pos[idx], batch[idx]  # [S, 3], [S]
+        feats = []
+        for s, mlp in enumerate(self.mlps):
+            nbr = plan[f"nbr{s}"]  # [S, K]
             h = pos[nbr] - centre.unsqueeze(1)  # [S, K, 3]
             if x is not None:
                 h = torch.cat([x[nbr], h], dim=-1)  # [S, K, C_in + 3]
@@ -150,8 +175,8 @@ class SetAbstraction(nn.Module):
         else:
             out = feats[0] if len(feats) == 1 else torch.cat(feats, dim=-1)  # [S, C]
         if self.attn is not None:
-            a_idx, a_mask = ops.knn(centre, self.attn_k, cbatch, batch_size=b)
-            out = apply_attention(self.attn, out, centre, cbatch, a_idx, a_mask)
+            out = apply_attention(self.attn, out, centre, cbatch, plan["attn_idx"],
+                                  plan["attn_mask"])
         return out, centre, cbatch
 
     def extra_repr(self) -> str:
@@ -197,9 +222,13 @@ class GlobalSetAbstraction(nn.Module):
 
     def forward(self, x: Tensor | None, pos: Tensor, batch: Tensor,
                 batch_size: int | None = None) -> Tensor:
-        b = ops.batch_size_of(batch, batch_size)
+        return self.network(x, pos, batch, ops.batch_size_of(batch, batch_size))
+
+    def network(self, x: Tensor | None, pos: Tensor, batch: Tensor,
+                batch_size: int) -> Tensor:
+        """Forward without checks, for a :meth:`PointNet2.network`."""
         h = pos if x is None else torch.cat([x, pos], dim=-1)  # [N, C_in + 3]
-        return ops.segment_max(self.mlp(h), batch, b)  # [B, C_out]
+        return seg_max(self.mlp(h), batch, batch_size)  # [B, C_out]
 
 
 class FeaturePropagation(nn.Module):
@@ -245,13 +274,25 @@ class FeaturePropagation(nn.Module):
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor, skip: Tensor | None,
                 pos_fine: Tensor, batch_fine: Tensor,
                 batch_size: int | None = None) -> Tensor:
+        return self.network(x, skip, self.plan(pos, batch, pos_fine, batch_fine,
+                                               batch_size))
+
+    def plan(self, pos: Tensor, batch: Tensor, pos_fine: Tensor, batch_fine: Tensor,
+             batch_size: int | None = None) -> dict[str, Tensor]:
+        """The interpolation: ``idx`` :math:`(N, k)` coarse neighbours and their
+        normalised weights ``w`` :math:`(N, k)` (0 where masked)."""
         idx, mask = ops.knn(pos, self.k, batch, query=pos_fine, query_batch=batch_fine,
                             batch_size=batch_size)  # [N, k]
         # weights in at least float32: 1 / 1e-8 overflows float16 (inf / inf = NaN)
         wt = torch.promote_types(pos.dtype, torch.float32)
         d2 = ((pos_fine.to(wt).unsqueeze(1) - pos.to(wt)[idx]) ** 2).sum(-1)  # [N, k]
         w = (1.0 / (d2 + 1e-8)).masked_fill(~mask, 0.0)
-        w = w / w.sum(dim=1, keepdim=True)  # [N, k]
+        return {"idx": idx, "w": w / w.sum(dim=1, keepdim=True)}  # [N, k] each
+
+    def network(self, x: Tensor, skip: Tensor | None,
+                plan: dict[str, Tensor]) -> Tensor:
+        """Interpolate with the :meth:`plan`'s weights, concatenate, shared MLP."""
+        idx, w = plan["idx"], plan["w"]  # [N, k] each
         h = (w.unsqueeze(-1).to(x.dtype) * x[idx]).sum(dim=1)  # [N, C]
         if skip is not None:
             h = torch.cat([h, skip], dim=-1)  # [N, C + C_skip]

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .network import tracing
+
 __all__ = ["ChunkedNeighbourFunction", "chunked_neighbour_apply", "default_chunk"]
 
 # kernel(dst [n, C_d] each, src_j [n, K, C_s] each, mask_c [n, K] or None, want)
@@ -191,9 +193,10 @@ def chunked_neighbour_apply(kernel: Callable[..., tuple[Tensor, Tensor | None]],
 
         dst, src = [dst], [src]  # type: ignore[list-item]
     mask: Tensor | None = nbr_mask
-    if drop_full_mask and bool(nbr_mask.all()):
+    traced = tracing()  # export/compile: one plain block, no value-dependent branch
+    if drop_full_mask and not traced and bool(nbr_mask.all()):
         mask = None
-    if not fused or _batch_dependent(modules):
+    if not fused or traced or _batch_dependent(modules):
         return kernel(list(dst), [t[nbr_idx] for t in src], mask, want)  # [N, K, C_s]
     params = [p for m in modules for p in m.parameters()]
     out, attn = ChunkedNeighbourFunction.apply(

@@ -9,6 +9,7 @@ from .. import ops
 from .base import PointModule
 from .laff import LAFF
 from .local_attention import LocalAttention
+from .network import network_tables
 
 __all__ = ["AxialAttention", "axis_scales"]
 
@@ -98,6 +99,18 @@ class AxialAttention(PointModule):
             b.reset_parameters()
         self.fuse.reset_parameters()
 
+    geometry_keys = ("x_idx", "x_mask", "y_idx", "y_mask", "z_idx", "z_mask")
+
+    def plan_geometry(self, pos: Tensor, batch: Tensor,
+                      batch_size: int) -> dict[str, Tensor]:
+        """The three tubes, ``<axis>_idx`` / ``<axis>_mask`` :math:`(N, K)`."""
+        out: dict[str, Tensor] = {}
+        for name, scale in zip(_AXES, axis_scales(self.stretch)):
+            idx, mask = ops.knn(pos, self.k, batch, scale=scale,
+                                batch_size=batch_size)  # [N, K], [N, K]
+            out[f"{name}_idx"], out[f"{name}_mask"] = idx, mask
+        return out
+
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor | None = None,
                 nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None, *,
                 return_attention: bool = False
@@ -109,8 +122,12 @@ class AxialAttention(PointModule):
         x = self.check_forward(x, pos, batch)
         attn: dict[str, Tensor] = {}
         ys = []
+        geo = network_tables(self)  # inside a network: the plan's tubes
         for name, scale, branch in zip(_AXES, axis_scales(self.stretch), self.branches):
-            idx, mask = ops.knn(pos, self.k, batch, scale=scale)  # [N, K], [N, K]
+            if geo is not None:
+                idx, mask = geo[f"{name}_idx"], geo[f"{name}_mask"]  # [N, K] each
+            else:
+                idx, mask = ops.knn(pos, self.k, batch, scale=scale)  # [N, K], [N, K]
             if want:
                 y, a = branch(x, pos, batch, idx, mask, return_attention=True)
                 attn[name] = a["attn"]  # [N, K, H]

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import ClassVar, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor, nn
 
 from .. import ops
@@ -126,6 +127,20 @@ class PointModule(nn.Module):
     needs_features: ClassVar[bool] = True
     #: keyword inputs of forward besides ``x, pos, batch, nbr_idx, nbr_mask``
     extra_inputs: frozenset[str] = frozenset()
+    #: names of the tables :meth:`plan_geometry` returns (empty: the module only
+    #: uses the caller's table, or none)
+    geometry_keys: ClassVar[tuple[str, ...]] = ()
+
+    def plan_geometry(self, pos: Tensor, batch: Tensor,
+                      batch_size: int) -> dict[str, Tensor]:
+        r"""The indices this module computes from ``pos``/``batch`` alone.
+
+        The geometry-plan half of a module that builds its own neighbourhoods
+        (its :attr:`geometry_keys`, DESIGN.md section 9): a backbone's
+        ``plan()`` calls it; inside :func:`pointsam.nn.network.network_mode`
+        forward reads these tables instead of searching.
+        """
+        return {}
 
     def check_forward(self, x: Tensor | None, pos: Tensor,
                       batch: Tensor | None = None, nbr_idx: Tensor | None = None,
@@ -144,7 +159,7 @@ class PointModule(nn.Module):
             if self.needs_features:
                 raise ValueError(f"{type(self).__name__} needs point features x, "
                                  f"got None")
-        if ops.is_trusted():
+        if _compiled_network() or ops.is_trusted():
             return x  # type: ignore[return-value]
         from .common import check_inputs  # common imports ops, not base
 
@@ -156,6 +171,8 @@ class PointModule(nn.Module):
     def wants_attention(self, return_attention: bool = False) -> bool:
         if return_attention:
             return True
+        if _compiled_network():  # no recorder under torch.compile
+            return False
         rec = _RECORDER.get()
         return rec is not None and rec.knows(self)
 
@@ -172,6 +189,14 @@ class PointModule(nn.Module):
         if return_attention:
             return out, (attn if attn is not None else {})
         return out
+
+
+def _compiled_network() -> bool:
+    """A network traced by ``torch.compile``: the plan was validated, and the
+    recorder is not consulted (a ContextVar read breaks the graph)."""
+    from .network import in_network
+
+    return torch.compiler.is_dynamo_compiling() and in_network()
 
 
 @runtime_checkable

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from .. import ops
 from .base import PointModule
 from .common import MLP, neighbours
+from .network import in_network, network_batch_size, seg_max, seg_mean
 
 __all__ = ["ChannelGate", "PointGate", "CBAM"]
 
@@ -90,9 +91,13 @@ class ChannelGate(PointModule):
         want = self.wants_attention(return_attention)
         x = self.check_forward(x, pos, batch)
         batch = ops.default_batch(batch, x)  # [N]
-        b = ops.batch_size_of(batch)
-        avg = ops.segment_mean(x, batch, b)  # [B, C]
-        mx = ops.segment_max(x, batch, b)  # [B, C]
+        if in_network():  # the plan's number of clouds, reductions without a sync
+            b = network_batch_size()
+            avg, mx = seg_mean(x, batch, b), seg_max(x, batch, b)  # [B, C] each
+        else:
+            b = ops.batch_size_of(batch)
+            avg = ops.segment_mean(x, batch, b)  # [B, C]
+            mx = ops.segment_max(x, batch, b)  # [B, C]
         w = torch.sigmoid(self.mlp(torch.stack([avg, mx])).sum(0))  # [B, C]
         out = x * w[batch]  # [N, C]
         return self.finish(out, {"channel": w} if want else None, return_attention)

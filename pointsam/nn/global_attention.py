@@ -11,6 +11,14 @@ from .base import PointModule
 from .common import MLP
 from .laff import LAFF
 from .local_attention import LocalAttention
+from .network import (
+    dense_layout,
+    from_dense_slots,
+    network_tables,
+    seg_sum,
+    to_dense_slots,
+    tracing,
+)
 
 __all__ = ["GlobalPooledAttention", "LocalGlobalAttention", "pool_tokens"]
 
@@ -124,6 +132,52 @@ class GlobalPooledAttention(PointModule):
             if hasattr(sub, "reset_parameters"):
                 sub.reset_parameters()
 
+    geometry_keys = ("centre_idx", "assign", "assign_local", "count", "q_slot",
+                     "q_mask", "t_slot", "t_mask")
+
+    def plan_geometry(self, pos: Tensor, batch: Tensor,
+                      batch_size: int) -> dict[str, Tensor]:
+        """The tokens' FPS centres, each point's token and the dense layouts."""
+        cidx = ops.fps(pos, batch, num=self.num_global, batch_size=batch_size)  # [S]
+        cbatch = batch[cidx]  # [S]
+        assign, _ = ops.knn(pos[cidx], 1, cbatch, query=pos, query_batch=batch,
+                            batch_size=batch_size)  # [N, 1]
+        assign = assign[:, 0]  # [N]
+        count = torch.bincount(assign, minlength=cidx.numel()).clamp(min=1)  # [S]
+        q_slot, q_mask = dense_layout(batch, batch_size)  # [N], [B, N_max]
+        t_slot, t_mask = dense_layout(cbatch, batch_size)  # [S], [B, M_max]
+        m = t_mask.size(1)
+        assign_local = t_slot[assign] - batch * m  # [N] token index within the cloud
+        return {"centre_idx": cidx, "assign": assign, "assign_local": assign_local,
+                "count": count.to(pos.dtype),
+                "q_slot": q_slot, "q_mask": q_mask, "t_slot": t_slot,
+                "t_mask": t_mask}
+
+    def _network_inputs(self, x: Tensor, pos: Tensor, batch: Tensor,
+                        geo: dict[str, Tensor]
+                        ) -> tuple[Tensor, ...]:
+        """Dense queries and tokens from the plan's tables (no search, no sync)."""
+        cidx, q_slot, q_mask = geo["centre_idx"], geo["q_slot"], geo["q_mask"]
+        t_slot, t_mask = geo["t_slot"], geo["t_mask"]
+        s = cidx.size(0)
+        count = geo["count"].to(x.dtype).unsqueeze(1)  # [S, 1]
+        if tracing():  # per cloud, a one-hot matmul (no scatter-add, see seg_sum)
+            a_loc = to_dense_slots(geo["assign_local"], q_slot, q_mask,
+                                   fill_value=-1)  # [B, N_max]
+            ar = torch.arange(t_mask.size(1), device=x.device).view(1, -1, 1)
+            onehot = (a_loc.unsqueeze(1) == ar).to(x.dtype)  # [B, M, N_max]
+            xd = to_dense_slots(x, q_slot, q_mask)  # [B, N_max, C]
+            tokens = from_dense_slots(onehot @ xd, t_slot) / count  # [S, C]
+        else:
+            tokens = seg_sum(x, geo["assign"], s) / count  # [S, C]
+        cpos = pos[cidx]  # [S, 3]
+        kd = to_dense_slots(self.lin_k(tokens), t_slot, t_mask)  # [B, M, C]
+        vd = to_dense_slots(self.lin_v(tokens), t_slot, t_mask)  # [B, M, C]
+        cd = to_dense_slots(cpos, t_slot, t_mask)  # [B, M, 3]
+        qd = to_dense_slots(self.lin_q(x), q_slot, q_mask)  # [B, N_max, C]
+        pd = to_dense_slots(pos, q_slot, q_mask)  # [B, N_max, 3]
+        return qd, pd, kd, vd, cd, t_mask, cpos, geo["assign"]
+
     def _block(self, q: Tensor, p: Tensor, k: Tensor, v: Tensor, c: Tensor,
                tmask: Tensor) -> tuple[Tensor, Tensor]:
         """Queries q [B, n, C] at p [B, n, 3] over tokens k, v [B, M, C] at c."""
@@ -155,17 +209,26 @@ class GlobalPooledAttention(PointModule):
         want = self.wants_attention(return_attention)
         x = self.check_forward(x, pos, batch, nbr_idx, nbr_mask)
         batch = ops.default_batch(batch, pos)  # [N]
-        b = ops.batch_size_of(batch)
         pos = pos.to(x.dtype)
-        tokens, cpos, cbatch, assign = pool_tokens(x, pos, batch, self.num_global, b)
-        q = self.lin_q(x)  # [N, C]
-        kd, tmask = ops.to_dense(self.lin_k(tokens), cbatch, batch_size=b)  # [B, M, C]
-        vd, _ = ops.to_dense(self.lin_v(tokens), cbatch, batch_size=b)  # [B, M, C]
-        cd, _ = ops.to_dense(cpos, cbatch, batch_size=b)  # [B, M, 3]
-        qd, pmask = ops.to_dense(q, batch, batch_size=b)  # [B, N_max, C]
-        pd, _ = ops.to_dense(pos, batch, batch_size=b)  # [B, N_max, 3]
+        geo = network_tables(self)
+        pmask = None
+        if geo is not None:  # inside a network: the plan's tables
+            qd, pd, kd, vd, cd, tmask, cpos, assign = self._network_inputs(
+                x, pos, batch, geo)
+            q_slot = geo["q_slot"]
+        else:
+            b = ops.batch_size_of(batch)
+            tokens, cpos, cbatch, assign = pool_tokens(x, pos, batch, self.num_global,
+                                                       b)
+            q = self.lin_q(x)  # [N, C]
+            kd, tmask = ops.to_dense(self.lin_k(tokens), cbatch,
+                                     batch_size=b)  # [B, M, C]
+            vd, _ = ops.to_dense(self.lin_v(tokens), cbatch, batch_size=b)  # [B, M, C]
+            cd, _ = ops.to_dense(cpos, cbatch, batch_size=b)  # [B, M, 3]
+            qd, pmask = ops.to_dense(q, batch, batch_size=b)  # [B, N_max, C]
+            pd, _ = ops.to_dense(pos, batch, batch_size=b)  # [B, N_max, 3]
         n_max = qd.size(1)
-        if not self.fused or want or n_max <= self.chunk_size:
+        if not self.fused or want or tracing() or n_max <= self.chunk_size:
             out, a = self._block(qd, pd, kd, vd, cd, tmask)  # [B, N_max, C]
         else:
             grad = torch.is_grad_enabled()
@@ -179,10 +242,15 @@ class GlobalPooledAttention(PointModule):
                     o, _ = self._block(qd[:, s:e], pd[:, s:e], kd, vd, cd, tmask)
                 outs.append(o)  # [B, n, C]
             out = torch.cat(outs, dim=1)  # [B, N_max, C]
-        out = self.proj(ops.from_dense(out, pmask))  # [N, C_out]
+        if pmask is None:
+            out = self.proj(from_dense_slots(out, q_slot))  # [N, C_out]
+        else:
+            out = self.proj(ops.from_dense(out, pmask))  # [N, C_out]
         attn = None
         if want:
-            w = a.permute(0, 2, 3, 1)[pmask]  # [N, M_max, H]
+            w = a.permute(0, 2, 3, 1)  # [B, N_max, M_max, H]
+            w = w[pmask] if pmask is not None else from_dense_slots(w, q_slot)
+            # [N, M_max, H]
             attn = {"attn": w, "centres": cpos, "assign": assign}
         return self.finish(out, attn, return_attention)
 

@@ -13,6 +13,7 @@ from .. import ops
 from ._chunked import chunked_neighbour_apply, default_chunk
 from .base import PointModule
 from .common import MLP, neighbours
+from .network import tracing
 
 __all__ = ["LocalAttention"]
 
@@ -36,7 +37,9 @@ def add_self_loops(nbr_idx: Tensor, nbr_mask: Tensor) -> tuple[Tensor, Tensor]:
     one per point. On a table: entries ``j == i`` are masked and a first column
     ``i`` is prepended, unless every row already starts with itself (the case of
     :func:`pointsam.ops.knn` with distinct points) and holds no other valid self
-    entry, in which case the table is returned unchanged.
+    entry, in which case the table is returned unchanged. While
+    ``torch.export``/``torch.compile`` trace, the column is always prepended (the
+    same neighbour set, no value-dependent branch).
 
     Returns:
         ``(nbr_idx, nbr_mask)`` of shape :math:`(N, K)` or :math:`(N, K + 1)`.
@@ -44,7 +47,7 @@ def add_self_loops(nbr_idx: Tensor, nbr_mask: Tensor) -> tuple[Tensor, Tensor]:
     n = nbr_idx.size(0)
     ar = torch.arange(n, device=nbr_idx.device).unsqueeze(1)  # [N, 1]
     is_self = nbr_idx == ar  # [N, K]
-    if bool((is_self[:, 0] & nbr_mask[:, 0]).all()) and not bool(
+    if not tracing() and bool((is_self[:, 0] & nbr_mask[:, 0]).all()) and not bool(
             (is_self[:, 1:] & nbr_mask[:, 1:]).any()):
         return nbr_idx, nbr_mask
     mask = nbr_mask & ~is_self

@@ -55,7 +55,7 @@ def test_every_command_has_a_module():
     from pointsam.cli import COMMANDS, build_parser
 
     assert list(COMMANDS) == ["train", "eval", "predict", "viz", "demo", "bench",
-                             "sweep", "models"]
+                             "sweep", "models", "export"]
     for name, module in COMMANDS.items():
         assert module.__name__ == f"pointsam.cli.{name}"
         assert callable(module.add_parser) and callable(module.run)

@@ -1,0 +1,61 @@
+"""``pointsam export CHECKPOINT --format onnx|pt2 --out FILE [--with-attention]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+_SUFFIX = {"onnx": ".onnx", "pt2": ".pt2"}
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``export`` sub-command to an ``argparse`` sub-parser set."""
+    pr = subparsers.add_parser(
+        "export", help="export a trained model's network to ONNX or torch.export")
+    pr.add_argument("checkpoint")
+    pr.add_argument("--format", choices=sorted(_SUFFIX), default="onnx",
+                    help="onnx (dynamo exporter; run with ONNX Runtime, "
+                    "`pointsam predict --onnx`) or pt2 (a torch.export program)")
+    pr.add_argument("--out", required=True, help="output .onnx / .pt2 file")
+    pr.add_argument("--with-attention", action="store_true",
+                    help="also output every recorded attention weight "
+                    "(outputs named attn.<module>.<weight>)")
+    pr.set_defaults(func=run)
+    return pr
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the checkpoint, export its network, print the inputs and outputs."""
+    from pointsam.engine.predict import load_trained
+    from pointsam.export import export_onnx, export_program, save_program
+
+    out = Path(args.out)
+    if out.suffix.lower() != _SUFFIX[args.format]:
+        raise ValueError(f"--out {args.out}: a {args.format} export is written as "
+                         f"*{_SUFFIX[args.format]}")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"--out {args.out}: folder {out.parent} does not exist")
+    model, _, _, meta = load_trained(args.checkpoint)
+    name, margs = meta["model_name"], dict(meta.get("model_args", {}))
+    extra = {k: meta[k] for k in ("class_names", "category_names") if meta.get(k)}
+    if args.format == "onnx":
+        export_onnx(model, out, with_attention=args.with_attention, model_name=name,
+                    model_args=margs, extra_meta=extra)
+        import onnx
+
+        proto = onnx.load(str(out), load_external_data=False)
+        inputs = [i.name for i in proto.graph.input]
+        outputs = [o.name for o in proto.graph.output]
+    else:
+        ep, info = export_program(model, with_attention=args.with_attention)
+        info.update(model_name=name, model_args=margs, **extra)
+        save_program(ep, info, out)
+        inputs, outputs = info["inputs"], info["outputs"]
+    print(f"wrote {out} ({name}, {args.format}): {len(inputs)} inputs "
+          f"(pos{', x' if 'x' in inputs else ''}"
+          f"{', category' if 'category' in inputs else ''} and the plan), "
+          f"outputs: {', '.join(outputs)}")
+    return 0

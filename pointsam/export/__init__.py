@@ -1,0 +1,312 @@
+r"""Deployment: export a model's network to ONNX or ``torch.export``, run it in
+ONNX Runtime with the geometry plan from :mod:`pointsam.ops` (DESIGN.md section 9).
+
+A model is ``network(x, pos, plan(pos, batch))``: the plan (FPS samples, kNN and
+ball tables, interpolation weights, the tables of attention modules that build
+their own neighbourhoods) is computed in Python by :mod:`pointsam.ops` with any
+backend; the network is plain tensor ops, and that is what is exported, with a
+dynamic number of points and of clouds. The exported file carries the model's
+registry name and arguments, so :class:`OnnxModel` rebuilds the plan side
+without the weights::
+
+    from pointsam.export import OnnxModel
+    net = OnnxModel("model.onnx")             # onnxruntime session + plan builder
+    out = net(pos)                            # {"logits": array [1, classes], ...}
+
+Exporting needs ``pip install pointsam[export]`` (onnx, onnxscript,
+onnxruntime); ``.pt2`` needs only torch.
+
+What does not export, and why (:class:`ExportError` names it):
+
+- ``attention="mhsa"`` (:class:`~pointsam.nn.MultiHeadPointAttention`): its
+  padding size is read from the data inside forward; use ``"local_global"``.
+- DGCNN's dynamic graph exports as a dense per-cloud ``topk`` (``[B, W, W]``
+  distances): fine for ModelNet/ShapeNet clouds; for scans export a
+  ``static_graph=True`` model (``dgcnn_lite_semseg``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..nn import MultiHeadPointAttention
+from ..nn.base import record_attention
+
+__all__ = ["ExportError", "PlanNetwork", "export_program", "export_onnx",
+           "save_program", "load_program", "OnnxModel", "example_cloud",
+           "plan_inputs", "META_KEY", "predict_onnx"]
+
+#: key of the JSON metadata in the ONNX file / the ``.pt2`` archive
+META_KEY = "pointsam"
+
+
+class ExportError(ValueError):
+    """A model or option that cannot be exported: names the op and the way around."""
+
+
+def _check_exportable(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        if isinstance(m, MultiHeadPointAttention):
+            raise ExportError(
+                f"{name}: MultiHeadPointAttention ('mhsa') cannot be exported: it "
+                f"pads the clouds to a size read from the data inside forward "
+                f"(int(counts.max())); use attention='local_global' (local + pooled "
+                f"global attention) for an exportable model")
+    bb = getattr(model, "backbone", model)
+    if not (hasattr(bb, "plan") and hasattr(bb, "network")):
+        raise ExportError(f"{type(bb).__name__} has no plan()/network() split; only "
+                          f"PointNet2 and DGCNN backbones export")
+
+
+def _attention_names(model: nn.Module, x: Tensor | None, pos: Tensor,
+                     plan: Mapping[str, Tensor], category: Tensor | None
+                     ) -> list[tuple[str, str]]:
+    with torch.no_grad(), record_attention(model) as rec:
+        model.network(x, pos, dict(plan), category=category)
+    return [(m, k) for m in sorted(rec) for k in sorted(rec[m])]
+
+
+def _output_name(module: str, key: str) -> str:
+    return f"attn.{module}.{key}"
+
+
+class PlanNetwork(nn.Module):
+    r"""The exportable module: ``forward(pos, [x], [category], *plan) -> logits``.
+
+    ``plan`` is given as tensors in the order of :attr:`plan_keys`; with
+    ``attention`` (pairs ``(module name, weight name)``) the recorded attention
+    weights follow the logits as further outputs.
+    """
+
+    def __init__(self, model: nn.Module, plan_keys: Sequence[str], *,
+                 has_x: bool, has_category: bool,
+                 attention: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__()
+        self.model = model
+        self.plan_keys = list(plan_keys)
+        self.has_x, self.has_category = has_x, has_category
+        self.attention = list(attention)
+
+    def forward(self, pos: Tensor, *args: Tensor) -> Any:
+        args_l = list(args)
+        x = args_l.pop(0) if self.has_x else None
+        category = args_l.pop(0) if self.has_category else None
+        plan = dict(zip(self.plan_keys, args_l))
+        if not self.attention:
+            return self.model.network(x, pos, plan, category=category)
+        with record_attention(self.model, detach=False) as rec:
+            out = self.model.network(x, pos, plan, category=category)
+        return (out, *[rec[m][k] for m, k in self.attention])
+
+
+def plan_inputs(model: nn.Module, pos: Tensor, batch: Tensor | None = None, *,
+                x: Tensor | None = None, category: Tensor | None = None
+                ) -> tuple[list[str], list[Tensor]]:
+    """Input names and tensors of the exported network for one batch."""
+    bb = getattr(model, "backbone", model)
+    with torch.no_grad():
+        plan = model.plan(pos, batch)
+    keys = sorted(plan)
+    names, tensors = ["pos"], [pos]
+    if getattr(bb, "in_channels", 0):
+        if x is None:
+            raise ValueError(f"the model takes features x [N, {bb.in_channels}]")
+        names.append("x")
+        tensors.append(x)
+    if getattr(bb, "num_categories", 0):
+        if category is None:
+            raise ValueError("part segmentation needs category [B]")
+        names.append("category")
+        tensors.append(torch.as_tensor(category).long().flatten())
+    names += [f"plan.{k}" for k in keys]
+    tensors += [plan[k] for k in keys]
+    return names, tensors
+
+
+#: plan tables of shape [B, W] (per-cloud padding): both dimensions are dynamic
+_PADDING_MASKS = (".dense_mask", ".q_mask", ".t_mask")
+
+
+def _dynamic_shapes(names: Sequence[str], tensors: Sequence[Tensor]) -> list[Any]:
+    dyn = torch.export.Dim.DYNAMIC
+    out: list[Any] = []
+    for name, t in zip(names, tensors):
+        if t.dim() == 0:
+            out.append(None)
+        elif name.endswith(_PADDING_MASKS):
+            out.append({0: dyn, 1: dyn})  # [B, W] padding masks
+        else:
+            out.append({0: dyn})  # rows: points, centres, clouds
+    return [out[0], tuple(out[1:])]  # forward(pos, *args)
+
+
+def _meta(model: nn.Module, names: Sequence[str], outputs: Sequence[str],
+          model_name: str | None, model_args: Mapping[str, Any] | None,
+          extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    bb = getattr(model, "backbone", model)
+    task = "cls" if type(model).__name__ == "PointClassifier" else (
+        "partseg" if getattr(bb, "num_categories", 0) else "semseg")
+    return {"model_name": model_name, "model_args": dict(model_args or {}),
+            "inputs": list(names), "outputs": list(outputs), "task": task,
+            **dict(extra or {})}
+
+
+def _prepare(model: nn.Module, example: Mapping[str, Tensor] | None,
+             with_attention: bool
+             ) -> tuple[PlanNetwork, list[str], list[Tensor], list[str]]:
+    _check_exportable(model)
+    model = model.eval()
+    ex = dict(example) if example is not None else example_cloud(model)
+    names, tensors = plan_inputs(model, ex["pos"], ex.get("batch"), x=ex.get("x"),
+                                 category=ex.get("category"))
+    plan = dict(zip([n[5:] for n in names if n.startswith("plan.")],
+                    [t for n, t in zip(names, tensors) if n.startswith("plan.")]))
+    bb = getattr(model, "backbone", model)
+    has_x = bool(getattr(bb, "in_channels", 0))
+    has_cat = bool(getattr(bb, "num_categories", 0))
+    attn: list[tuple[str, str]] = []
+    if with_attention:
+        x = tensors[1] if has_x else None
+        cat = tensors[1 + has_x] if has_cat else None
+        attn = _attention_names(model, x, ex["pos"], plan, cat)
+        if not attn:
+            raise ExportError("--with-attention: the model records no attention "
+                              "weights (attention=None); export without it")
+    net = PlanNetwork(model, sorted(plan), has_x=has_x, has_category=has_cat,
+                      attention=attn).eval()
+    outputs = ["logits"] + [_output_name(m, k) for m, k in attn]
+    return net, names, tensors, outputs
+
+
+def _explain(e: Exception) -> ExportError:
+    msg = str(e).strip().splitlines()
+    first = next((ln for ln in msg if ln.strip()), type(e).__name__)
+    where = next((ln.strip() for ln in msg if "pointsam/" in ln), "")
+    return ExportError(f"the network could not be traced ({type(e).__name__}: "
+                       f"{first[:300]}){' at ' + where if where else ''}. Export a "
+                       f"model whose attention is none/cbam/local/local_global/axial "
+                       f"(set POINTSAM_DEBUG=1 for the exporter's traceback)")
+
+
+def export_program(model: nn.Module, example: Mapping[str, Tensor] | None = None, *,
+                   with_attention: bool = False
+                   ) -> tuple[torch.export.ExportedProgram, dict[str, Any]]:
+    r"""``torch.export`` the network of ``model``: ``(ExportedProgram, meta)``.
+
+    Args:
+        model: A model with a plan/network split (the registered models).
+        example: ``{"pos", "batch", "x", "category"}`` tensors to trace with
+            (default: :func:`example_cloud`). The number of points and clouds
+            stay dynamic.
+        with_attention: Also return every recorded attention weight.
+    """
+    import os
+
+    net, names, tensors, outputs = _prepare(model, example, with_attention)
+    try:
+        with torch.no_grad():
+            ep = torch.export.export(net, tuple(tensors),
+                                     dynamic_shapes=_dynamic_shapes(names, tensors))
+    except ExportError:
+        raise
+    except Exception as e:  # the exporter's own errors: name the cause
+        if os.environ.get("POINTSAM_DEBUG"):
+            raise
+        raise _explain(e) from None
+    return ep, _meta(model, names, outputs, None, None)
+
+
+def save_program(ep: torch.export.ExportedProgram, meta: Mapping[str, Any],
+                 path: str | Path) -> Path:
+    """Write an ExportedProgram and its metadata as one ``.pt2`` archive."""
+    path = Path(path)
+    torch.export.save(ep, str(path), extra_files={META_KEY: json.dumps(dict(meta))})
+    return path
+
+
+def load_program(path: str | Path) -> tuple[torch.export.ExportedProgram,
+                                            dict[str, Any]]:
+    """``(ExportedProgram, meta)`` from :func:`save_program`'s archive."""
+    extra = {META_KEY: ""}
+    ep = torch.export.load(str(path), extra_files=extra)
+    return ep, json.loads(extra[META_KEY] or "{}")
+
+
+def export_onnx(model: nn.Module, path: str | Path,
+                example: Mapping[str, Tensor] | None = None, *,
+                with_attention: bool = False, model_name: str | None = None,
+                model_args: Mapping[str, Any] | None = None,
+                extra_meta: Mapping[str, Any] | None = None,
+                program: torch.export.ExportedProgram | None = None,
+                optimize: bool = True, opset: int = 18) -> Path:
+    r"""Export the network of ``model`` to ONNX (dynamo exporter) at ``path``.
+
+    Inputs are named ``pos``, ``x`` (when the model takes features),
+    ``category`` (part segmentation) and ``plan.<key>``; outputs ``logits`` and,
+    with ``with_attention``, ``attn.<module>.<weight>``. ``model_name`` /
+    ``model_args`` (the registry entry) go into the file's metadata, so
+    :class:`OnnxModel` can rebuild the plan; ``extra_meta`` (class names...) is
+    stored with them. ``program`` (from :func:`export_program` with the same
+    ``example`` and ``with_attention``) skips tracing the model a second time;
+    ``optimize=False`` skips onnxscript's graph optimizer (half the export time;
+    ONNX Runtime still optimises the graph when it loads it).
+    """
+    import os
+
+    try:
+        import onnx
+    except ImportError as e:
+        raise ExportError("ONNX export needs onnx and onnxscript: pip install "
+                          "'pointsam[export]'") from e
+    net, names, tensors, outputs = _prepare(model, example, with_attention)
+    try:
+        with torch.no_grad():
+            prog = torch.onnx.export(program if program is not None else net,
+                                     tuple(tensors), input_names=names,
+                                     output_names=outputs,
+                                     dynamic_shapes=_dynamic_shapes(names, tensors),
+                                     dynamo=True, opset_version=opset, verbose=False,
+                                     optimize=optimize,
+                                     report=False)
+    except ExportError:
+        raise
+    except Exception as e:
+        if os.environ.get("POINTSAM_DEBUG"):
+            raise
+        raise _explain(e) from None
+    path = Path(path)
+    prog.save(str(path))
+    proto = onnx.load(str(path))
+    meta = _meta(model, names, outputs, model_name, model_args, extra_meta)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    onnx.save(proto, str(path))
+    return path
+
+
+def example_cloud(model: nn.Module, num_points: int | Sequence[int] = (1100, 1000)
+                  ) -> dict[str, Tensor]:
+    """A random example batch to trace with: one cloud per entry of ``num_points``
+    (default two clouds of different sizes, so that no size is specialised)."""
+    sizes = [num_points] if isinstance(num_points, int) else list(num_points)
+    g = torch.Generator().manual_seed(0)
+    pos = torch.rand(sum(sizes), 3, generator=g) * 2 - 1
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    num_clouds = len(sizes)
+    bb = getattr(model, "backbone", model)
+    out = {"pos": pos, "batch": batch}
+    c = getattr(bb, "in_channels", 0)
+    if c:
+        out["x"] = torch.rand(pos.size(0), c, generator=g)
+    if getattr(bb, "num_categories", 0):
+        out["category"] = torch.zeros(num_clouds, dtype=torch.long)
+    return out
+
+
+from .runtime import OnnxModel, predict_onnx  # noqa: E402  (needs the above)
