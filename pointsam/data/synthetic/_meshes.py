@@ -14,8 +14,11 @@ Mesh = tuple[np.ndarray, np.ndarray]  # vertices [V, 3] float64, faces [F, 3] in
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
-def check_common(split: str, num_samples: int, num_points: int | None) -> int:
-    """The split's index in the sample seed; checks the size arguments."""
+def check_common(split: str, num_samples: int, num_points: int | None,
+                 rotation: str | None = None) -> int:
+    """The split's index in the sample seed; checks the size and rotation arguments."""
+    if rotation is not None and rotation not in ("so3", "z", "none"):
+        raise ValueError(f"rotation must be 'so3', 'z' or 'none', got {rotation!r}")
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
     for name, v in (("num_samples", num_samples), ("num_points", num_points)):

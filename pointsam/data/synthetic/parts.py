@@ -25,6 +25,12 @@ PART_CLASSES: dict[str, dict[str, int]] = {
 }
 
 
+def _four_legs(box: Mesh, leg: float, w: float, d: float, h: float) -> list[Mesh]:
+    """Four square legs of side ``leg`` and height ``h`` under a w x d top."""
+    return [place(box, (leg, leg, h), (sx * (w / 2 - leg), sy * (d / 2 - leg), h / 2))
+            for sx in (-1, 1) for sy in (-1, 1)]
+
+
 def _part_meshes(cat: str, rng: np.random.Generator) -> list[tuple[Mesh, int]]:
     u = rng.uniform
     box, cyl = unit("box"), unit("cylinder")
@@ -34,36 +40,14 @@ def _part_meshes(cat: str, rng: np.random.Generator) -> list[tuple[Mesh, int]]:
         w, d, h, t = u(1.2, 2.0), u(0.7, 1.2), u(0.6, 0.9), u(0.04, 0.1)
         out.append((place(box, (w, d, t), (0, 0, h)), ids["top"]))
         leg = u(0.04, 0.08)
-        for sx in (-1, 1):
-            for sy in (-1, 1):
-                out.append(
-                    (
-                        place(
-                            box,
-                            (leg, leg, h),
-                            (sx * (w / 2 - leg), sy * (d / 2 - leg), h / 2),
-                        ),
-                        ids["leg"],
-                    )
-                )
+        out += [(m, ids["leg"]) for m in _four_legs(box, leg, w, d, h)]
     elif cat == "Chair":
         w, h, t = u(0.4, 0.6), u(0.4, 0.5), u(0.04, 0.08)
         out.append((place(box, (w, w, t), (0, 0, h)), ids["seat"]))
         bh = u(0.4, 0.7)
         out.append((place(box, (w, t, bh), (0, -w / 2, h + bh / 2)), ids["back"]))
         leg = u(0.03, 0.05)
-        for sx in (-1, 1):
-            for sy in (-1, 1):
-                out.append(
-                    (
-                        place(
-                            box,
-                            (leg, leg, h),
-                            (sx * (w / 2 - leg), sy * (w / 2 - leg), h / 2),
-                        ),
-                        ids["leg"],
-                    )
-                )
+        out += [(m, ids["leg"]) for m in _four_legs(box, leg, w, w, h)]
     elif cat == "Lamp":
         rb, hb = u(0.2, 0.35), u(0.03, 0.08)
         out.append((place(cyl, (rb, rb, hb), (0, 0, hb / 2)), ids["base"]))
@@ -136,9 +120,7 @@ class SyntheticParts(PointDataset):
         noise: float = 0.002,
         transform: Callable[[Data], Data] | None = None,
     ) -> None:
-        self._split = check_common(split, num_samples, num_points)
-        if rotation not in ("so3", "z", "none"):
-            raise ValueError(f"rotation must be 'so3', 'z' or 'none', got {rotation!r}")
+        self._split = check_common(split, num_samples, num_points, rotation)
         self.num_samples, self.num_points, self.split = num_samples, num_points, split
         self.seed, self.rotation, self.noise = seed, rotation, noise
         self.transform = transform

@@ -94,9 +94,7 @@ class SyntheticShapes(PointDataset):
         noise: float = 0.005,
         transform: Callable[[Data], Data] | None = None,
     ) -> None:
-        self._split = check_common(split, num_samples, num_points)
-        if rotation not in ("so3", "z", "none"):
-            raise ValueError(f"rotation must be 'so3', 'z' or 'none', got {rotation!r}")
+        self._split = check_common(split, num_samples, num_points, rotation)
         self.num_samples, self.num_points, self.split = num_samples, num_points, split
         self.seed, self.rotation, self.anisotropy = seed, rotation, anisotropy
         self.noise, self.transform = noise, transform
