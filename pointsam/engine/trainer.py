@@ -39,23 +39,16 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset, DistributedSampler, Subset
+from torch.utils.data import Dataset, DistributedSampler
 
 from pointsam.data import split_train_val  # re-exported: its old home
 
 from ._guards import TrainingDiverged, uses_features
 from .builders import TransformedDataset, build_datasets, build_model, build_task
 from .checkpoint import (
-    FORMAT,
-    RESUME_FREE,
-    VERSION,
-    CheckpointError,
-    _resume_conflicts,
-    get_rng_state,
     load_checkpoint,
     load_weights,
     save_checkpoint,
-    set_rng_state,
 )
 from .config import Config, config_to_dict
 from .distributed import (
@@ -76,6 +69,7 @@ from .evaluation import (  # re-exported here too
 from .logger import RunLogger, environment, package_versions
 from .rundir import RunDirError, RunLock, acquire_lock, check_fresh, check_writable
 from .tasks import Task
+from .trainer_state import TrainerState, _underlying, seed_everything
 
 __all__ = ["Trainer", "TrainingDiverged", "RunDirError", "split_train_val", "evaluate",
            "vote_augment", "seed_everything"]
@@ -84,24 +78,7 @@ __all__ = ["Trainer", "TrainingDiverged", "RunDirError", "split_train_val", "eva
 
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _underlying(ds: Any) -> Any:
-    while isinstance(ds, Subset):
-        ds = ds.dataset
-    return ds
-
-
-class Trainer:
+class Trainer(TrainerState):
     """Builds and runs one training run from a :class:`Config`.
 
     Args:
@@ -253,74 +230,6 @@ class Trainer:
                 ds, batch_size=eval_bs, num_workers=d.num_workers,
                 sampler=ShardSampler(len(ds), info.rank, info.world_size),
             )
-
-    # -------------------------------------------------------------- state
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resume needs (tensors, numbers, strings, plain containers)."""
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "config": config_to_dict(self.cfg),
-            "meta": {
-                **self.task.meta(),
-                "model_name": self.cfg.model.name,
-                "model_args": dict(self.model_args),
-                "class_names": list(self.class_names),
-                "category_names": self._names(("categories",)),
-            },
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "train_time_s": self.train_time,
-            "rng": get_rng_state(),
-            "history": self.history,
-            "best": self.best,
-        }
-
-    def _names(self, attrs: tuple[str, ...]) -> list[str]:
-        ds = _underlying(self.datasets["train"])
-        for attr in attrs:
-            names = getattr(ds, attr, None)
-            if isinstance(names, (list, tuple)) and all(
-                isinstance(n, str) for n in names
-            ):
-                return list(names)
-        return []
-
-    @property
-    def class_names(self) -> list[str]:
-        """Names of the labels (classes; empty for part ids)."""
-        if self.task.name == "partseg":
-            return []
-        return self._names(("class_names", "classes"))
-
-    def resume(self, path: str | Path) -> None:
-        """Restore a run from ``last.pt`` (model, optimiser, scheduler, RNG, logs)."""
-        state = load_checkpoint(path, map_location=self.device)
-        diff = _resume_conflicts(state["config"], config_to_dict(self.cfg))
-        if diff:
-            raise CheckpointError(
-                f"cannot resume from {path}: this run changes "
-                + "; ".join(f"{k} ({a!r} -> {b!r})" for k, a, b in diff)
-                + ". A resumed run continues the same trajectory (model, data, "
-                "optimiser, schedule, epochs); only "
-                + ", ".join(sorted(RESUME_FREE)) + " may differ. Start a new run "
-                "(another train.out_dir) to change the others.")
-        load_weights(self.model, state, path, self.cfg.model.name,
-                     dict(self.model_args))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch = int(state["epoch"])
-        self.train_time = float(state.get("train_time_s", 0.0))  # older: absent
-        self.history = list(state["history"])
-        self.best = dict(state["best"])
-        set_rng_state(state["rng"])  # rank 0's state: exact on a single process
-        if self.info.rank > 0:  # other ranks keep their own augmentation streams
-            seed_everything(self.cfg.train.seed + 7919 * self.info.rank + self.epoch)
-        self.logger.write_csv(self.history)
 
     def _save(self, name: str) -> Path | None:
         path = None
