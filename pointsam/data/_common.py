@@ -14,6 +14,7 @@ import torch
 from torch_geometric.data import Data
 
 __all__ = [
+    "concat_frames",
     "CloudFormatError",
     "DatasetNotFoundError",
     "README_HINT",
@@ -146,3 +147,22 @@ def make_data(
     for k, v in extra.items():
         data[k] = v
     return data
+
+
+def concat_frames(parts: list[Data], poses: list[np.ndarray]) -> Data:
+    r"""One multi-scan sample: the frames' points concatenated, their poses stacked.
+
+    Args:
+        parts: T frames, each a ``Data`` with the same keys (``pos`` [N_t, 3],
+            ``frame`` [N_t], ...), already in one coordinate frame.
+        poses: T relative 4 x 4 poses.
+
+    Returns:
+        A ``Data`` with every key concatenated over the frames ([sum N_t, ...])
+        and ``poses`` [1, T, 4, 4] float32.
+    """
+    out = Data()
+    for key in parts[0].keys():
+        out[key] = torch.cat([p[key] for p in parts], 0)  # [sum N_t, ...]
+    out.poses = torch.from_numpy(np.stack(poses)).float().unsqueeze(0)  # [1, T, 4, 4]
+    return out

@@ -15,7 +15,14 @@ import torch
 import yaml
 from torch_geometric.data import Data
 
-from ._common import IGNORE_INDEX, CloudFormatError, data_root, make_data, missing
+from ._common import (
+    IGNORE_INDEX,
+    CloudFormatError,
+    concat_frames,
+    data_root,
+    make_data,
+    missing,
+)
 from .base import PointDataset
 from .io import read_kitti_bin, read_kitti_label
 
@@ -310,13 +317,7 @@ class SemanticKITTI(PointDataset):
             d.frame = torch.full((d.pos.size(0),), t, dtype=torch.long)
             parts.append(d)
             mats.append(rel)
-        out = Data()
-        for key in parts[0].keys():
-            out[key] = torch.cat([p[key] for p in parts], 0)
-        out.poses = (
-            torch.from_numpy(np.stack(mats)).float().unsqueeze(0)
-        )  # [1, T, 4, 4]
-        return out
+        return concat_frames(parts, mats)
 
     @property
     def num_classes(self) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from .._common import make_data
+from .._common import concat_frames, make_data
 from ..base import PointDataset
 from ._meshes import Mesh, check_common, place, unit
 
@@ -288,13 +288,7 @@ class SyntheticLidar(PointDataset):
             d.moving = torch.from_numpy(mov)
             parts.append(d)
             mats.append(rel)
-        out = Data()
-        for key in parts[0].keys():
-            out[key] = torch.cat([p[key] for p in parts], 0)
-        out.poses = (
-            torch.from_numpy(np.stack(mats)).float().unsqueeze(0)
-        )  # [1, T, 4, 4]
-        return out
+        return concat_frames(parts, mats)
 
     def __repr__(self) -> str:
         return (
