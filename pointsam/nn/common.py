@@ -12,9 +12,8 @@ r"""Small building blocks shared by the attention modules.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import sys
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn

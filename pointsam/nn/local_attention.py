@@ -102,9 +102,9 @@ class LocalAttention(PointModule):
     mode needs whole-batch statistics, so the layer then takes the plain path.)
     In vector mode, when ``pos_nn`` and ``attn_nn`` are plain Linear/ReLU chains
     (the defaults, and PyG's ``MLP`` without norm; :func:`~.common.linear_chain`)
-    and no attention weights are requested, the fused path is a hand-written
-    function with the backward written out (:mod:`pointsam.nn._vector_fused`),
-    about twice as fast as the generic chunked one.
+    and no attention weights are requested, the fused path on the CPU is a
+    hand-written function with the backward written out
+    (:mod:`pointsam.nn._vector_fused`), faster than the generic chunked one.
 
     Args:
         in_channels: Input size :math:`C_{in}`.
@@ -236,12 +236,13 @@ class LocalAttention(PointModule):
     def _linear_chains(self, x: Tensor) -> tuple[list[Layer], list[Layer]] | None:
         """``(theta, gamma)`` as :func:`~.common.linear_chain` layers when the
         hand-written fused vector path (:mod:`._vector_fused`) applies: fused,
-        not traced, float32/float64 outside autocast, Linear/ReLU ``pos_nn``
-        (3 -> C) and ``attn_nn`` (C -> C, or none), no hooks on the linear maps;
-        else None (the generic chunked path)."""
-        if not self.fused or tracing() or x.dtype not in (torch.float32, torch.float64) \
-                or torch.is_autocast_enabled(x.device.type):
-            return None
+        not traced, on the CPU, float32/float64 outside autocast, Linear/ReLU
+        ``pos_nn`` (3 -> C) and ``attn_nn`` (C -> C, or none), no hooks on the
+        linear maps; else None (the generic chunked path)."""
+        if not self.fused or tracing() or x.device.type != "cpu" or \
+                x.dtype not in (torch.float32, torch.float64) or \
+                torch.is_autocast_enabled("cpu"):
+            return None  # (CUDA: not measured yet, the generic path)
         pos_layers, attn_layers = linear_chain(self.pos_nn), linear_chain(self.attn_nn)
         if not pos_layers or attn_layers is None or any(
                 linear_chain(m) is None for m in (self.lin_dst, self.lin_src, self.lin)):
@@ -276,9 +277,8 @@ class LocalAttention(PointModule):
             chains = None if want else self._linear_chains(x)
             if chains is not None:  # the hand-written fast path
                 mask = None if bool(nbr_mask.all()) else nbr_mask  # one host sync
-                if self.chunk_size is None and x.device.type == "cpu":
-                    # no autograd graph per block to amortise: blocks of ~2^17
-                    # elements, whose temporaries stay in the L2 cache
+                if self.chunk_size is None:  # no autograd graph per block to
+                    # amortise: blocks of ~2^17 elements, temporaries in L2 cache
                     chunk = default_chunk(nbr_idx.size(1), self.out_channels, 1 << 17)
                 out = fused_vector_attention(
                     x, self.lin_dst.weight, self.lin_src.weight, self.lin.weight, pos,
