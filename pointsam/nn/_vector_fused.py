@@ -192,8 +192,10 @@ class VectorAttentionFunction(torch.autograd.Function):
             prod = blk.a.mul_(blk.vd).view(e - s, k, c)  # [n, K, C]
             torch.sum(prod, 1, out=out[s:e])  # [n, C]
         ctx.specs, ctx.chunk, ctx.has_mask = specs, chunk, nbr_mask is not None
+        # a copy of o: the caller may change the returned tensor in place
+        # (``out += x``), as it may with the plain path
         ctx.save_for_backward(nbr_idx, nbr_idx if nbr_mask is None else nbr_mask,
-                              u, wv, pos, out, a1, *params)
+                              u, wv, pos, out.clone(), a1, *params)
         return out
 
     @staticmethod

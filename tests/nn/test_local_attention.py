@@ -469,3 +469,13 @@ def test_vector_fast_path_pyg_mlp_and_fallbacks(cloud, fast_calls):
                         attn_nn=MLP([16, 16, 16], norm_layer=torch.nn.LayerNorm))
     ln(x, pos, batch)
     assert len(fast_calls) == 1
+
+
+def test_vector_fast_path_output_may_change_in_place(cloud, fast_calls):
+    x, pos, batch = cloud
+    m = make("vector")
+    xx = x.clone().requires_grad_(True)
+    out = m(xx, pos, batch)
+    out += 1.0  # a residual written in place, as with the plain path
+    out.square().sum().backward()
+    assert fast_calls and torch.isfinite(xx.grad).all()
