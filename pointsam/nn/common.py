@@ -217,7 +217,13 @@ def neighbours(pos: Tensor, batch: Tensor | None, k: int, dilation: int = 1,
 
 
 def _has_hooks(module: nn.Module) -> bool:
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+    """Forward or backward hooks on ``module``, its children, or all modules."""
+    glob = nn.modules.module
+    if glob._global_forward_hooks or glob._global_forward_pre_hooks or \
+            glob._global_backward_hooks or glob._global_backward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+               or m._backward_pre_hooks for m in module.modules())
 
 
 def linear_chain(module: nn.Module) -> list[Layer] | None:
@@ -230,9 +236,9 @@ def linear_chain(module: nn.Module) -> list[Layer] | None:
     ``nn.Identity``, an ``nn.Linear``, an ``nn.Sequential`` of ``nn.Linear`` and
     ``nn.ReLU``, an :class:`MLP` without norms and with ``nn.ReLU`` activations,
     or PyG's ``MLP`` of the same kind (no norm, ReLU, no active dropout).
-    Anything else, and any module with forward hooks (a fast path that ran the
-    matmuls itself would skip them), gives ``None``: the caller then runs the
-    module.
+    Anything else, and any module with hooks (forward or backward, its own or
+    global: a fast path that ran the matmuls itself would skip them), gives
+    ``None``: the caller then runs the module.
 
     Example:
         >>> [(tuple(w.shape), relu) for w, b, relu in linear_chain(MLP([3, 8, 4]))]
@@ -240,8 +246,7 @@ def linear_chain(module: nn.Module) -> list[Layer] | None:
         >>> linear_chain(MLP([3, 4], norm_layer=nn.LayerNorm, plain_last=False)) is None
         True
     """
-    if _has_hooks(module) or nn.modules.module._global_forward_hooks \
-            or nn.modules.module._global_forward_pre_hooks:
+    if _has_hooks(module):
         return None
     if isinstance(module, nn.Identity):
         return []

@@ -122,6 +122,10 @@ def test_linear_chain():
     h = m.register_forward_pre_hook(lambda mod, args: None)
     assert linear_chain(m) is None  # a fast path would skip the hook
     h.remove()
+    h = m.lins[0].register_full_backward_hook(lambda mod, gi, go: None)
+    assert linear_chain(m) is None
+    h.remove()
+    assert linear_chain(m) is not None
     x = torch.randn(5, 3)
     for mod in (seq, m, MLP([3, 6, 2])):  # the chain computes what the module does
         y = x
