@@ -6,10 +6,13 @@ r"""Small building blocks shared by the attention modules.
   ``forward`` (clear ``ValueError``s naming the argument).
 - :func:`neighbours`: the neighbour table of a module, computed with
   :func:`pointsam.ops.knn` only when the caller did not pass one.
+- :func:`linear_chain`: the affine layers of a plain Linear/ReLU network, for
+  fast paths that run its matmuls themselves.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 
 import torch
@@ -17,7 +20,11 @@ from torch import Tensor, nn
 
 from .. import ops
 
-__all__ = ["MLP", "check_inputs", "neighbours"]
+__all__ = ["MLP", "check_inputs", "neighbours", "linear_chain", "Layer"]
+
+#: one affine layer of :func:`linear_chain`: weight [C_out, C_in], bias [C_out] or
+#: None, and whether a ReLU follows
+Layer = tuple[Tensor, Tensor | None, bool]
 
 
 class MLP(nn.Module):
@@ -207,3 +214,79 @@ def neighbours(pos: Tensor, batch: Tensor | None, k: int, dilation: int = 1,
     if nbr_mask is None:
         nbr_mask = torch.ones_like(nbr_idx, dtype=torch.bool)
     return nbr_idx, nbr_mask
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    """Forward or backward hooks on ``module``, its children, or all modules."""
+    glob = nn.modules.module
+    if glob._global_forward_hooks or glob._global_forward_pre_hooks or \
+            glob._global_backward_hooks or glob._global_backward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+               or m._backward_pre_hooks for m in module.modules())
+
+
+def linear_chain(module: nn.Module) -> list[Layer] | None:
+    r"""``module`` as a chain of affine layers, each optionally followed by a ReLU.
+
+    Returns ``[(weight, bias, relu), ...]`` (``[]`` for ``nn.Identity``) when
+    ``module`` computes exactly
+    :math:`\mathbf{x} \mapsto \sigma_L(\dots\sigma_1(\mathbf{x}\mathbf{W}_1^\top +
+    \mathbf{b}_1)\dots)` with :math:`\sigma_l` a ReLU or the identity: an
+    ``nn.Identity``, an ``nn.Linear``, an ``nn.Sequential`` of ``nn.Linear`` and
+    ``nn.ReLU``, an :class:`MLP` without norms and with ``nn.ReLU`` activations,
+    or PyG's ``MLP`` of the same kind (no norm, ReLU, no active dropout).
+    Anything else, and any module with hooks (forward or backward, its own or
+    global: a fast path that ran the matmuls itself would skip them), gives
+    ``None``: the caller then runs the module.
+
+    Example:
+        >>> [(tuple(w.shape), relu) for w, b, relu in linear_chain(MLP([3, 8, 4]))]
+        [((8, 3), True), ((4, 8), False)]
+        >>> linear_chain(MLP([3, 4], norm_layer=nn.LayerNorm, plain_last=False)) is None
+        True
+    """
+    if _has_hooks(module):
+        return None
+    if isinstance(module, nn.Identity):
+        return []
+    if isinstance(module, nn.Linear):
+        return [(module.weight, module.bias, False)]
+    if isinstance(module, nn.Sequential):
+        layers: list[Layer] = []
+        for m in module:
+            if isinstance(m, nn.Linear):
+                layers.append((m.weight, m.bias, False))
+            elif isinstance(m, nn.ReLU) and layers and not layers[-1][2]:
+                layers[-1] = (layers[-1][0], layers[-1][1], True)
+            else:
+                return None
+        return layers
+    if isinstance(module, MLP):
+        if not all(isinstance(n, nn.Identity) for n in module.norms) or \
+                not all(type(a) is nn.ReLU for a in module.acts):
+            return None
+        return [(lin.weight, lin.bias, i < len(module.acts))
+                for i, lin in enumerate(module.lins)]
+    return _pyg_linear_chain(module)
+
+
+def _pyg_linear_chain(module: nn.Module) -> list[Layer] | None:
+    """:func:`linear_chain` of a ``torch_geometric.nn.MLP`` (None for other types)."""
+    mlp_mod = sys.modules.get("torch_geometric.nn.models.mlp")  # only if imported
+    lin_mod = sys.modules.get("torch_geometric.nn.dense.linear")
+    if mlp_mod is None or lin_mod is None or not isinstance(module, mlp_mod.MLP):
+        return None
+    if not all(isinstance(n, nn.Identity) for n in module.norms) or \
+            (module.act is not None and type(module.act) is not nn.ReLU):
+        return None
+    if module.training and any(p > 0 for p in module.dropout):
+        return None
+    layers: list[Layer] = []
+    for i, lin in enumerate(module.lins):
+        if not isinstance(lin, (nn.Linear, lin_mod.Linear)) or \
+                isinstance(lin.weight, nn.parameter.UninitializedParameter):
+            return None
+        relu = module.act is not None and i < len(module.norms)
+        layers.append((lin.weight, lin.bias, relu))
+    return layers

@@ -11,8 +11,9 @@ from torch import Tensor, nn
 
 from .. import ops
 from ._chunked import chunked_neighbour_apply, default_chunk
+from ._vector_fused import fused_vector_attention
 from .base import PointModule
-from .common import MLP, neighbours
+from .common import MLP, Layer, linear_chain, neighbours
 from .network import tracing
 
 __all__ = ["LocalAttention"]
@@ -99,6 +100,11 @@ class LocalAttention(PointModule):
     ``fused=False`` is the plain dense-gather reference. Both give the same
     values and gradients. (A BatchNorm inside ``pos_nn``/``attn_nn`` in training
     mode needs whole-batch statistics, so the layer then takes the plain path.)
+    In vector mode, when ``pos_nn`` and ``attn_nn`` are plain Linear/ReLU chains
+    (the defaults, and PyG's ``MLP`` without norm; :func:`~.common.linear_chain`)
+    and no attention weights are requested, the fused path on the CPU is a
+    hand-written function with the backward written out
+    (:mod:`pointsam.nn._vector_fused`), faster than the generic chunked one.
 
     Args:
         in_channels: Input size :math:`C_{in}`.
@@ -119,7 +125,8 @@ class LocalAttention(PointModule):
             (default: ``True``)
         fused: Use the chunked recomputing path. (default: ``True``)
         chunk_size: Points per block on the fused path (default: about
-            :math:`2^{19} / (K C_{out})` on the CPU, blocks that stay in cache, and
+            :math:`2^{19} / (K C_{out})` on the CPU, blocks that stay in cache,
+            :math:`2^{17} / (K C_{out})` for the hand-written vector path, and
             :math:`2^{25} / (K C_{out})` on a GPU).
 
     Shapes:
@@ -226,6 +233,28 @@ class LocalAttention(PointModule):
             w = a.unflatten(-1, (self.num_heads, self.head_dim)).mean(-1)  # [n, K, H]
         return out, w
 
+    def _linear_chains(self, x: Tensor) -> tuple[list[Layer], list[Layer]] | None:
+        """``(theta, gamma)`` as :func:`~.common.linear_chain` layers when the
+        hand-written fused vector path (:mod:`._vector_fused`) applies: fused,
+        not traced, on the CPU, float32/float64 outside autocast, Linear/ReLU
+        ``pos_nn`` (3 -> C) and ``attn_nn`` (C -> C, or none), no hooks on the
+        linear maps; else None (the generic chunked path)."""
+        if not self.fused or tracing() or x.device.type != "cpu" or \
+                x.dtype not in (torch.float32, torch.float64) or \
+                torch.is_autocast_enabled("cpu"):
+            return None  # (CUDA: not measured yet, the generic path)
+        pos_layers, attn_layers = linear_chain(self.pos_nn), linear_chain(self.attn_nn)
+        if not pos_layers or attn_layers is None or any(
+                linear_chain(m) is None for m in (self.lin_dst, self.lin_src, self.lin)):
+            return None
+        c, ws = self.out_channels, [w for w, _, _ in pos_layers + attn_layers]
+        if ws[0].size(1) != 3 or pos_layers[-1][0].size(0) != c or ws[-1].size(0) != c:
+            return None  # theta: 3 -> C, gamma: C -> C
+        if any(p.dtype != x.dtype or p.device != x.device
+               for w, b, _ in pos_layers + attn_layers for p in (w, b) if p is not None):
+            return None
+        return pos_layers, attn_layers
+
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor | None = None,
                 nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None, *,
@@ -236,6 +265,8 @@ class LocalAttention(PointModule):
         nbr_idx, nbr_mask = neighbours(pos, batch, self.k, self.dilation,
                                        nbr_idx, nbr_mask)  # [N, K], [N, K]
         pos = pos.to(x.dtype)
+        chunk = self.chunk_size or default_chunk(nbr_idx.size(1), self.out_channels,
+                                                 device=x.device)
         if self.mode == "scalar":
             q = self.lin_q(x)  # [N, C]
             src = [self.lin_k(x), self.lin_v(x), pos]  # [N, C], [N, C], [N, 3]
@@ -243,11 +274,19 @@ class LocalAttention(PointModule):
         else:
             if self.add_self_loops:
                 nbr_idx, nbr_mask = add_self_loops(nbr_idx, nbr_mask)  # [N, K']
+            chains = None if want else self._linear_chains(x)
+            if chains is not None:  # the hand-written fast path
+                mask = None if bool(nbr_mask.all()) else nbr_mask  # one host sync
+                if self.chunk_size is None:  # no autograd graph per block to
+                    # amortise: blocks of ~2^17 elements, temporaries in L2 cache
+                    chunk = default_chunk(nbr_idx.size(1), self.out_channels, 1 << 17)
+                out = fused_vector_attention(
+                    x, self.lin_dst.weight, self.lin_src.weight, self.lin.weight, pos,
+                    nbr_idx, mask, *chains, chunk=chunk)  # [N, C]
+                return self.finish(out, None, return_attention)
             q = self.lin_dst(x)  # [N, C]
             src = [self.lin_src(x), self.lin(x), pos]  # [N, C], [N, C], [N, 3]
             kernel, modules = self._vector_kernel, [self.pos_nn, self.attn_nn]
-        chunk = self.chunk_size or default_chunk(nbr_idx.size(1), self.out_channels,
-                                                 device=x.device)
         out, a = chunked_neighbour_apply(kernel, [q, pos], src, nbr_idx, nbr_mask, modules,
                                          chunk=chunk, want=want, fused=self.fused,
                                          drop_full_mask=True)

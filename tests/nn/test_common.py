@@ -102,3 +102,56 @@ def test_neighbours_only_computes_when_missing():
     assert i2 is given and m2.shape == (10, 2) and bool(m2.all())
     d_idx, _ = neighbours(pos, batch, 2, dilation=2)
     assert torch.equal(d_idx, ops.knn(pos, 2, batch, dilation=2)[0])
+
+
+def test_linear_chain():
+    from pointsam.nn.common import linear_chain
+
+    assert linear_chain(nn.Identity()) == []
+    lin = nn.Linear(3, 4)
+    assert linear_chain(lin) == [(lin.weight, lin.bias, False)]
+    seq = nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 2))
+    layers = linear_chain(seq)
+    assert [(w.shape, b is None, relu) for w, b, relu in layers] == [
+        ((4, 3), True, True), ((2, 4), False, False)]
+    assert linear_chain(nn.Sequential(nn.Linear(3, 4), nn.GELU())) is None
+    assert linear_chain(nn.Sequential(nn.ReLU(), nn.Linear(3, 4))) is None
+    m = MLP([3, 8, 8, 2], plain_last=False)
+    assert [relu for _, _, relu in linear_chain(m)] == [True, True, True]
+    assert linear_chain(MLP([3, 8], norm_layer=nn.LayerNorm, plain_last=False)) is None
+    h = m.register_forward_pre_hook(lambda mod, args: None)
+    assert linear_chain(m) is None  # a fast path would skip the hook
+    h.remove()
+    h = m.lins[0].register_full_backward_hook(lambda mod, gi, go: None)
+    assert linear_chain(m) is None
+    h.remove()
+    assert linear_chain(m) is not None
+    x = torch.randn(5, 3)
+    for mod in (seq, m, MLP([3, 6, 2])):  # the chain computes what the module does
+        y = x
+        for w, b, relu in linear_chain(mod):
+            y = nn.functional.linear(y, w, b)
+            y = y.relu() if relu else y
+        assert torch.allclose(y, mod(x), atol=1e-6)
+
+
+def test_linear_chain_pyg_mlp():
+    pytest.importorskip("torch_geometric")
+    from torch_geometric.nn import MLP as PygMLP
+
+    from pointsam.nn.common import linear_chain
+
+    x = torch.randn(5, 3)
+    for plain_last in (True, False):
+        m = PygMLP([3, 8, 4], norm=None, plain_last=plain_last).eval()
+        layers = linear_chain(m)
+        assert [relu for _, _, relu in layers] == [True, not plain_last]
+        y = x
+        for w, b, relu in layers:
+            y = nn.functional.linear(y, w, b)
+            y = y.relu() if relu else y
+        assert torch.allclose(y, m(x), atol=1e-6)
+    drop = PygMLP([3, 8, 4], norm=None, dropout=0.5)
+    assert linear_chain(drop.train()) is None and linear_chain(drop.eval()) is not None
+    assert linear_chain(PygMLP([3, 8, 4], norm="batch_norm")) is None
+    assert linear_chain(PygMLP([3, 8, 4], norm=None, act="tanh")) is None

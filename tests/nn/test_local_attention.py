@@ -354,3 +354,128 @@ def test_chunked_apply_bipartite_gradcheck(as_list):
     gp = torch.autograd.grad(run(dst, src, True)[0].sum(), list(lin.parameters()))
     rp = torch.autograd.grad(run(dst, src, False)[0].sum(), list(lin.parameters()))
     assert all(torch.allclose(x, y) for x, y in zip(gp, rp))
+
+
+# ---------------------------------------------------------------- hand-written vector path
+def _nets(name):
+    """pos_nn / attn_nn pairs that linear_chain accepts (the fast path)."""
+    from torch import nn
+
+    from pointsam.nn import MLP
+
+    if name == "default":  # MLP, plain last layers
+        return {}
+    if name == "relu_last":  # PyG's example MLPs: a ReLU after every layer
+        return {"pos_nn": MLP([3, 12, 16], plain_last=False),
+                "attn_nn": MLP([16, 12, 16], plain_last=False)}
+    if name == "identity":  # no attn_nn (PyG's default PointTransformerConv)
+        return {"attn_nn": nn.Identity()}
+    if name == "sequential":  # one-layer theta, three-layer gamma, a missing bias
+        return {"pos_nn": nn.Sequential(nn.Linear(3, 16), nn.ReLU()),
+                "attn_nn": nn.Sequential(nn.Linear(16, 16, bias=False), nn.ReLU(),
+                                         nn.Linear(16, 8), nn.ReLU(),
+                                         nn.Linear(8, 16))}
+    raise ValueError(name)
+
+
+@pytest.fixture
+def small_cloud():
+    """A 3-point cloud (< k = 6: masked neighbours) and a 27-point one."""
+    g = torch.Generator().manual_seed(5)
+    pos, x = torch.randn(30, 3, generator=g), torch.randn(30, 8, generator=g)
+    return x, pos, torch.tensor([0] * 3 + [1] * 27)
+
+
+@pytest.fixture
+def fast_calls(monkeypatch):
+    """Counts the calls of the hand-written vector path."""
+    import pointsam.nn.local_attention as la
+
+    calls = []
+    orig = la.fused_vector_attention
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(la, "fused_vector_attention", spy)
+    return calls
+
+
+@pytest.mark.parametrize("nets", ["default", "relu_last", "identity", "sequential"])
+def test_vector_fast_path_equals_plain(small_cloud, nets, fast_calls):
+    """Values and every gradient (x, pos, parameters) of the hand-written path
+    equal autograd on the plain path, with masked neighbours, in float64."""
+    x, pos, batch = (t.double() if t.is_floating_point() else t for t in small_cloud)
+    torch.manual_seed(0)
+    m = make("vector", **_nets(nets)).double()
+    res = []
+    for fused in (True, False):
+        m.fused = fused
+        xx, pp = x.clone().requires_grad_(True), pos.clone().requires_grad_(True)
+        out = m(xx, pp, batch)
+        grads = torch.autograd.grad(out.sin().sum(), [xx, pp, *m.parameters()])
+        res.append((out, grads))
+    assert len(fast_calls) == 1  # the fused run took the fast path
+    assert torch.allclose(res[0][0], res[1][0], atol=1e-12)
+    for a, b in zip(res[0][1], res[1][1]):
+        assert torch.allclose(a, b, atol=1e-10)
+    ref = ref_vector(m, x, pos, *ops.knn(pos, 6, batch))
+    assert torch.allclose(res[0][0], ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("nets", ["relu_last", "identity"])
+def test_vector_fast_path_gradcheck(small_cloud, nets, fast_calls):
+    x, pos, batch = (t.double() if t.is_floating_point() else t for t in small_cloud)
+    torch.manual_seed(1)
+    m = make("vector", chunk_size=4, **_nets(nets)).double()
+    idx, mask = ops.knn(pos, 6, batch)
+    x, pos = x.requires_grad_(True), pos.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: m(a, b, batch, idx, mask), (x, pos))
+    assert fast_calls
+
+
+def test_vector_fast_path_pyg_mlp_and_fallbacks(cloud, fast_calls):
+    """PyG's MLP takes the fast path; hooks, norms and weight requests do not,
+    and give the same values."""
+    pytest.importorskip("torch_geometric")
+    from torch_geometric.nn import MLP as PygMLP
+    from torch_geometric.nn import PointTransformerConv
+
+    from pointsam.nn import MLP
+
+    x, pos, batch = cloud
+    conv = PointTransformerConv(8, 16, pos_nn=PygMLP([3, 32, 16], norm=None,
+                                                     plain_last=False),
+                                attn_nn=PygMLP([16, 32, 16], norm=None,
+                                               plain_last=False))
+    m = LocalAttention.from_pyg(conv, k=6)
+    out = m(x, pos, batch)
+    assert len(fast_calls) == 1
+    plain = copy.deepcopy(m)
+    plain.fused = False
+    assert torch.allclose(out, plain(x, pos, batch), atol=1e-5)
+    # attention weights requested: the generic path
+    out2, _ = m(x, pos, batch, return_attention=True)
+    assert len(fast_calls) == 1 and torch.allclose(out2, out, atol=1e-5)
+    # a forward hook on a linear map would be skipped: the generic path runs it
+    seen = []
+    h = m.lin_src.register_forward_hook(lambda mod, i, o: seen.append(o.shape))
+    assert torch.allclose(m(x, pos, batch), out, atol=1e-5)
+    h.remove()
+    assert seen and len(fast_calls) == 1
+    # a norm inside attn_nn: not a Linear/ReLU chain
+    ln = LocalAttention(8, 16, k=6, mode="vector",
+                        attn_nn=MLP([16, 16, 16], norm_layer=torch.nn.LayerNorm))
+    ln(x, pos, batch)
+    assert len(fast_calls) == 1
+
+
+def test_vector_fast_path_output_may_change_in_place(cloud, fast_calls):
+    x, pos, batch = cloud
+    m = make("vector")
+    xx = x.clone().requires_grad_(True)
+    out = m(xx, pos, batch)
+    out += 1.0  # a residual written in place, as with the plain path
+    out.square().sum().backward()
+    assert fast_calls and torch.isfinite(xx.grad).all()
