@@ -25,6 +25,14 @@ from .batch import (
 )
 from .dilation import dilate, hdc_rates
 from .feature_knn import feature_knn
+from .fixed import (
+    count_per_index,
+    fixed_batch_size,
+    fixed_layout,
+    fixed_size,
+    fps_dense,
+    knn_dense,
+)
 from .fps import available_fps_backends, canonical_start, fps, fps_backends
 from .grid import GridSample, grid_subsample
 from .knn import available_knn_backends, knn, knn_backends, radius
@@ -32,7 +40,8 @@ from .segment import segment_max, segment_mean, segment_softmax, segment_sum
 
 __all__ = [
     "knn", "radius", "fps", "grid_subsample", "GridSample", "hdc_rates", "dilate",
-    "feature_knn",
+    "feature_knn", "fixed_size", "fixed_batch_size", "fps_dense", "knn_dense",
+    "fixed_layout", "count_per_index",
     "knn_backends", "fps_backends", "available_knn_backends", "available_fps_backends",
     "canonical_start", "segment_sum", "segment_mean", "segment_max", "segment_softmax",
     "default_batch", "batch_to_ptr", "ptr_to_batch", "batch_size_of", "to_dense", "from_dense",
