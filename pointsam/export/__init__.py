@@ -16,7 +16,7 @@ without the weights::
 **End to end, for clouds of a fixed size.** With ``num_points=N``
 (``pointsam export ... --end-to-end --num-points N``) the plan is traced into
 the graph as well, computed by the dense torch ops of
-:func:`pointsam.ops.fixed_size` (FPS as an unrolled loop, kNN and ball query by
+:func:`pointsam.ops.fixed_size` (FPS as one ``scan``, kNN and ball query by
 ``topk`` over per-cloud distances): the graph takes the raw clouds, ``pos``
 :math:`(B, N, 3)` (and ``x`` :math:`(B, N, C)`, ``category`` :math:`(B)`), for
 any number of clouds B, and nothing but ONNX Runtime is needed to run it::
@@ -418,7 +418,11 @@ def export_onnx(model: nn.Module, path: str | Path,
     ONNX Runtime still optimises the graph when it loads it). ``num_points=N``
     exports end to end (:class:`FixedSizeModel`): inputs ``pos`` :math:`(B, N,
     3)`, ``x``, ``category``, no plan inputs; the metadata then holds
-    ``"end_to_end": true`` and ``"num_points": N``.
+    ``"end_to_end": true`` and ``"num_points": N``. An end-to-end graph skips
+    onnxscript's optimizer whatever ``optimize`` says: with onnxscript 0.7.2 the
+    optimized ``pointnet2_lite_semseg`` graph gives NaN logits in ONNX Runtime
+    1.32 (the unoptimized one equals eager to 1e-7); ONNX Runtime still
+    optimises the graph when it loads it.
     """
     import os
 
@@ -436,7 +440,8 @@ def export_onnx(model: nn.Module, path: str | Path,
                                      output_names=outputs,
                                      dynamic_shapes=dynamic,
                                      dynamo=True, opset_version=opset, verbose=False,
-                                     optimize=optimize,
+                                     # end to end: never (see the docstring)
+                                     optimize=optimize and num_points is None,
                                      report=False)
     except ExportError:
         raise
