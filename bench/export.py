@@ -171,11 +171,12 @@ def bench_end_to_end(threads: list[int], repeat: int, n: int = 1024) -> list[str
             split(pos, batch)  # warm-up
             e2e(pos.view(1, n, 3))
             feed = split.inputs(pos, batch)
-            t_plan = median_time(lambda: split.inputs(pos, batch), repeat)
-            t_run = median_time(lambda: split.session.run(["logits"], feed), repeat)
+            t_plan = median_time(lambda s=split: s.inputs(pos, batch), repeat)
+            t_run = median_time(lambda s=split, f=feed: s.session.run(["logits"], f),
+                                repeat)
             # in alternation: a load that comes and goes hits both alike
-            t_split, t_one = paired_times(lambda: split(pos, batch),
-                                          lambda: e2e(pos.view(1, n, 3)), repeat)
+            t_split, t_one = paired_times(lambda s=split: s(pos, batch),
+                                          lambda s=e2e: s(pos.view(1, n, 3)), repeat)
             rows.append(f"| {t} | {t_plan * 1e3:.1f} | {t_run * 1e3:.1f} | "
                         f"{t_split * 1e3:.1f} | {t_one * 1e3:.1f} | "
                         f"{t_split / t_one:.2f}x |")

@@ -4,6 +4,11 @@ One API with several backends (DESIGN.md section 7): :func:`knn`, :func:`radius`
 :func:`fps`, :func:`grid_subsample`, the neighbour rules :func:`dilate` and
 :func:`feature_knn`, the segment reductions and the
 ``batch``/``ptr``/dense helpers. Nothing here holds parameters.
+
+Inside :func:`fixed_size` (B clouds of exactly n points) :func:`fps`,
+:func:`knn` and :func:`radius` take dense pure-torch paths that trace into an
+ONNX / ``torch.export`` graph (:mod:`pointsam.ops.fixed`): the end-to-end
+exports of :mod:`pointsam.export`.
 """
 
 from ._validate import (

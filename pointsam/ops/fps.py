@@ -16,6 +16,10 @@ the points are stored (up to exact ties).
 ``"cluster"``   ``torch_cluster.fps`` when installed (start index honoured by
                 rotating each cloud)
 ==============  ==============================================================
+
+Inside :func:`~pointsam.ops.fixed_size` (B clouds of n points each) every call
+runs :func:`~pointsam.ops.fps_dense` instead: the ``"torch"`` rule and samples,
+as tensor ops that export (an ONNX ``Scan``).
 """
 
 from __future__ import annotations
