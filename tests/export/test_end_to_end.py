@@ -121,3 +121,11 @@ def test_end_to_end_with_attention_outputs(tmp_path):
         mod, key = name[len("attn."):].rsplit(".", 1)
         assert torch.allclose(torch.from_numpy(out[name]), rec[mod][key],
                               atol=TOL), name
+
+
+@pytest.mark.slow
+@pytest.mark.dataset
+@pytest.mark.parametrize("name,attention", [("pointnet2_lite_cls", "axial"),
+                                            ("dgcnn_lite_cls", "cbam")])
+def test_end_to_end_other_attention(name, attention, shared_data, tmp_path):
+    _check(name, attention, shared_data, tmp_path)
