@@ -12,7 +12,12 @@ Every engine runs the same network on the same plan (the plan, computed by
    points; a synthetic scan of the same size when it is absent), one pass;
 3. training step (forward, backward, SGD) of ``pointnet2_lite_cls`` on 16 x 1024
    points, eager against ``torch.compile`` of the network: the ratio that
-   decides whether ``--compile`` is worth offering for training.
+   decides whether ``--compile`` is worth offering for training;
+4. end to end, ``pointnet2_lite_cls`` 1 x 1024: the whole call of
+   :class:`~pointsam.export.OnnxModel` with the plan in Python
+   (:mod:`pointsam.ops`, default backends: fpsample, pykdtree) against the
+   end-to-end graph (``num_points=1024``: FPS, kNN and ball query inside ONNX
+   Runtime). ``--only-end-to-end`` runs this section alone.
 
 Each figure is the median of ``--repeat`` runs after a warm-up (compilation and
 session creation are excluded and printed apart). Ratios are eager / engine
@@ -32,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import lidar_scan, median_time
+from bench.common import lidar_scan, median_time, paired_times
 from pointsam.export import OnnxModel, export_onnx
 from pointsam.models import create_model
 
@@ -142,6 +147,44 @@ def bench_train(repeat: int, b: int = 16, n: int = 1024) -> list[str]:
     return out
 
 
+def bench_end_to_end(threads: list[int], repeat: int, n: int = 1024) -> list[str]:
+    """Plan in Python + ORT network vs one end-to-end ORT graph, 1 x n points."""
+    name = "pointnet2_lite_cls"
+    model = create_model(name).eval()
+    pos, batch = _clouds(1, n)
+    rows = [f"\n### {name}, 1 x {n}: plan in Python + ORT vs end to end in ORT "
+            "(ms per cloud, the whole call)\n",
+            "| threads | plan (Python) | network (ORT) | plan + network | "
+            "end to end (ORT) | ratio |", "|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        net_path, e2e_path = os.path.join(tmp, "net.onnx"), os.path.join(tmp, "e2e.onnx")
+        t0 = time.perf_counter()
+        export_onnx(model, net_path, model_name=name)
+        t_net = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        export_onnx(model, e2e_path, model_name=name, num_points=n)
+        t_e2e = time.perf_counter() - t0
+        for t in threads:
+            torch.set_num_threads(t)
+            split = OnnxModel(net_path, threads=t, model=model)
+            e2e = OnnxModel(e2e_path, threads=t)
+            split(pos, batch)  # warm-up
+            e2e(pos.view(1, n, 3))
+            feed = split.inputs(pos, batch)
+            t_plan = median_time(lambda s=split: s.inputs(pos, batch), repeat)
+            t_run = median_time(lambda s=split, f=feed: s.session.run(["logits"], f),
+                                repeat)
+            # in alternation: a load that comes and goes hits both alike
+            t_split, t_one = paired_times(lambda s=split: s(pos, batch),
+                                          lambda s=e2e: s(pos.view(1, n, 3)), repeat)
+            rows.append(f"| {t} | {t_plan * 1e3:.1f} | {t_run * 1e3:.1f} | "
+                        f"{t_split * 1e3:.1f} | {t_one * 1e3:.1f} | "
+                        f"{t_split / t_one:.2f}x |")
+    rows.append(f"\nONNX export: network {t_net:.1f} s, end to end {t_e2e:.1f} s. "
+                "ratio = (plan + network) / end to end (> 1: end to end faster).")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run every section and print the tables."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -149,12 +192,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--only-end-to-end", action="store_true",
+                   help="only section 4 (plan in Python vs end to end)")
     args = p.parse_args(argv)
     big = 4 if args.quick else 32
     pts = 256 if args.quick else 1024
     print(f"# bench.export: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
+    if args.only_end_to_end:
+        for row in bench_end_to_end(args.threads, args.repeat, n=pts):
+            print(row, flush=True)
+        return
     cls_cases = [(f"1 x {pts}", *_clouds(1, pts), 1),
                  (f"{big} x {pts}", *_clouds(big, pts), big)]
     for row in bench_inference("pointnet2_lite_cls", cls_cases, args.threads,
@@ -169,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_train:
         for row in bench_train(args.repeat, b=4 if args.quick else 16, n=pts):
             print(row, flush=True)
+    for row in bench_end_to_end(args.threads, args.repeat, n=pts):
+        print(row, flush=True)
 
 
 if __name__ == "__main__":

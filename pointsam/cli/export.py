@@ -1,4 +1,5 @@
-"""``pointsam export CHECKPOINT --format onnx|pt2 --out FILE [--with-attention]``."""
+"""``pointsam export CHECKPOINT --format onnx|pt2 --out FILE [--with-attention]
+[--end-to-end --num-points N]``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     pr.add_argument("--with-attention", action="store_true",
                     help="also output every recorded attention weight "
                     "(outputs named attn.<module>.<weight>)")
+    pr.add_argument("--end-to-end", action="store_true",
+                    help="put the geometry plan (FPS, kNN, ball query, "
+                    "interpolation weights) in the graph too, as dense torch ops: "
+                    "the inputs are then the raw clouds pos [B, N, 3] (B any, N "
+                    "fixed by --num-points), and ONNX Runtime alone runs it")
+    pr.add_argument("--num-points", type=int, default=None, metavar="N",
+                    help="with --end-to-end: the points per cloud (static: every "
+                    "stage's FPS sample count derives from it), e.g. 1024 for "
+                    "ModelNet")
     pr.set_defaults(func=run)
     return pr
 
@@ -38,24 +48,36 @@ def run(args: argparse.Namespace) -> int:
                          f"*{_SUFFIX[args.format]}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"--out {args.out}: folder {out.parent} does not exist")
+    num_points = getattr(args, "num_points", None)
+    if getattr(args, "end_to_end", False):
+        if num_points is None or num_points < 1:
+            raise ValueError("--end-to-end needs --num-points N (>= 1): the points "
+                             "per cloud the graph takes, e.g. 1024")
+    elif num_points is not None:
+        raise ValueError("--num-points is the cloud size of an --end-to-end "
+                         "export; add --end-to-end (a network-only export takes "
+                         "any number of points)")
     model, _, _, meta = load_trained(args.checkpoint)
     name, margs = meta["model_name"], dict(meta.get("model_args", {}))
     extra = {k: meta[k] for k in ("class_names", "category_names") if meta.get(k)}
     if args.format == "onnx":
         export_onnx(model, out, with_attention=args.with_attention, model_name=name,
-                    model_args=margs, extra_meta=extra)
+                    model_args=margs, extra_meta=extra, num_points=num_points)
         import onnx
 
         proto = onnx.load(str(out), load_external_data=False)
         inputs = [i.name for i in proto.graph.input]
         outputs = [o.name for o in proto.graph.output]
     else:
-        ep, info = export_program(model, with_attention=args.with_attention)
+        ep, info = export_program(model, with_attention=args.with_attention,
+                                  num_points=num_points)
         info.update(model_name=name, model_args=margs, **extra)
         save_program(ep, info, out)
         inputs, outputs = info["inputs"], info["outputs"]
+    plan = (f"; end to end, clouds of {num_points} points, any number of them"
+            if num_points else " and the plan")
     print(f"wrote {out} ({name}, {args.format}): {len(inputs)} inputs "
           f"(pos{', x' if 'x' in inputs else ''}"
-          f"{', category' if 'category' in inputs else ''} and the plan), "
+          f"{', category' if 'category' in inputs else ''}{plan}), "
           f"outputs: {', '.join(outputs)}")
     return 0

@@ -123,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
         _check_size(args, data, num_classes=None)
         print(describe_columns(data))
         res = predict_onnx(onnx, data, category=args.category)
+        if res.get("resampled"):
+            n = res["meta"]["num_points"]
+            print(f"resampled {res['resampled']:,} points to {n:,} by farthest-point "
+                  f"sampling (the end-to-end graph takes clouds of {n:,} points)")
         meta, task_name = res["meta"], res["task"]
     else:
         model, task, cfg, meta = load_model_arg(args)

@@ -13,6 +13,23 @@ without the weights::
     net = OnnxModel("model.onnx")             # onnxruntime session + plan builder
     out = net(pos)                            # {"logits": array [1, classes], ...}
 
+**End to end, for clouds of a fixed size.** With ``num_points=N``
+(``pointsam export ... --end-to-end --num-points N``) the plan is traced into
+the graph as well, computed by the dense torch ops of
+:func:`pointsam.ops.fixed_size` (FPS as one ``scan``, kNN and ball query by
+``topk`` over per-cloud distances): the graph takes the raw clouds, ``pos``
+:math:`(B, N, 3)` (and ``x`` :math:`(B, N, C)`, ``category`` :math:`(B)`), for
+any number of clouds B, and nothing but ONNX Runtime is needed to run it::
+
+    net = OnnxModel("model_e2e.onnx")        # no pointsam model, no plan
+    out = net(pos)                            # pos [B, N, 3] or [N, 3]
+
+N is static: the number of FPS samples of every stage, the ``topk`` widths and
+the length of the FPS loop are functions of it. Its FPS starts canonically
+(the point farthest from the centroid), as ``ops.fps(backend="torch")``; the
+default CPU plan (fpsample) may pick other samples, so the two paths agree on
+the sampling rule, not always on the samples.
+
 Exporting needs ``pip install pointsam[export]`` (onnx, onnxscript,
 onnxruntime); ``.pt2`` needs only torch.
 
@@ -35,12 +52,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .. import ops
 from ..nn import MultiHeadPointAttention
 from ..nn.base import record_attention
+from ..nn.network import tracing
 
 __all__ = ["ExportError", "PlanNetwork", "export_program", "export_onnx",
            "save_program", "load_program", "OnnxModel", "example_cloud",
-           "plan_inputs", "META_KEY", "predict_onnx"]
+           "plan_inputs", "META_KEY", "predict_onnx", "FixedSizeModel",
+           "fixed_size_plan"]
 
 #: key of the JSON metadata in the ONNX file / the ``.pt2`` archive
 META_KEY = "pointsam"
@@ -105,6 +125,74 @@ class PlanNetwork(nn.Module):
         return (out, *[rec[m][k] for m, k in self.attention])
 
 
+def fixed_size_plan(model: nn.Module, pos: Tensor) -> tuple[Tensor, Tensor,
+                                                            dict[str, Tensor]]:
+    r"""The plan of B clouds of N points with the dense torch ops, in eager.
+
+    What the end-to-end graph of :func:`export_onnx` (``num_points=N``) computes
+    inside: ``model.plan`` run in :func:`pointsam.ops.fixed_size` (FPS from the
+    canonical start, kNN / ball query by ``topk`` per cloud). Equal to
+    ``model.plan`` with ``fps(backend="torch")`` and a torch kNN, up to exact
+    distance ties.
+
+    Shapes:
+        - **input:** pos :math:`(B, N, 3)`
+        - **output:** ``(pos [B N, 3], batch [B N], plan)``, the clouds packed
+          one after the other (the layout ``model.network`` takes)
+    """
+    if pos.dim() != 3 or pos.size(-1) != 3:
+        raise ValueError(f"pos must be B clouds of N points, [B, N, 3]; got "
+                         f"{list(pos.shape)}")
+    b, n = pos.size(0), pos.size(1)
+    flat = pos.reshape(b * n, 3)  # [B N, 3]
+    if not tracing():
+        ops.check_pos(flat, "pos")
+    batch = torch.arange(b, device=pos.device).unsqueeze(1).expand(b, n)  # [B, N]
+    batch = batch.reshape(b * n)  # [B N]
+    with ops.trusted(), ops.fixed_size(b):
+        plan = model.plan(flat, batch, batch_size=b)
+    return flat, batch, plan
+
+
+class FixedSizeModel(nn.Module):
+    r"""The end-to-end exportable module: plan and network of B clouds of N points.
+
+    ``forward(pos, [x], [category])`` with pos :math:`(B, N, 3)`, x
+    :math:`(B, N, C_{in})` (models with features), category :math:`(B)` (part
+    segmentation) computes :func:`fixed_size_plan` and then ``model.network``.
+    Returns the logits, :math:`(B, 	ext{classes})` (classification) or
+    :math:`(B, N, 	ext{classes})` (segmentation), then, with ``attention``,
+    the recorded weights as the network returns them (packed: the rows of
+    cloud b are :math:`[b N', (b + 1) N')` of its level).
+    """
+
+    def __init__(self, model: nn.Module, num_points: int, *, has_x: bool,
+                 has_category: bool, attention: Sequence[tuple[str, str]] = ()
+                 ) -> None:
+        super().__init__()
+        self.model, self.num_points = model, int(num_points)
+        self.has_x, self.has_category = has_x, has_category
+        self.per_point = type(model).__name__ != "PointClassifier"
+        self.attention = list(attention)
+
+    def forward(self, pos: Tensor, *args: Tensor) -> Any:
+        args_l = list(args)
+        b, n = pos.size(0), self.num_points
+        x = args_l.pop(0).reshape(b * n, -1) if self.has_x else None  # [B N, C]
+        category = args_l.pop(0) if self.has_category else None
+        flat, _, plan = fixed_size_plan(self.model, pos)
+        if self.attention:
+            with record_attention(self.model, detach=False) as rec:
+                out = self.model.network(x, flat, plan, category=category)
+            extra = [rec[m][k] for m, k in self.attention]
+        else:
+            out = self.model.network(x, flat, plan, category=category)
+            extra = []
+        if self.per_point:  # [B N, classes] -> [B, N, classes]
+            out = out.reshape(b, n, -1)
+        return (out, *extra) if extra else out
+
+
 def plan_inputs(model: nn.Module, pos: Tensor, batch: Tensor | None = None, *,
                 x: Tensor | None = None, category: Tensor | None = None
                 ) -> tuple[list[str], list[Tensor]]:
@@ -158,30 +246,96 @@ def _meta(model: nn.Module, names: Sequence[str], outputs: Sequence[str],
 
 
 def _prepare(model: nn.Module, example: Mapping[str, Tensor] | None,
-             with_attention: bool
-             ) -> tuple[PlanNetwork, list[str], list[Tensor], list[str]]:
+             with_attention: bool, num_points: int | None = None
+             ) -> tuple[nn.Module, list[str], list[Tensor], list[str], list[Any],
+                        dict[str, Any]]:
+    """``(module, input names, example inputs, output names, dynamic shapes,
+    extra metadata)`` of the network (``num_points=None``) or of the
+    end-to-end model of clouds of ``num_points`` points."""
     _check_exportable(model)
     model = model.eval()
+    if num_points is not None:
+        return _prepare_fixed(model, example, with_attention, num_points)
     ex = dict(example) if example is not None else example_cloud(model)
     names, tensors = plan_inputs(model, ex["pos"], ex.get("batch"), x=ex.get("x"),
                                  category=ex.get("category"))
     plan = dict(zip([n[5:] for n in names if n.startswith("plan.")],
                     [t for n, t in zip(names, tensors) if n.startswith("plan.")]))
-    bb = getattr(model, "backbone", model)
-    has_x = bool(getattr(bb, "in_channels", 0))
-    has_cat = bool(getattr(bb, "num_categories", 0))
+    has_x, has_cat = _takes(model)
     attn: list[tuple[str, str]] = []
     if with_attention:
         x = tensors[1] if has_x else None
         cat = tensors[1 + has_x] if has_cat else None
-        attn = _attention_names(model, x, ex["pos"], plan, cat)
-        if not attn:
-            raise ExportError("--with-attention: the model records no attention "
-                              "weights (attention=None); export without it")
+        attn = _attention_outputs(model, x, ex["pos"], plan, cat)
     net = PlanNetwork(model, sorted(plan), has_x=has_x, has_category=has_cat,
                       attention=attn).eval()
     outputs = ["logits"] + [_output_name(m, k) for m, k in attn]
-    return net, names, tensors, outputs
+    return net, names, tensors, outputs, _dynamic_shapes(names, tensors), {}
+
+
+def _takes(model: nn.Module) -> tuple[bool, bool]:
+    """Whether the model takes features ``x`` and a ``category``."""
+    bb = getattr(model, "backbone", model)
+    return (bool(getattr(bb, "in_channels", 0)),
+            bool(getattr(bb, "num_categories", 0)))
+
+
+def _attention_outputs(model: nn.Module, x: Tensor | None, pos: Tensor,
+                       plan: Mapping[str, Tensor], category: Tensor | None
+                       ) -> list[tuple[str, str]]:
+    attn = _attention_names(model, x, pos, plan, category)
+    if not attn:
+        raise ExportError("--with-attention: the model records no attention "
+                          "weights (attention=None); export without it")
+    return attn
+
+
+def _prepare_fixed(model: nn.Module, example: Mapping[str, Tensor] | None,
+                   with_attention: bool, num_points: int
+                   ) -> tuple[nn.Module, list[str], list[Tensor], list[str],
+                              list[Any], dict[str, Any]]:
+    ops.check_positive_int(num_points, "num_points")
+    has_x, has_cat = _takes(model)
+    bb = getattr(model, "backbone", model)
+    if example is not None:
+        ex = dict(example)
+        if ex["pos"].dim() != 3 or ex["pos"].size(1) != num_points:
+            raise ValueError(f"an end-to-end example is pos [B, {num_points}, 3], "
+                             f"got {list(ex['pos'].shape)}")
+    else:  # two clouds, so that B is not specialised to 1
+        g = torch.Generator().manual_seed(0)
+        ex = {"pos": torch.rand(2, num_points, 3, generator=g) * 2 - 1}
+        if has_x:
+            ex["x"] = torch.rand(2, num_points, bb.in_channels, generator=g)
+        if has_cat:
+            ex["category"] = torch.zeros(2, dtype=torch.long)
+    names, tensors = ["pos"], [ex["pos"]]
+    if has_x:
+        if ex.get("x") is None:
+            raise ValueError(f"the model takes features x [B, N, {bb.in_channels}]")
+        names.append("x")
+        tensors.append(ex["x"])
+    if has_cat:
+        if ex.get("category") is None:
+            raise ValueError("part segmentation needs category [B]")
+        names.append("category")
+        tensors.append(torch.as_tensor(ex["category"]).long().flatten())
+    attn: list[tuple[str, str]] = []
+    if with_attention:
+        with torch.no_grad():
+            flat, _, plan = fixed_size_plan(model, ex["pos"])
+        x = ex["x"].reshape(flat.size(0), -1) if has_x else None
+        attn = _attention_outputs(model, x, flat, plan,
+                                  tensors[-1] if has_cat else None)
+    net = FixedSizeModel(model, num_points, has_x=has_x, has_category=has_cat,
+                         attention=attn).eval()
+    outputs = ["logits"] + [_output_name(m, k) for m, k in attn]
+    dyn = torch.export.Dim.DYNAMIC
+    dynamic: list[Any] = [{0: dyn}]  # B only; N static
+    if len(tensors) > 1:  # forward(pos, *args)
+        dynamic.append(tuple({0: dyn} for _ in tensors[1:]))
+    return net, names, tensors, outputs, dynamic, {"end_to_end": True,
+                                                   "num_points": num_points}
 
 
 def _explain(e: Exception) -> ExportError:
@@ -195,7 +349,7 @@ def _explain(e: Exception) -> ExportError:
 
 
 def export_program(model: nn.Module, example: Mapping[str, Tensor] | None = None, *,
-                   with_attention: bool = False
+                   with_attention: bool = False, num_points: int | None = None
                    ) -> tuple[torch.export.ExportedProgram, dict[str, Any]]:
     r"""``torch.export`` the network of ``model``: ``(ExportedProgram, meta)``.
 
@@ -203,23 +357,28 @@ def export_program(model: nn.Module, example: Mapping[str, Tensor] | None = None
         model: A model with a plan/network split (the registered models).
         example: ``{"pos", "batch", "x", "category"}`` tensors to trace with
             (default: :func:`example_cloud`). The number of points and clouds
-            stay dynamic.
+            stay dynamic. End to end: ``pos`` :math:`(B, N, 3)`, ``x``
+            :math:`(B, N, C)`, ``category`` :math:`(B)` (default: two random
+            clouds).
         with_attention: Also return every recorded attention weight.
+        num_points: Export end to end (plan included, :class:`FixedSizeModel`)
+            for clouds of exactly this many points; the inputs are then the raw
+            clouds. (default: ``None``, the network only)
     """
     import os
 
-    net, names, tensors, outputs = _prepare(model, example, with_attention)
+    net, names, tensors, outputs, dynamic, extra = _prepare(
+        model, example, with_attention, num_points)
     try:
         with torch.no_grad():
-            ep = torch.export.export(net, tuple(tensors),
-                                     dynamic_shapes=_dynamic_shapes(names, tensors))
+            ep = torch.export.export(net, tuple(tensors), dynamic_shapes=dynamic)
     except ExportError:
         raise
     except Exception as e:  # the exporter's own errors: name the cause
         if os.environ.get("POINTSAM_DEBUG"):
             raise
         raise _explain(e) from None
-    return ep, _meta(model, names, outputs, None, None)
+    return ep, _meta(model, names, outputs, None, None, extra)
 
 
 def save_program(ep: torch.export.ExportedProgram, meta: Mapping[str, Any],
@@ -244,7 +403,8 @@ def export_onnx(model: nn.Module, path: str | Path,
                 model_args: Mapping[str, Any] | None = None,
                 extra_meta: Mapping[str, Any] | None = None,
                 program: torch.export.ExportedProgram | None = None,
-                optimize: bool = True, opset: int = 18) -> Path:
+                optimize: bool = True, opset: int = 18,
+                num_points: int | None = None) -> Path:
     r"""Export the network of ``model`` to ONNX (dynamo exporter) at ``path``.
 
     Inputs are named ``pos``, ``x`` (when the model takes features),
@@ -255,7 +415,14 @@ def export_onnx(model: nn.Module, path: str | Path,
     stored with them. ``program`` (from :func:`export_program` with the same
     ``example`` and ``with_attention``) skips tracing the model a second time;
     ``optimize=False`` skips onnxscript's graph optimizer (half the export time;
-    ONNX Runtime still optimises the graph when it loads it).
+    ONNX Runtime still optimises the graph when it loads it). ``num_points=N``
+    exports end to end (:class:`FixedSizeModel`): inputs ``pos`` :math:`(B, N,
+    3)`, ``x``, ``category``, no plan inputs; the metadata then holds
+    ``"end_to_end": true`` and ``"num_points": N``. An end-to-end graph skips
+    onnxscript's optimizer whatever ``optimize`` says: with onnxscript 0.7.2 the
+    optimized ``pointnet2_lite_semseg`` graph gives NaN logits in ONNX Runtime
+    1.32 (the unoptimized one equals eager to 1e-7); ONNX Runtime still
+    optimises the graph when it loads it.
     """
     import os
 
@@ -264,15 +431,17 @@ def export_onnx(model: nn.Module, path: str | Path,
     except ImportError as e:
         raise ExportError("ONNX export needs onnx and onnxscript: pip install "
                           "'pointsam[export]'") from e
-    net, names, tensors, outputs = _prepare(model, example, with_attention)
+    net, names, tensors, outputs, dynamic, extra = _prepare(
+        model, example, with_attention, num_points)
     try:
         with torch.no_grad():
             prog = torch.onnx.export(program if program is not None else net,
                                      tuple(tensors), input_names=names,
                                      output_names=outputs,
-                                     dynamic_shapes=_dynamic_shapes(names, tensors),
+                                     dynamic_shapes=dynamic,
                                      dynamo=True, opset_version=opset, verbose=False,
-                                     optimize=optimize,
+                                     # end to end: never (see the docstring)
+                                     optimize=optimize and num_points is None,
                                      report=False)
     except ExportError:
         raise
@@ -283,7 +452,8 @@ def export_onnx(model: nn.Module, path: str | Path,
     path = Path(path)
     prog.save(str(path))
     proto = onnx.load(str(path))
-    meta = _meta(model, names, outputs, model_name, model_args, extra_meta)
+    meta = _meta(model, names, outputs, model_name, model_args,
+                 {**extra, **dict(extra_meta or {})})
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     onnx.save(proto, str(path))

@@ -21,6 +21,14 @@ class OnnxModel:
     arguments; no weights needed); ``__call__(pos, batch=None, x=None,
     category=None)`` computes the plan with :mod:`pointsam.ops` and runs the
     session. Returns ``{output name: numpy array}`` (``"logits"`` first).
+
+    An end-to-end file (metadata ``"end_to_end": true``, exported with
+    ``num_points=N``) computes its plan itself: no model is built, and the
+    session is fed the raw clouds, ``pos`` :math:`(B, N, 3)`, or :math:`(B N,
+    3)` with a ``batch`` of B clouds of N points each (one cloud when ``batch``
+    is ``None``). A cloud of another size is refused (:attr:`num_points` says
+    which size the graph takes); :func:`predict_onnx` resamples for
+    classification.
     """
 
     def __init__(self, path: str | Path, *, threads: int | None = None,
@@ -41,6 +49,15 @@ class OnnxModel:
             raise ExportError(f"{path} was not written by pointsam export (no "
                               f"'{META_KEY}' metadata)")
         self.meta = json.loads(raw)
+        self.path = str(path)
+        self.end_to_end = bool(self.meta.get("end_to_end"))
+        #: the points per cloud of an end-to-end graph (``None``: any)
+        self.num_points: int | None = self.meta.get("num_points")
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.model: nn.Module | None = None
+        if self.end_to_end:  # the plan is in the graph: no model needed
+            self.model = model.eval() if model is not None else None
+            return
         if model is None:
             if not self.meta.get("model_name"):
                 raise ExportError(f"{path} does not name its model; pass model=")
@@ -48,12 +65,49 @@ class OnnxModel:
 
             model = create_model(self.meta["model_name"], **self.meta["model_args"])
         self.model = model.eval()
-        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def _clouds(self, t: Tensor, batch: Tensor | None, what: str) -> Tensor:
+        """``t`` as B clouds of N points, [B, N, C]; a clear error otherwise."""
+        n = self.num_points
+        assert n is not None
+        if t.dim() == 2:
+            if batch is None:
+                t = t.unsqueeze(0)  # [1, N', C]
+            else:
+                counts = torch.bincount(batch)
+                if bool((counts != n).any()):
+                    bad = sorted(set(counts.tolist()) - {n})
+                    raise ValueError(f"{self.path} takes clouds of exactly {n} "
+                                     f"points (an end-to-end export); the batch "
+                                     f"has clouds of {bad} points. Resample each "
+                                     f"cloud to {n} points, or export again with "
+                                     f"--num-points")
+                t = t.reshape(counts.numel(), n, -1)  # [B, N, C]
+        if t.dim() != 3 or t.size(1) != n:
+            got = t.size(1) if t.dim() == 3 else list(t.shape)
+            raise ValueError(f"{self.path} takes clouds of exactly {n} points (an "
+                             f"end-to-end export: its FPS sample counts are fixed "
+                             f"by N); {what} has {got}. Resample the cloud to {n} "
+                             f"points, or export again with --num-points {got}")
+        return t
 
     def inputs(self, pos: Tensor, batch: Tensor | None = None, *,
                x: Tensor | None = None, category: Tensor | None = None
                ) -> dict[str, Any]:
-        """The session's feed: ``pos``, ``x``, ``category`` and the plan."""
+        """The session's feed: ``pos``, ``x``, ``category`` and the plan (or, end
+        to end, the clouds as :math:`(B, N, *)`)."""
+        if self.end_to_end:
+            feed = {"pos": self._clouds(pos.float(), batch, "pos")}
+            if "x" in self.input_names:
+                if x is None:
+                    raise ValueError(f"{self.path} takes point features x")
+                feed["x"] = self._clouds(x.float(), batch, "x")
+            if "category" in self.input_names:
+                if category is None:
+                    raise ValueError("part segmentation needs category [B]")
+                feed["category"] = torch.as_tensor(category).long().flatten()
+            return {k: v.contiguous().numpy() for k, v in feed.items()}
+        assert self.model is not None
         names, tensors = plan_inputs(self.model, pos, batch, x=x, category=category)
         feed = dict(zip(names, tensors))
         return {n: feed[n].numpy() for n in self.input_names}
@@ -80,11 +134,36 @@ def predict_onnx(path: str | Path, data: Any, *, category: int | None = None,
     as it is, in one pass (no voxel chunks). Returns the dict of
     :func:`pointsam.engine.predict.predict_cloud` (``label``/``probs`` or
     ``labels``/``probs``) plus ``meta`` (the file's metadata).
+
+    An end-to-end file takes clouds of exactly its ``num_points`` N. For
+    classification a larger cloud is resampled to N points by farthest-point
+    sampling (:func:`pointsam.ops.fps`, canonical start: deterministic and
+    spread over the whole shape, as ModelNet's N-point clouds are made), and
+    ``resampled`` in the result gives the original count; a smaller cloud, or a
+    segmentation input of another size (every point needs its label), is
+    refused with the size the graph takes.
     """
     net = OnnxModel(path, threads=threads)
     task = net.meta.get("task", "semseg")
     pos = data.pos.float()
     x = getattr(data, "x", None)
+    resampled = None
+    n = net.num_points
+    if net.end_to_end and n is not None and pos.size(0) != n:
+        if task != "cls" or pos.size(0) < n:
+            why = ("every point needs its label" if task != "cls" else
+                   "it has fewer points than the graph")
+            raise ValueError(f"{path} is an end-to-end export for clouds of exactly "
+                             f"{n} points and this cloud has {pos.size(0)} ({why}); "
+                             f"export the model again with --num-points "
+                             f"{pos.size(0)}, or use a plan-in-Python export "
+                             f"(without --end-to-end), which takes any size")
+        from .. import ops
+
+        keep = ops.fps(pos, num=n)  # [N], canonical start: deterministic
+        resampled = pos.size(0)
+        pos = pos[keep]
+        x = x[keep] if x is not None else None
     cat = None
     if task == "partseg":
         if category is None:
@@ -93,11 +172,13 @@ def predict_onnx(path: str | Path, data: Any, *, category: int | None = None,
         cat = torch.tensor([int(category)])
     if task in ("cls", "partseg"):
         pos = _unit_sphere(pos)
-    bb = getattr(net.model, "backbone", net.model)
-    x = x.float() if x is not None and getattr(bb, "in_channels", 0) else None
+    x = x.float() if x is not None and "x" in net.input_names else None
     logits = torch.from_numpy(net(pos, x=x, category=cat)["logits"]).float()
+    if net.end_to_end and task != "cls":
+        logits = logits[0]  # [1, N, classes] -> [N, classes]
     prob = logits.softmax(-1)
     if task == "cls":
         return {"task": "cls", "label": int(prob[0].argmax()),
-                "probs": prob[0].tolist(), "meta": net.meta}
+                "probs": prob[0].tolist(), "meta": net.meta,
+                "resampled": resampled}
     return {"task": task, "labels": prob.argmax(-1), "probs": prob, "meta": net.meta}

@@ -143,7 +143,7 @@ class GlobalPooledAttention(PointModule):
         assign, _ = ops.knn(pos[cidx], 1, cbatch, query=pos, query_batch=batch,
                             batch_size=batch_size)  # [N, 1]
         assign = assign[:, 0]  # [N]
-        count = torch.bincount(assign, minlength=cidx.numel()).clamp(min=1)  # [S]
+        count = ops.count_per_index(assign, cidx.numel()).clamp(min=1)  # [S]
         q_slot, q_mask = dense_layout(batch, batch_size)  # [N], [B, N_max]
         t_slot, t_mask = dense_layout(cbatch, batch_size)  # [S], [B, M_max]
         m = t_mask.size(1)

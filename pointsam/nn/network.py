@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from .. import ops
+
 __all__ = ["network_mode", "in_network", "network_tables", "network_batch_size",
            "tracing", "seg_sum", "seg_mean", "seg_max", "dense_layout",
            "to_dense_slots", "from_dense_slots", "collect_geometry", "bind_geometry"]
@@ -142,6 +144,8 @@ def dense_layout(batch: Tensor, batch_size: int, min_width: int = 1
         >>> slot.tolist(), mask.tolist()
         ([0, 2, 3], [[True, False], [True, True]])
     """
+    if ops.fixed_batch_size() is not None:  # B clouds of n: constants of n
+        return ops.fixed_layout(batch, batch_size, min_width)
     counts = torch.bincount(batch, minlength=batch_size)  # [B]
     w = max(int(counts.max()) if batch.numel() else 1, min_width)
     ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # [B + 1]

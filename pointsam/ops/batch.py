@@ -35,6 +35,8 @@ def batch_size_of(batch: Tensor | None, batch_size: int | None = None) -> int:
     """
     from ._validate import is_trusted
 
+    if isinstance(batch_size, torch.SymInt):  # traced: the symbolic number of clouds
+        return batch_size  # type: ignore[return-value]
     if batch_size is not None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
                 or batch_size < 1:

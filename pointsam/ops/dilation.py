@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ._validate import check_positive_int
+from .fixed import fixed_batch_size
 
 __all__ = ["dilate", "hdc_rates"]
 
@@ -84,7 +85,7 @@ def dilate_table(table: Tensor, k: int, d: int, random_dilation: bool = False,
     """:func:`dilate` on a ``-1``-padded table, without argument checks (internal)."""
     valid = table >= 0  # [M, kk]
     if d == 1 and table.size(1) == k:  # the table itself, padding -> nearest
-        if bool(valid.all()):
+        if fixed_batch_size() is None and bool(valid.all()):  # (traced: no branch)
             return table, valid
         return torch.where(valid, table, table[:, :1]), valid  # [M, k]
     n_valid = valid.sum(1)  # [M]

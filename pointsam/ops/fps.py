@@ -16,10 +16,15 @@ the points are stored (up to exact ties).
 ``"cluster"``   ``torch_cluster.fps`` when installed (start index honoured by
                 rotating each cloud)
 ==============  ==============================================================
+
+Inside :func:`~pointsam.ops.fixed_size` (B clouds of n points each) every call
+runs :func:`~pointsam.ops.fps_dense` instead: the ``"torch"`` rule and samples,
+as tensor ops that export (an ONNX ``Scan``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -28,6 +33,7 @@ from torch import Tensor
 
 from ._validate import check_batch, check_pos, check_positive_int, is_trusted
 from .batch import batch_size_of, batch_to_ptr, default_batch, to_dense
+from .fixed import _sqdist3, fixed_batch_size, fps_dense
 
 __all__ = ["fps", "fps_backends", "available_fps_backends", "canonical_start"]
 
@@ -52,7 +58,7 @@ def _fps_torch(pos: Tensor, batch: Tensor, counts: Tensor, start: Tensor,
     for t in range(n_out):
         out[:, t] = cur
         sel = p[ar, cur]  # [B, 3]
-        d = ((p - sel.unsqueeze(1)) ** 2).sum(-1)  # [B, N_max]
+        d = _sqdist3(p, sel.unsqueeze(1))  # [B, N_max], as fps_dense rounds it
         dist = torch.minimum(dist, d.masked_fill(~mask, -1.0))
         cur = dist.argmax(1)
     keep = torch.arange(n_out, device=pos.device).unsqueeze(0) < counts.unsqueeze(1)
@@ -114,6 +120,21 @@ def _fps_cluster(pos: Tensor, batch: Tensor, counts: Tensor, start: Tensor,
         idx = torch_cluster.fps(pos[rot[sl]], None, r, random_start=False)
         out.append(rot[sl][idx[: int(counts[i])]])
     return torch.cat(out)
+
+
+def _fps_fixed(pos: Tensor, ratio: float | None, num: int | None,
+               explicit: bool) -> Tensor:
+    """Inside :func:`~pointsam.ops.fixed_size`: :func:`fps_dense` on B x n points."""
+    if explicit:
+        raise ValueError("fps inside ops.fixed_size() starts canonically; "
+                         "random_start and start are not supported there")
+    b = fixed_batch_size()
+    p = pos.view(b, -1, 3)  # [B, n, 3]
+    n = p.size(1)
+    s = math.ceil(n * ratio) if ratio is not None else min(int(num), n)  # type: ignore[arg-type]
+    idx = fps_dense(p, s)  # [B, s] local
+    off = (torch.arange(b, device=pos.device) * n).unsqueeze(1)  # [B, 1]
+    return (idx + off).flatten()  # [B s] global
 
 
 _BACKENDS: dict[str, Callable[..., Tensor]] = {
@@ -179,6 +200,8 @@ def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
         raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
     if num is not None:
         check_positive_int(num, "num")
+    if fixed_batch_size() is not None:
+        return _fps_fixed(pos, ratio, num, random_start or start is not None)
     batch = default_batch(batch, pos)  # [N]
     b = batch_size_of(batch, batch_size)
     n = torch.bincount(batch, minlength=b)  # [B]

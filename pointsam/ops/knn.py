@@ -31,6 +31,7 @@ from torch import Tensor
 from ._validate import check_batch, check_pos, check_positive_int, is_trusted
 from .batch import batch_size_of, batch_to_ptr, default_batch, to_dense
 from .dilation import dilate_table
+from .fixed import fixed_batch_size, knn_dense
 
 __all__ = ["knn", "radius", "knn_backends", "available_knn_backends"]
 
@@ -354,6 +355,13 @@ def knn(pos: Tensor, k: int, batch: Tensor | None = None, *,
     self_query = query is None
     pos, batch, query, query_batch, b = _prepare(pos, batch, query, query_batch,
                                                  scale, batch_size)
+    kk = k * dilation
+    if fixed_batch_size() is not None:  # B clouds of n points: dense, traceable
+        table = _knn_fixed(pos, query, kk)  # [M, kk]
+        if self_query:
+            me = torch.arange(table.size(0), device=table.device)  # [M]
+            table = _self_first_rows(table, me)  # no data-dependent branch
+        return dilate_table(table, k, dilation, random_dilation, generator)
     m = query.size(0)
     if m == 0:
         empty = torch.empty(0, k, dtype=torch.long, device=pos.device)
@@ -363,13 +371,23 @@ def knn(pos: Tensor, k: int, batch: Tensor | None = None, *,
     if not is_trusted() and bool(((counts == 0) & (qcounts > 0)).any()):
         bad = torch.nonzero((counts == 0) & (qcounts > 0)).flatten().tolist()
         raise ValueError(f"query points of clouds {bad} have no points in pos")
-    kk = k * dilation
     name = _resolve_backend(backend, pos, int(counts.max()))
     table = _BACKENDS[name](pos, batch, query, query_batch, kk, b)  # [M, kk]
     table = table.to(pos.device)
     if self_query:
         table = _self_first(table)
     return dilate_table(table, k, dilation, random_dilation, generator)
+
+
+def _knn_fixed(pos: Tensor, query: Tensor, kk: int) -> Tensor:
+    """Inside :func:`~pointsam.ops.fixed_size`: :func:`knn_dense` per cloud, as
+    global indices with ``-1`` padding, [M, kk]."""
+    b = fixed_batch_size()
+    p, q = pos.view(b, -1, 3), query.view(b, -1, 3)  # [B, n, 3], [B, m, 3]
+    local = knn_dense(p, kk, q)  # [B, m, kk]
+    off = (torch.arange(b, device=pos.device) * p.size(1)).view(-1, 1, 1)  # [B, 1, 1]
+    table = torch.where(local >= 0, local + off, local)  # [B, m, kk]
+    return table.flatten(0, 1)  # [B m, kk]
 
 
 def _self_first(table: Tensor) -> Tensor:

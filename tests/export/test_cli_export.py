@@ -77,3 +77,43 @@ def test_export_errors_are_one_line(semseg_ckpt, tmp_path, capsys):
                  str(tmp_path / "x.npy"), "extra", "--out",
                  str(tmp_path / "o.ply")]) == 2
     assert "give one of CHECKPOINT, --model NAME or --onnx" in capsys.readouterr().err
+
+
+def test_end_to_end_flags_go_together(tmp_path, capsys):
+    ckpt, out = str(tmp_path / "none.pt"), str(tmp_path / "m.onnx")
+    assert main(["export", ckpt, "--out", out, "--end-to-end"]) == 2
+    assert "--end-to-end needs --num-points" in capsys.readouterr().err
+    assert main(["export", ckpt, "--out", out, "--num-points", "1024"]) == 2
+    assert "add --end-to-end" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # about 70 s: an end-to-end export and two predictions
+def test_export_end_to_end_then_predict_onnx(semseg_ckpt, tmp_path, capsys):
+    """``--end-to-end --num-points N``: the graph takes the raw cloud; predict
+    --onnx feeds it and refuses a segmentation cloud of another size."""
+    pytest.importorskip("onnxruntime")
+    from pointsam.engine.predict import load_trained
+    from pointsam.export import fixed_size_plan
+    from pointsam.viz import read_ply
+
+    onnx_path = tmp_path / "e2e.onnx"
+    assert main(["export", str(semseg_ckpt), "--format", "onnx", "--out",
+                 str(onnx_path), "--end-to-end", "--num-points", "400"]) == 0
+    assert "end to end, clouds of 400 points" in capsys.readouterr().out
+    pts = np.random.default_rng(1).uniform(-5, 5, size=(400, 4)).astype(np.float32)
+    cloud = tmp_path / "scan.npy"
+    np.save(cloud, pts)
+    ply = tmp_path / "scan.ply"
+    assert main(["predict", "--onnx", str(onnx_path), str(cloud), "--out",
+                 str(ply)]) == 0
+    model, *_ = load_trained(semseg_ckpt)
+    pos = torch.from_numpy(pts[:, :3]).unsqueeze(0)
+    with torch.no_grad():
+        flat, _, plan = fixed_size_plan(model, pos)
+        ref = model.network(None, flat, plan).argmax(-1).numpy()
+    assert (read_ply(ply)["label"] == ref).mean() > 0.99
+    np.save(cloud, pts[:300])
+    assert main(["predict", "--onnx", str(onnx_path), str(cloud), "--out",
+                 str(ply)]) == 2
+    err = capsys.readouterr().err
+    assert "exactly 400 points" in err and "--num-points 300" in err
