@@ -73,7 +73,7 @@ def predict_cloud(
 
     if isinstance(model, TemporalLidarSegmenter) and model.num_past > 0:
         raise ValueError(
-            f"this is a multi-scan model: it labels the newest scan from it and the "
+            f"this is a multi-scan model: it labels a scan from that scan and the "
             f"{model.num_past} scan(s) before it, registered into its frame, but "
             "predict reads one scan from one file. Evaluate it with `pointsam eval` "
             "on a multi-scan dataset (SemanticKITTI with num_scans="
