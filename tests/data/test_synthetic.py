@@ -155,3 +155,18 @@ def test_lidar_crop_radius_in_the_newest_frame():
         SyntheticLidar(crop_radius=0.0)
     with pytest.raises(ValueError, match="moving_classes"):
         SyntheticLidar(moving_classes=1)
+
+
+def test_lidar_stopped_cars_stand_still_in_the_lanes():
+    kw = dict(num_samples=4, beams=12, azimuth_steps=240, num_scans=2,
+              moving_classes=True)
+    base = SyntheticLidar(**kw)
+    same = SyntheticLidar(**kw, stopped_cars=0.0)
+    assert torch.equal(base[0].y, same[0].y)  # the default scenes do not change
+    none_move = SyntheticLidar(**kw, stopped_cars=1.0)
+    for i in range(4):
+        d = none_move[i]
+        assert not bool((d.y == 8).any())  # every car stands still
+        assert bool((d.y == 4).any())
+    with pytest.raises(ValueError, match="stopped_cars"):
+        SyntheticLidar(stopped_cars=1.5)

@@ -47,8 +47,14 @@ SYNTHETIC_TO_SEMANTICKITTI = (16, 8, 10, 12, 0, 17, 14, 5)
 _ALBEDO = np.array([0.25, 0.12, 0.3, 0.45, 0.6, 0.5, 0.35, 0.4])  # per class
 
 
-def _street_scene(rng: np.random.Generator) -> dict[str, object]:
-    """A random street: list of (mesh, class, velocity [3]) in world metres."""
+def _street_scene(
+    rng: np.random.Generator, stopped_cars: float = 0.0
+) -> dict[str, object]:
+    """A random street: list of (mesh, class, velocity [3]) in world metres.
+
+    A car in a driving lane stands still with probability ``stopped_cars``
+    (drawn only when it is > 0, so the default scenes stay the same).
+    """
     u = rng.uniform
     box, cyl, sph = unit("box"), unit("cylinder"), unit("sphere")
     objs: list[tuple[Mesh, int, np.ndarray]] = []
@@ -138,6 +144,8 @@ def _street_scene(rng: np.random.Generator) -> dict[str, object]:
             if abs(px) < 5 and abs(py) < 2.5:
                 continue  # never on top of the ego vehicle
             vel = still if parked else np.array([-s * u(5, 12), 0, 0])
+            if not parked and stopped_cars > 0 and rng.random() < stopped_cars:
+                vel = still  # stopped in its lane (traffic, a red light)
             cl, cw, ch = u(3.8, 4.8), u(1.7, 1.9), u(0.9, 1.1)
             objs.append((place(box, (cl, cw, ch), (px, py, 0.25 + ch / 2)), 4, vel))
             objs.append(
@@ -184,6 +192,13 @@ class SyntheticLidar(PointDataset):
     earlier scans can. ``crop_radius`` (metres) keeps only points within that
     horizontal distance of the newest scan's sensor, in every scan.
 
+    Parked cars stand at the kerb and driving ones in the lanes, so a single
+    scan can guess "moving" from where a car is. ``stopped_cars`` (a
+    probability, default 0) makes that many of the lane cars stand still
+    (stopped in traffic), labelled ``car``: a stopped and a driving car in
+    the same lane look the same in one scan, and only the earlier scans tell
+    them apart.
+
     Example:
         >>> ds = SyntheticLidar(num_samples=2, beams=16, azimuth_steps=360)
         >>> d = ds[0]
@@ -213,6 +228,7 @@ class SyntheticLidar(PointDataset):
         scan_period: float = 0.1,
         moving_classes: bool = False,
         crop_radius: float | None = None,
+        stopped_cars: float = 0.0,
         transform: Callable[[Data], Data] | None = None,
     ) -> None:
         self._split = check_common(split, num_samples, None)
@@ -240,7 +256,10 @@ class SyntheticLidar(PointDataset):
         if crop_radius is not None and not crop_radius > 0:
             raise ValueError(f"crop_radius must be > 0 metres or None, got "
                              f"{crop_radius!r}")
+        if not 0.0 <= stopped_cars <= 1.0:
+            raise ValueError(f"stopped_cars must be in [0, 1], got {stopped_cars!r}")
         self.moving_classes, self.crop_radius = moving_classes, crop_radius
+        self.stopped_cars = float(stopped_cars)
         if moving_classes:
             self.classes = LIDAR_CLASSES + MOVING_CLASSES
         self.transform = transform
@@ -307,7 +326,7 @@ class SyntheticLidar(PointDataset):
     def get(self, idx: int) -> Data:
         """Sample ``idx`` before ``transform``."""
         rng = np.random.default_rng([self.seed, self._split, idx])
-        objs = _street_scene(rng)["objects"]
+        objs = _street_scene(rng, self.stopped_cars)["objects"]
         assert isinstance(objs, list)
         h = self.sensor_height
         if self.num_scans == 1:
