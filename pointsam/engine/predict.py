@@ -66,10 +66,9 @@ def predict_cloud(
     from torch_geometric.data import Batch
 
     from pointsam import ops
+    from pointsam.models import TemporalLidarSegmenter
 
     from .inference import predict_scan
-
-    from pointsam.models import TemporalLidarSegmenter
 
     if isinstance(model, TemporalLidarSegmenter) and model.num_past > 0:
         raise ValueError(
