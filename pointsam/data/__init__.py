@@ -27,6 +27,7 @@ from .shapenet import SEG_CLASSES, ShapeNetPart
 from .split import split_train_val
 from .synthetic import (
     LIDAR_CLASSES,
+    MOVING_CLASSES,
     PART_CLASSES,
     SHAPE_CLASSES,
     SyntheticLidar,
@@ -94,6 +95,7 @@ __all__ = [
     "SHAPE_CLASSES",
     "PART_CLASSES",
     "LIDAR_CLASSES",
+    "MOVING_CLASSES",
     "semantic_kitti_config",
     "learning_map_lut",
 ]

@@ -108,6 +108,12 @@ def predict_scan(
 
     pos = data.pos
     ops.check_pos(pos, "data.pos")
+    frame = getattr(data, "frame", None)
+    if frame is not None and bool((frame != 0).any()):
+        raise ValueError(
+            "whole-scan inference (voxel_size / chunk_points) takes one scan, but "
+            "this sample holds earlier scans too (frame > 0): evaluate multi-scan "
+            "samples with train.voxel_size=0 and train.chunk_points=0")
     x = getattr(data, "x", None)
     if device is None:
         p0 = next(iter(model.parameters()), None)

@@ -6,7 +6,9 @@ r"""Load a trained checkpoint and predict on one cloud; write a coloured PLY.
   FPS and the labels carried back to every point by its nearest sample; the
   prediction is restricted to the category's parts (``category`` required).
 - ``semseg``: :func:`~pointsam.engine.inference.predict_scan` with the config's
-  ``voxel_size`` and ``chunk_points`` (default chunk: ``data.num_points``).
+  ``voxel_size`` and ``chunk_points`` (default chunk: ``data.num_points``). A
+  multi-scan model (``pointnet2_lite_temporal_lidarseg`` with ``num_past > 0``)
+  is refused: one file is one scan.
 """
 
 from __future__ import annotations
@@ -64,9 +66,19 @@ def predict_cloud(
     from torch_geometric.data import Batch
 
     from pointsam import ops
+    from pointsam.models import TemporalLidarSegmenter
 
     from .inference import predict_scan
 
+    if isinstance(model, TemporalLidarSegmenter) and model.num_past > 0:
+        raise ValueError(
+            f"this is a multi-scan model: it labels a scan from that scan and the "
+            f"{model.num_past} scan(s) before it, registered into its frame, but "
+            "predict reads one scan from one file. Evaluate it with `pointsam eval` "
+            "on a multi-scan dataset (SemanticKITTI with num_scans="
+            f"{model.num_past + 1}, which needs poses.txt and calib.txt), or call "
+            "model(batch) in Python with `frame` [N] (0 = newest scan); its "
+            "single-scan twin (num_past=0) predicts on one file")
     device = next(model.parameters()).device
     data = drop_unused_features(model, data.clone())
     n = data.pos.size(0)

@@ -8,7 +8,13 @@ for model selection. Losses live here, not in the models (models return logits).
   ``category`` ``[B]``; cross-entropy over points; predictions restricted to the
   category's parts; selection on instance mIoU.
 - ``semseg``: logits ``[N, C]``, target ``y`` ``[N]`` with ``ignore_index``;
-  cross-entropy ignoring it; selection on mIoU.
+  cross-entropy ignoring it; selection on mIoU. A multi-scan sample (``frame``
+  [N], 0 = newest scan, as ``SemanticKITTI``/``SyntheticLidar`` with
+  ``num_scans > 1`` give) is scored on its newest scan only, as the
+  SemanticKITTI multi-scan benchmark is: the model returns logits for every
+  point (``[N, C]``, the rows of frame 0 are taken) or for the newest scan's
+  points only (``[N_0, C]``, in their order in the batch, what
+  ``pointnet2_lite_temporal_lidarseg`` returns).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from .metrics import (
     restrict_to_category,
 )
 
-__all__ = ["Task", "ClsTask", "PartSegTask", "SemSegTask", "make_task"]
+__all__ = ["Task", "ClsTask", "PartSegTask", "SemSegTask", "make_task", "newest_scan"]
 
 
 class Task:
@@ -128,6 +134,23 @@ class PartSegTask(Task):
         return {**super().meta(), "category_parts": self.category_parts}
 
 
+def newest_scan(logits: Tensor, data: Any) -> tuple[Tensor, Tensor]:
+    """``(logits, y)`` of the points a semantic segmentation is scored on.
+
+    Every point without ``data.frame``; with it, the newest scan's points
+    (``frame == 0``): ``logits`` may have a row per point or per newest point.
+    """
+    y = data.y.view(-1).long()
+    frame = getattr(data, "frame", None)
+    if frame is None:
+        return logits, y
+    newest = frame.view(-1) == 0  # [N]
+    y = y[newest]  # [N_0]
+    if logits.dim() == 2 and logits.size(0) == newest.numel() != y.numel():
+        logits = logits[newest]  # [N_0, C]
+    return logits, y
+
+
 class SemSegTask(Task):
     """Semantic segmentation with an ignore label."""
 
@@ -140,7 +163,7 @@ class SemSegTask(Task):
         self.ignore_index = ignore_index
 
     def loss(self, logits: Tensor, data: Any) -> Tensor:
-        y = data.y.view(-1).long()
+        logits, y = newest_scan(logits, data)
         _check_logits(logits, y.numel(), self.num_classes, "semantic segmentation")
         if bool((y == self.ignore_index).all()):
             return logits.sum() * 0.0  # keeps the graph (and DDP) happy
@@ -152,14 +175,20 @@ class SemSegTask(Task):
         )
 
     def count(self, data: Any) -> int:
-        return int((data.y != self.ignore_index).sum())
+        y = data.y.view(-1)
+        frame = getattr(data, "frame", None)
+        if frame is not None:
+            y = y[frame.view(-1) == 0]
+        return int((y != self.ignore_index).sum())
 
     def new_metrics(self) -> SemSegMetrics:
         return SemSegMetrics(self.num_classes, self.ignore_index)
 
     def update(self, metrics: Metric, scores: Tensor, data: Any) -> None:
         assert isinstance(metrics, SemSegMetrics)
-        metrics.update(scores.argmax(-1).cpu(), data.y.view(-1).cpu())
+        scores, y = newest_scan(scores, data)
+        _check_logits(scores, y.numel(), self.num_classes, "semantic segmentation")
+        metrics.update(scores.argmax(-1).cpu(), y.cpu())
 
     def meta(self) -> dict[str, Any]:
         return {**super().meta(), "ignore_index": self.ignore_index}

@@ -37,6 +37,9 @@ What does not export, and why (:class:`ExportError` names it):
 
 - ``attention="mhsa"`` (:class:`~pointsam.nn.MultiHeadPointAttention`): its
   padding size is read from the data inside forward; use ``"local_global"``.
+- :class:`~pointsam.nn.TemporalAttention` (``pointnet2_lite_temporal_lidarseg``)
+  and its single-scan twin: they select scans from ``frame`` by boolean masks
+  and search past scans inside forward; they are eager-only.
 - DGCNN's dynamic graph exports as a dense per-cloud ``topk`` (``[B, W, W]``
   distances): fine for ModelNet/ShapeNet clouds; for scans export a
   ``static_graph=True`` model (``dgcnn_lite_semseg``).
@@ -53,7 +56,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from ..nn import MultiHeadPointAttention
+from ..nn import MultiHeadPointAttention, TemporalAttention
 from ..nn.base import record_attention
 from ..nn.network import tracing
 
@@ -78,6 +81,13 @@ def _check_exportable(model: nn.Module) -> None:
                 f"pads the clouds to a size read from the data inside forward "
                 f"(int(counts.max())); use attention='local_global' (local + pooled "
                 f"global attention) for an exportable model")
+        if isinstance(m, TemporalAttention):
+            raise ExportError(
+                f"{name}: TemporalAttention cannot be exported: a multi-scan "
+                f"model picks its scans from `frame` with boolean masks and "
+                f"searches the past scans' neighbours inside forward, so it has no "
+                f"plan()/network() split; run it eagerly (pointsam eval, or "
+                f"model(batch) in Python)")
     bb = getattr(model, "backbone", model)
     if not (hasattr(bb, "plan") and hasattr(bb, "network")):
         raise ExportError(f"{type(bb).__name__} has no plan()/network() split; only "

@@ -47,11 +47,12 @@ from .lidar import GroundHeightSegmenter, height_above_ground
 from .pointnet2 import FeaturePropagation, PointNet2, SetAbstraction
 from .pretrained import list_pretrained, load_pretrained
 from .registry import create_model, list_models, register_model
+from .temporal_lidar import TemporalLidarSegmenter
 
 __all__ = [
     "create_model", "list_models", "register_model", "PointNet2", "DGCNN",
     "EdgeConv", "SetAbstraction", "FeaturePropagation", "feature_knn", "heads",
     "ClsHead", "SegHead", "PointClassifier", "PointSegmenter", "ATTENTION",
     "build_attention", "shapenet_parts", "GroundHeightSegmenter", "height_above_ground",
-    "load_pretrained", "list_pretrained",
+    "load_pretrained", "list_pretrained", "TemporalLidarSegmenter",
 ]

@@ -124,3 +124,49 @@ def test_bad_sizes_rejected():
     assert np.isfinite(
         SyntheticShapes(num_samples=1, num_points=8)[0].pos.numpy()
     ).all()
+
+
+def test_lidar_moving_classes_from_a_short_sequence():
+    from pointsam.data import MOVING_CLASSES
+
+    kw = dict(num_samples=2, beams=12, azimuth_steps=240, num_scans=2, seed=3)
+    plain = SyntheticLidar(**kw)[1]
+    ds = SyntheticLidar(**kw, moving_classes=True)
+    d = ds[1]
+    assert ds.num_classes == 10 and ds.classes[8:] == MOVING_CLASSES
+    assert torch.equal(d.pos, plain.pos) and torch.equal(d.frame, plain.frame)
+    assert bool((d.y == 8).any()) and bool((d.y == 9).any())  # both occur here
+    # moving car / person exactly where a car / person point is on a moving object
+    assert torch.equal(d.y == 8, d.moving & (plain.y == 4))
+    assert torch.equal(d.y == 9, d.moving & (plain.y == 7))
+    back = d.y.clone()
+    back[back == 8], back[back == 9] = 4, 7
+    assert torch.equal(back, plain.y)  # the other labels are untouched
+    assert not bool((d.moving & (d.y < 8)).any())  # only cars and people move
+
+
+def test_lidar_crop_radius_in_the_newest_frame():
+    ds = SyntheticLidar(num_samples=1, beams=12, azimuth_steps=240, num_scans=2,
+                        crop_radius=15.0)
+    d = ds[0]
+    assert float(d.pos[:, :2].norm(dim=1).max()) <= 15.0 + 1e-4
+    assert {0, 1} == set(d.frame.tolist())
+    with pytest.raises(ValueError, match="crop_radius"):
+        SyntheticLidar(crop_radius=0.0)
+    with pytest.raises(ValueError, match="moving_classes"):
+        SyntheticLidar(moving_classes=1)
+
+
+def test_lidar_stopped_cars_stand_still_in_the_lanes():
+    kw = dict(num_samples=4, beams=12, azimuth_steps=240, num_scans=2,
+              moving_classes=True)
+    base = SyntheticLidar(**kw)
+    same = SyntheticLidar(**kw, stopped_cars=0.0)
+    assert torch.equal(base[0].y, same[0].y)  # the default scenes do not change
+    none_move = SyntheticLidar(**kw, stopped_cars=1.0)
+    for i in range(4):
+        d = none_move[i]
+        assert not bool((d.y == 8).any())  # every car stands still
+        assert bool((d.y == 4).any())
+    with pytest.raises(ValueError, match="stopped_cars"):
+        SyntheticLidar(stopped_cars=1.5)

@@ -53,8 +53,22 @@ def model_data(name: str, sizes: tuple[int, ...] = (9, 14, 20), seed: int = 0) -
         d = Data(pos=pos[batch == b])
         if "partseg" in name:
             d.category = torch.tensor([(3 * b + 1) % 16])
+        if "temporal" in name:  # a multi-scan model: 3 interleaved scans per cloud
+            d.frame = torch.arange(d.num_nodes) % 3
         clouds.append(d)
     return Batch.from_data_list(clouds)
+
+
+def output_rows(name: str, data: Batch) -> list[tuple[int, int]]:
+    """Rows ``[start, end)`` of each cloud in a per-point output of ``name``.
+
+    A multi-scan model labels the newest scan (``frame == 0``) only.
+    """
+    keep = (data.frame == 0) if "temporal" in name else torch.ones(
+        data.num_nodes, dtype=torch.bool)
+    counts = torch.bincount(data.batch[keep], minlength=data.num_graphs)
+    ends = torch.cumsum(counts, 0).tolist()
+    return list(zip([0] + ends[:-1], ends))
 
 
 def num_classes_for(name: str) -> int:

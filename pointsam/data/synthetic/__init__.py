@@ -9,7 +9,7 @@ One module per dataset: :mod:`~pointsam.data.synthetic.shapes`,
 ``_meshes`` holds the mesh primitives they share.
 """
 
-from .lidar import LIDAR_CLASSES, SyntheticLidar
+from .lidar import LIDAR_CLASSES, MOVING_CLASSES, SyntheticLidar
 from .parts import PART_CLASSES, SyntheticParts
 from .shapes import SHAPE_CLASSES, SyntheticShapes
 
@@ -20,4 +20,5 @@ __all__ = [
     "SHAPE_CLASSES",
     "PART_CLASSES",
     "LIDAR_CLASSES",
+    "MOVING_CLASSES",
 ]

@@ -12,7 +12,12 @@ from .._common import concat_frames, make_data
 from ..base import PointDataset
 from ._meshes import Mesh, check_common, place, unit
 
-__all__ = ["SyntheticLidar", "LIDAR_CLASSES", "SYNTHETIC_TO_SEMANTICKITTI"]
+__all__ = [
+    "SyntheticLidar",
+    "LIDAR_CLASSES",
+    "MOVING_CLASSES",
+    "SYNTHETIC_TO_SEMANTICKITTI",
+]
 
 #: Classes of :class:`SyntheticLidar`, in label order.
 LIDAR_CLASSES = (
@@ -25,6 +30,11 @@ LIDAR_CLASSES = (
     "vegetation",
     "person",
 )
+#: Extra classes of ``SyntheticLidar(moving_classes=True)``, ids 8 and 9: points
+#: on a driving car / a walking person (SemanticKITTI's multi-scan benchmark
+#: splits ``moving-car``, ``moving-person``... off the static classes the same
+#: way); ``car`` and ``person`` then mean parked / standing ones.
+MOVING_CLASSES = ("moving car", "moving person")
 #: :data:`LIDAR_CLASSES` id -> SemanticKITTI train id (learning map - 1, 0..18):
 #: ground -> terrain (16), road -> road (8), sidewalk -> sidewalk (10),
 #: building -> building (12), car -> car (0), pole -> pole (17),
@@ -37,8 +47,14 @@ SYNTHETIC_TO_SEMANTICKITTI = (16, 8, 10, 12, 0, 17, 14, 5)
 _ALBEDO = np.array([0.25, 0.12, 0.3, 0.45, 0.6, 0.5, 0.35, 0.4])  # per class
 
 
-def _street_scene(rng: np.random.Generator) -> dict[str, object]:
-    """A random street: list of (mesh, class, velocity [3]) in world metres."""
+def _street_scene(
+    rng: np.random.Generator, stopped_cars: float = 0.0
+) -> dict[str, object]:
+    """A random street: list of (mesh, class, velocity [3]) in world metres.
+
+    A car in a driving lane stands still with probability ``stopped_cars``
+    (drawn only when it is > 0, so the default scenes stay the same).
+    """
     u = rng.uniform
     box, cyl, sph = unit("box"), unit("cylinder"), unit("sphere")
     objs: list[tuple[Mesh, int, np.ndarray]] = []
@@ -128,6 +144,8 @@ def _street_scene(rng: np.random.Generator) -> dict[str, object]:
             if abs(px) < 5 and abs(py) < 2.5:
                 continue  # never on top of the ego vehicle
             vel = still if parked else np.array([-s * u(5, 12), 0, 0])
+            if not parked and stopped_cars > 0 and rng.random() < stopped_cars:
+                vel = still  # stopped in its lane (traffic, a red light)
             cl, cw, ch = u(3.8, 4.8), u(1.7, 1.9), u(0.9, 1.1)
             objs.append((place(box, (cl, cw, ch), (px, py, 0.25 + ch / 2)), 4, vel))
             objs.append(
@@ -166,6 +184,21 @@ class SyntheticLidar(PointDataset):
     [1, T, 4, 4] (scan t -> newest), and ``moving`` [N] bool marks points on
     moving objects.
 
+    ``moving_classes=True`` adds the classes of :data:`MOVING_CLASSES`: a point
+    of class car (4) or person (7) on a moving object gets 8 (``moving car``)
+    or 9 (``moving person``), so ``car`` and ``person`` mean static ones (ten
+    classes). About half the cars drive and 60% of the people walk. A single
+    scan cannot tell a parked car from a driving one; a model that sees the
+    earlier scans can. ``crop_radius`` (metres) keeps only points within that
+    horizontal distance of the newest scan's sensor, in every scan.
+
+    Parked cars stand at the kerb and driving ones in the lanes, so a single
+    scan can guess "moving" from where a car is. ``stopped_cars`` (a
+    probability, default 0) makes that many of the lane cars stand still
+    (stopped in traffic), labelled ``car``: a stopped and a driving car in
+    the same lane look the same in one scan, and only the earlier scans tell
+    them apart.
+
     Example:
         >>> ds = SyntheticLidar(num_samples=2, beams=16, azimuth_steps=360)
         >>> d = ds[0]
@@ -173,7 +206,7 @@ class SyntheticLidar(PointDataset):
         (3, 1, True)
     """
 
-    classes = LIDAR_CLASSES
+    classes: tuple[str, ...] = LIDAR_CLASSES
     #: No point is unlabeled here; the attribute matches :class:`SemanticKITTI`.
     ignore_index = -1
 
@@ -193,6 +226,9 @@ class SyntheticLidar(PointDataset):
         num_scans: int = 1,
         ego_speed: float = 8.0,
         scan_period: float = 0.1,
+        moving_classes: bool = False,
+        crop_radius: float | None = None,
+        stopped_cars: float = 0.0,
         transform: Callable[[Data], Data] | None = None,
     ) -> None:
         self._split = check_common(split, num_samples, None)
@@ -214,6 +250,18 @@ class SyntheticLidar(PointDataset):
             ego_speed,
             scan_period,
         )
+        if not isinstance(moving_classes, bool):
+            raise ValueError(f"moving_classes must be True or False, got "
+                             f"{moving_classes!r}")
+        if crop_radius is not None and not crop_radius > 0:
+            raise ValueError(f"crop_radius must be > 0 metres or None, got "
+                             f"{crop_radius!r}")
+        if not 0.0 <= stopped_cars <= 1.0:
+            raise ValueError(f"stopped_cars must be in [0, 1], got {stopped_cars!r}")
+        self.moving_classes, self.crop_radius = moving_classes, crop_radius
+        self.stopped_cars = float(stopped_cars)
+        if moving_classes:
+            self.classes = LIDAR_CLASSES + MOVING_CLASSES
         self.transform = transform
 
     def __len__(self) -> int:
@@ -221,7 +269,7 @@ class SyntheticLidar(PointDataset):
 
     @property
     def num_classes(self) -> int:
-        """Number of classes (8)."""
+        """Number of classes (8; 10 with ``moving_classes``)."""
         return len(self.classes)
 
     def ray_directions(self) -> np.ndarray:
@@ -264,17 +312,27 @@ class SyntheticLidar(PointDataset):
         cos = np.abs((nrm * dirs).sum(1))
         rem = _ALBEDO[y] * np.sqrt(cos) * np.exp(-r / 200.0)
         rem = np.clip(rem + rng.normal(scale=0.02, size=rem.shape), 0, 1)
-        return pts, rem, y, np.asarray(moving)[gid]
+        mov = np.asarray(moving)[gid]  # [M]
+        if self.moving_classes:
+            y = np.where(mov & (y == 4), 8, np.where(mov & (y == 7), 9, y))
+        return pts, rem, y, mov
 
+    def _crop(self, pts: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        """Which points (newest frame: ``pts + shift``) are inside ``crop_radius``."""
+        if self.crop_radius is None:
+            return np.ones(len(pts), dtype=bool)
+        xy = pts[:, :2] + shift[:2]
+        return (xy**2).sum(1) <= self.crop_radius**2
     def get(self, idx: int) -> Data:
         """Sample ``idx`` before ``transform``."""
         rng = np.random.default_rng([self.seed, self._split, idx])
-        objs = _street_scene(rng)["objects"]
+        objs = _street_scene(rng, self.stopped_cars)["objects"]
         assert isinstance(objs, list)
         h = self.sensor_height
         if self.num_scans == 1:
             pts, rem, y, _ = self._cast(objs, 0.0, np.array([0, 0, h]), rng)
-            return make_data(pts, x=rem, y=y)
+            keep = self._crop(pts, np.zeros(3))
+            return make_data(pts[keep], x=rem[keep], y=y[keep])
         parts = []
         mats = []
         for t in range(self.num_scans):  # t = 0 is the newest scan
@@ -283,6 +341,8 @@ class SyntheticLidar(PointDataset):
             pts, rem, y, mov = self._cast(objs, time, ego, rng)
             rel = np.eye(4)
             rel[:3, 3] = [self.ego_speed * time, 0, 0]  # scan t -> newest frame
+            keep = self._crop(pts, rel[:3, 3])
+            pts, rem, y, mov = pts[keep], rem[keep], y[keep], mov[keep]
             d = make_data(pts + rel[:3, 3], x=rem, y=y)
             d.frame = torch.full((len(pts),), t, dtype=torch.long)
             d.moving = torch.from_numpy(mov)
@@ -293,5 +353,8 @@ class SyntheticLidar(PointDataset):
     def __repr__(self) -> str:
         return (
             f"SyntheticLidar({len(self)}, split={self.split!r}, "
-            f"rays={self.beams}x{self.azimuth_steps})"
+            f"rays={self.beams}x{self.azimuth_steps}"
+            + (f", num_scans={self.num_scans}" if self.num_scans > 1 else "")
+            + (", moving_classes=True" if self.moving_classes else "")
+            + ")"
         )
