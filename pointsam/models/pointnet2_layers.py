@@ -12,11 +12,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
 from ..nn import MLP, LAFFMultiLevel
-from ..nn.network import bind_geometry, collect_geometry, network_mode, seg_max
+from ..nn.common import run_folded
+from ..nn.network import (
+    bind_geometry,
+    collect_geometry,
+    network_mode,
+    seg_max,
+    tracing,
+)
 from .attention import apply_attention
 
 __all__ = ["SetAbstraction", "GlobalSetAbstraction", "FeaturePropagation"]
@@ -28,6 +36,21 @@ _FUSIONS = ("concat", "laff")
 def _bn_mlp(channels: Sequence[int], **dd: Any) -> MLP:
     """Shared MLP with BatchNorm and ReLU after every layer (PointNet++'s convs)."""
     return MLP(list(channels), norm_layer=nn.BatchNorm1d, plain_last=False, **dd)
+
+
+def interpolate(x: Tensor, idx: Tensor, w: Tensor) -> Tensor:
+    r"""Weighted sum of neighbour rows, :math:`\sum_k w_{ik} \mathbf{x}_{idx_{ik}}`.
+
+    One ``embedding_bag`` (no ``[N, k, C]`` tensor) for float32/float64 in eager
+    mode; a gather, product and sum otherwise (half precision, tracing).
+
+    Shapes:
+        - **input:** x :math:`(S, C)`, idx / w :math:`(N, k)`
+        - **output:** :math:`(N, C)`
+    """
+    if x.dtype in (torch.float32, torch.float64) and not tracing():
+        return F.embedding_bag(idx, x, per_sample_weights=w.to(x.dtype), mode="sum")
+    return (w.unsqueeze(-1).to(x.dtype) * x[idx]).sum(dim=1)  # [N, C]
 
 
 class SetAbstraction(nn.Module):
@@ -169,7 +192,10 @@ class SetAbstraction(nn.Module):
             h = pos[nbr] - centre.unsqueeze(1)  # [S, K, 3]
             if x is not None:
                 h = torch.cat([x[nbr], h], dim=-1)  # [S, K, C_in + 3]
-            feats.append(mlp(h).max(dim=1).values)  # [S, C_s]
+            if isinstance(mlp, MLP):
+                feats.append(mlp.forward_max(h, 1))  # [S, C_s], max over K
+            else:
+                feats.append(mlp(h).max(dim=1).values)  # [S, C_s]
         if self.fuse is not None:
             out = self.fuse(feats)  # [S, C_out]
         else:
@@ -293,6 +319,20 @@ class FeaturePropagation(nn.Module):
                 plan: dict[str, Tensor]) -> Tensor:
         """Interpolate with the :meth:`plan`'s weights, concatenate, shared MLP."""
         idx, w = plan["idx"], plan["w"]  # [N, k] each
+        fast = isinstance(self.mlp, MLP) and self.mlp.fused and not tracing()
+        layers = self.mlp.folded() if fast else None
+        if layers is not None:
+            # the first linear layer commutes with the interpolation: apply it
+            # to the S coarse points, then interpolate its C_1 outputs
+            (w0, b0, relu), rest = layers[0], layers[1:]
+            c = x.size(-1)
+            u = F.linear(x, w0[:, :c])  # [S, C_1]
+            h = interpolate(u, idx, w)  # [N, C_1]
+            if skip is not None:
+                h = h.addmm_(skip, w0[:, c:].t())  # + W_skip s_i
+            if b0 is not None:
+                h = h.add_(b0)
+            return run_folded(h.relu_() if relu else h, rest)  # [N, C_out]
         h = (w.unsqueeze(-1).to(x.dtype) * x[idx]).sum(dim=1)  # [N, C]
         if skip is not None:
             h = torch.cat([h, skip], dim=-1)  # [N, C + C_skip]

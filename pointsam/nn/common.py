@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
+from .network import tracing
 
 __all__ = ["MLP", "check_inputs", "neighbours"]
 
@@ -40,6 +42,10 @@ class MLP(nn.Module):
         bias: Learn the biases of the linear layers. (default: ``True``)
         plain_last: No norm and no activation after the last layer.
             (default: ``True``)
+        fused: In eval mode, fold each ``BatchNorm1d`` into the ``Linear``
+            before it and apply ReLU in place (:meth:`folded`); ``False`` is the
+            plain reference. Only for ReLU and BatchNorm1d/no norm; never while
+            tracing (export keeps the plain graph). (default: ``True``)
 
     Shapes:
         - **input:** :math:`(*, C_{in})`
@@ -54,13 +60,14 @@ class MLP(nn.Module):
     def __init__(self, channels: Sequence[int], *,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
                  norm_layer: Callable[[int], nn.Module] | None = None,
-                 bias: bool = True, plain_last: bool = True,
+                 bias: bool = True, plain_last: bool = True, fused: bool = True,
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         channels = list(channels)
         if len(channels) < 2:
             raise ValueError(f"MLP needs at least [in, out] channels, got {channels}")
+        self.fused = fused
         for c in channels:
             ops.check_positive_int(c, "channels")
         dd = {"device": device, "dtype": dtype}
@@ -94,7 +101,72 @@ class MLP(nn.Module):
         return self.channels[-1]
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_from_first(self.lins[0](x))
+        layers = self.folded() if self.fused and not tracing() else None
+        if layers is None:
+            return self.forward_from_first(self.lins[0](x))
+        return run_folded(x, layers)
+
+    def forward_max(self, x: Tensor, dim: int) -> Tensor:
+        r"""``self(x)`` reduced by its maximum over ``dim`` (PointNet's pooling).
+
+        On the fused path the last ReLU comes after the maximum (the two commute,
+        :math:`\max_k \mathrm{relu}(z_k) = \mathrm{relu}(\max_k z_k)`), so it
+        runs on the pooled tensor only, and the maximum is ``amax`` (no indices).
+
+        Example:
+            >>> mlp = MLP([3, 8], plain_last=False).eval()
+            >>> x = torch.randn(5, 4, 3)
+            >>> torch.equal(mlp.forward_max(x, 1), mlp(x).max(dim=1).values)
+            True
+        """
+        layers = self.folded() if self.fused and not tracing() else None
+        if layers is None:
+            return self(x).max(dim=dim).values
+        *body, (w, b, relu) = layers
+        h = F.linear(run_folded(x, body), w, b).amax(dim)
+        return h.relu_() if relu else h
+
+    def folded(self) -> list[tuple[Tensor, Tensor | None, bool]] | None:
+        r"""The layers as ``(weight, bias, relu)``, each eval-mode BatchNorm folded
+        into the Linear before it, or ``None`` where that is not exact (a norm in
+        training mode or other than ``BatchNorm1d``, an activation other than
+        ReLU).
+
+        .. math::
+            \mathbf{W}' = \mathrm{diag}(s)\,\mathbf{W},\quad
+            \mathbf{b}' = s \odot (\mathbf{b} - \mu) + \beta,\quad
+            s = \gamma / \sqrt{\sigma^2 + \epsilon}
+
+        computed at every call (a few small tensors), so the module keeps no
+        cache; in at least float32, then cast to the weights' dtype.
+        """
+        out: list[tuple[Tensor, Tensor | None, bool]] = []
+        for i, lin in enumerate(self.lins):
+            if i >= len(self.acts):
+                out.append((lin.weight, lin.bias, False))
+                continue
+            if type(self.acts[i]) is not nn.ReLU:
+                return None
+            norm = self.norms[i]
+            if isinstance(norm, nn.Identity):
+                out.append((lin.weight, lin.bias, True))
+                continue
+            if type(norm) is not nn.BatchNorm1d or norm.training \
+                    or norm.running_mean is None or norm.running_var is None:
+                return None
+            ct = torch.promote_types(lin.weight.dtype, torch.float32)
+            s = (norm.running_var.to(ct) + norm.eps).rsqrt()  # [C]
+            if norm.weight is not None:
+                s = s * norm.weight.to(ct)
+            b = -norm.running_mean.to(ct)
+            if lin.bias is not None:
+                b = b + lin.bias.to(ct)
+            b = b * s
+            if norm.bias is not None:
+                b = b + norm.bias.to(ct)
+            w = lin.weight.to(ct) * s.unsqueeze(1)  # [C_out, C_in]
+            out.append((w.to(lin.weight.dtype), b.to(lin.weight.dtype), True))
+        return out
 
     def forward_from_first(self, h: Tensor) -> Tensor:
         r"""Continue from ``h = lins[0](x)`` (before its norm and activation).
@@ -118,6 +190,16 @@ class MLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.channels}, plain_last={self.plain_last}"
+
+
+def run_folded(x: Tensor, layers: Sequence[tuple[Tensor, Tensor | None, bool]]
+               ) -> Tensor:
+    """``x`` through :meth:`MLP.folded` layers: ``linear``, then ReLU in place."""
+    for w, b, relu in layers:
+        x = F.linear(x, w, b)
+        if relu:
+            x = x.relu_()
+    return x
 
 
 def check_inputs(x: Tensor | None, pos: Tensor, batch: Tensor | None = None,

@@ -102,3 +102,46 @@ def test_neighbours_only_computes_when_missing():
     assert i2 is given and m2.shape == (10, 2) and bool(m2.all())
     d_idx, _ = neighbours(pos, batch, 2, dilation=2)
     assert torch.equal(d_idx, ops.knn(pos, 2, batch, dilation=2)[0])
+
+
+def _bn_stats(m: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affine parameters, then eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm1d):
+            c = mod.num_features
+            mod.running_mean.copy_(torch.randn(c, generator=g))
+            mod.running_var.copy_(torch.rand(c, generator=g) + 0.2)
+            if mod.weight is not None:
+                mod.weight.data.copy_(torch.randn(c, generator=g))  # some < 0
+                mod.bias.data.copy_(torch.randn(c, generator=g))
+    return m.eval()
+
+
+@pytest.mark.parametrize("affine,bias", [(True, True), (False, False)])
+def test_mlp_fused_equals_plain(affine, bias):
+    m = _bn_stats(MLP([5, 16, 8], plain_last=False, bias=bias,
+                      norm_layer=lambda c: nn.BatchNorm1d(c, affine=affine)))
+    x = torch.randn(40, 6, 5)
+    assert m.folded() is not None
+    fused = m(x)
+    pooled = m.forward_max(x, 1)
+    m.fused = False
+    torch.testing.assert_close(fused, m(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pooled, m(x).max(dim=1).values, rtol=1e-5, atol=1e-5)
+    assert torch.equal(m.forward_max(x, 1), m(x).max(dim=1).values)  # plain path
+
+
+def test_mlp_fused_only_where_exact():
+    x = torch.randn(7, 3)
+    assert MLP([3, 4], norm_layer=nn.BatchNorm1d, plain_last=False).folded() is None
+    assert MLP([3, 4, 2], act_layer=nn.GELU).eval().folded() is None
+    assert MLP([3, 4, 2], norm_layer=nn.LayerNorm).eval().folded() is None
+    plain = MLP([3, 4, 2]).eval()  # no norm: fused is linear + in-place ReLU
+    out = plain(x)
+    plain.fused = False
+    assert torch.equal(out, plain(x))
+    # training-mode BatchNorm uses batch statistics: the plain path runs
+    tr = MLP([3, 4], norm_layer=nn.BatchNorm1d, plain_last=False).train()
+    ref = torch.relu(tr.norms[0](tr.lins[0](x)))
+    torch.testing.assert_close(tr(x), ref)
