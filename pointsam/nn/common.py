@@ -106,26 +106,6 @@ class MLP(nn.Module):
             return self.forward_from_first(self.lins[0](x))
         return run_folded(x, layers)
 
-    def forward_max(self, x: Tensor, dim: int) -> Tensor:
-        r"""``self(x)`` reduced by its maximum over ``dim`` (PointNet's pooling).
-
-        On the fused path the last ReLU comes after the maximum (the two commute,
-        :math:`\max_k \mathrm{relu}(z_k) = \mathrm{relu}(\max_k z_k)`), so it
-        runs on the pooled tensor only, and the maximum is ``amax`` (no indices).
-
-        Example:
-            >>> mlp = MLP([3, 8], plain_last=False).eval()
-            >>> x = torch.randn(5, 4, 3)
-            >>> torch.equal(mlp.forward_max(x, 1), mlp(x).max(dim=1).values)
-            True
-        """
-        layers = self.folded() if self.fused and not tracing() else None
-        if layers is None:
-            return self(x).max(dim=dim).values
-        *body, (w, b, relu) = layers
-        h = F.linear(run_folded(x, body), w, b).amax(dim)
-        return h.relu_() if relu else h
-
     def folded(self) -> list[tuple[Tensor, Tensor | None, bool]] | None:
         r"""The layers as ``(weight, bias, relu)``, each eval-mode BatchNorm folded
         into the Linear before it, or ``None`` where that is not exact (a norm in
@@ -192,11 +172,25 @@ class MLP(nn.Module):
         return f"{self.channels}, plain_last={self.plain_last}"
 
 
-def run_folded(x: Tensor, layers: Sequence[tuple[Tensor, Tensor | None, bool]]
-               ) -> Tensor:
-    """``x`` through :meth:`MLP.folded` layers: ``linear``, then ReLU in place."""
-    for w, b, relu in layers:
+def run_folded(x: Tensor, layers: Sequence[tuple[Tensor, Tensor | None, bool]], *,
+               max_dim: int | None = None) -> Tensor:
+    r"""``x`` through :meth:`MLP.folded` layers: ``linear``, then ReLU in place.
+
+    With ``max_dim`` the result is the maximum over that dimension (PointNet's
+    pooling), and the last ReLU is applied after it, to the pooled tensor only:
+    :math:`\max_k \mathrm{relu}(z_k) = \mathrm{relu}(\max_k z_k)`.
+
+    Example:
+        >>> mlp = MLP([3, 8], plain_last=False).eval()
+        >>> x = torch.randn(5, 4, 3)
+        >>> torch.equal(run_folded(x, mlp.folded(), max_dim=1),
+        ...             mlp(x).max(dim=1).values)
+        True
+    """
+    for i, (w, b, relu) in enumerate(layers):
         x = F.linear(x, w, b)
+        if max_dim is not None and i == len(layers) - 1:
+            x = x.amax(max_dim)
         if relu:
             x = x.relu_()
     return x

@@ -187,13 +187,7 @@ def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
     else:
         counts = n.clamp(max=num)
     explicit = start is not None or random_start
-    if start is None:
-        if random_start:
-            r = torch.rand(b, generator=generator).to(pos.device)
-            start = (r * n.to(r.dtype)).long().clamp(max=(n - 1).clamp(min=0))
-        else:
-            start = canonical_start(pos, batch, b)
-    else:
+    if start is not None:
         start = torch.as_tensor(start, device=pos.device)
         if start.dtype in (torch.bool,) or start.is_floating_point() \
                 or start.is_complex() or start.dim() > 1:
@@ -204,6 +198,9 @@ def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
         if start.numel() != b or bool(((start < 0) | (start >= n.clamp(min=1))).any()):
             raise ValueError(f"start must hold one local index per cloud ({b}), "
                              "each inside its cloud")
+    elif random_start:
+        r = torch.rand(b, generator=generator).to(pos.device)
+        start = (r * n.to(r.dtype)).long().clamp(max=(n - 1).clamp(min=0))
     if backend == "auto":
         backend = ("fpsample" if pos.device.type == "cpu" and _available("fpsample")
                    and not explicit
@@ -217,6 +214,8 @@ def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
     elif backend == "fpsample" and explicit:
         raise ValueError("fps backend 'fpsample' cannot take a start point "
                          "(random_start or start); use backend='torch' or 'auto'")
+    if start is None and backend != "fpsample":  # fpsample has its own start
+        start = canonical_start(pos, batch, b)
     return _BACKENDS[backend](pos, batch, counts, start, b).to(pos.device)
 
 
