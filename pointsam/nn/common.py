@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from .. import ops
 from .network import tracing
 
-__all__ = ["MLP", "check_inputs", "neighbours"]
+__all__ = ["MLP", "check_inputs", "neighbours", "fold_batch_norm", "run_folded"]
 
 
 class MLP(nn.Module):
@@ -108,17 +108,10 @@ class MLP(nn.Module):
 
     def folded(self) -> list[tuple[Tensor, Tensor | None, bool]] | None:
         r"""The layers as ``(weight, bias, relu)``, each eval-mode BatchNorm folded
-        into the Linear before it, or ``None`` where that is not exact (a norm in
-        training mode or other than ``BatchNorm1d``, an activation other than
-        ReLU).
-
-        .. math::
-            \mathbf{W}' = \mathrm{diag}(s)\,\mathbf{W},\quad
-            \mathbf{b}' = s \odot (\mathbf{b} - \mu) + \beta,\quad
-            s = \gamma / \sqrt{\sigma^2 + \epsilon}
-
-        computed at every call (a few small tensors), so the module keeps no
-        cache; in at least float32, then cast to the weights' dtype.
+        into the Linear before it (:func:`fold_batch_norm`), or ``None`` where
+        that is not exact (a norm in training mode or other than ``BatchNorm1d``,
+        an activation other than ReLU). Computed at every call (a few small
+        tensors), so the module keeps no cache.
         """
         out: list[tuple[Tensor, Tensor | None, bool]] = []
         for i, lin in enumerate(self.lins):
@@ -131,21 +124,10 @@ class MLP(nn.Module):
             if isinstance(norm, nn.Identity):
                 out.append((lin.weight, lin.bias, True))
                 continue
-            if type(norm) is not nn.BatchNorm1d or norm.training \
-                    or norm.running_mean is None or norm.running_var is None:
+            wb = fold_batch_norm(lin, norm)
+            if wb is None:
                 return None
-            ct = torch.promote_types(lin.weight.dtype, torch.float32)
-            s = (norm.running_var.to(ct) + norm.eps).rsqrt()  # [C]
-            if norm.weight is not None:
-                s = s * norm.weight.to(ct)
-            b = -norm.running_mean.to(ct)
-            if lin.bias is not None:
-                b = b + lin.bias.to(ct)
-            b = b * s
-            if norm.bias is not None:
-                b = b + norm.bias.to(ct)
-            w = lin.weight.to(ct) * s.unsqueeze(1)  # [C_out, C_in]
-            out.append((w.to(lin.weight.dtype), b.to(lin.weight.dtype), True))
+            out.append((*wb, True))
         return out
 
     def forward_from_first(self, h: Tensor) -> Tensor:
@@ -170,6 +152,31 @@ class MLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.channels}, plain_last={self.plain_last}"
+
+
+def fold_batch_norm(lin: nn.Linear, norm: nn.Module) -> tuple[Tensor, Tensor] | None:
+    r"""``norm(lin(x)) = x W'^T + b'`` for an eval-mode ``BatchNorm1d``, or ``None``
+    (another norm, training mode, no running statistics).
+
+    .. math::
+        \mathbf{W}' = \mathrm{diag}(s)\,\mathbf{W},\quad
+        \mathbf{b}' = s \odot (\mathbf{b} - \mu) + \beta,\quad
+        s = \gamma / \sqrt{\sigma^2 + \epsilon}
+
+    computed in at least float32, then cast to the weights' dtype.
+    """
+    if type(norm) is not nn.BatchNorm1d or norm.training \
+            or norm.running_mean is None or norm.running_var is None:
+        return None
+    ct = torch.promote_types(lin.weight.dtype, torch.float32)
+    s = torch.rsqrt(norm.running_var.to(ct) + norm.eps)  # [C]
+    if norm.weight is not None:
+        s = s * norm.weight.to(ct)
+    b = -norm.running_mean.to(ct) if lin.bias is None \
+        else lin.bias.to(ct) - norm.running_mean.to(ct)
+    b = b * s if norm.bias is None else torch.addcmul(norm.bias.to(ct), b, s)
+    w = lin.weight.to(ct) * s.unsqueeze(1)  # [C_out, C_in]
+    return w.to(lin.weight.dtype), b.to(lin.weight.dtype)
 
 
 def run_folded(x: Tensor, layers: Sequence[tuple[Tensor, Tensor | None, bool]], *,
