@@ -17,10 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from ..nn.common import fold_batch_norm, run_folded
+from ..nn.common import block_elements, fold_batch_norm, run_folded
 from ..nn.network import tracing
-
-_BLOCK = 1 << 18  # elements of the widest temporary of one block (1 MB in float32)
 
 __all__ = ["ClsHead", "SegHead", "PointClassifier", "PointSegmenter", "unpack"]
 
@@ -94,7 +92,7 @@ class ClsHead(nn.Module):
         layers = self.folded() if self.fused and not tracing() else None
         if layers is None:
             return self.mlp(x)
-        rows = max(1, _BLOCK // max(w.size(0) for w, _, _ in layers))
+        rows = max(1, block_elements() // max(w.size(0) for w, _, _ in layers))
         if x.size(0) <= rows:
             return run_folded(x, layers)
         out = x.new_empty(x.size(0), self.num_classes)  # [N, classes]

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from ..nn import MLP, LAFFMultiLevel
-from ..nn.common import run_folded
+from ..nn.common import block_elements, run_folded
 from ..nn.network import (
     bind_geometry,
     collect_geometry,
@@ -53,19 +53,17 @@ def interpolate(x: Tensor, idx: Tensor, w: Tensor) -> Tensor:
     return (w.unsqueeze(-1).to(x.dtype) * x[idx]).sum(dim=1)  # [N, C]
 
 
-_BLOCK = 1 << 18  # elements of the widest temporary of one block (1 MB in float32)
-
-
 def group_max(layers: list[tuple[Tensor, Tensor | None, bool]], x: Tensor | None,
               pos: Tensor, centre: Tensor, nbr: Tensor) -> Tensor:
     r"""The eval fast path of one set-abstraction scale,
     :math:`\max_k h([\mathbf{x}_j, \mathbf{p}_j - \mathbf{c}_i])` on
     :meth:`MLP.folded` layers.
 
-    The centres go through in blocks whose widest ``[rows, K, C]`` temporary
-    holds about ``2^18`` elements, so each layer's output is still in cache for
-    the next one (on a 66k-point scan about 3x faster than whole-tensor layers,
-    whose temporaries are tens of MB). With :math:`C_{in} \ge 16` features the
+    At one torch thread the centres go through in blocks whose widest
+    ``[rows, K, C]`` temporary holds about ``2^18`` elements, so each layer's
+    output is still in cache for the next one (on a 66k-point scan about 3x
+    faster than whole-tensor layers, whose temporaries are tens of MB); see
+    :func:`block_elements`. With :math:`C_{in} \ge 16` features the
     first layer is split, :math:`W[\mathbf{x}_j, \mathbf{p}_j - \mathbf{c}_i] =
     (W_x \mathbf{x})_j + W_p(\mathbf{p}_j - \mathbf{c}_i)`: :math:`W_x
     \mathbf{x}` once per point, then gathered (the relative position stays an
@@ -87,7 +85,7 @@ def group_max(layers: list[tuple[Tensor, Tensor | None, bool]], x: Tensor | None
         xp = pos if x is None else torch.cat([x, pos], dim=1)  # [N, C_in + 3]
         off = centre if x is None else torch.cat(
             [centre.new_zeros(s, c_in), centre], dim=1)  # [S, C_in + 3]
-    rows = max(1, _BLOCK // (k * max(w.size(0) for w, _, _ in layers)))
+    rows = max(1, block_elements() // (k * max(w.size(0) for w, _, _ in layers)))
     out = centre.new_empty(s, layers[-1][0].size(0))  # [S, C_out]
     for a in range(0, s, rows):
         e = min(s, a + rows)
@@ -389,7 +387,7 @@ class FeaturePropagation(nn.Module):
             u = F.linear(x, w0[:, :c])  # [S, C_1]
             w_skip = w0[:, c:].t()  # [C_skip, C_1]
             n = idx.size(0)
-            rows = max(1, _BLOCK // max(lw.size(0) for lw, _, _ in layers))
+            rows = max(1, block_elements() // max(lw.size(0) for lw, _, _ in layers))
             out = u.new_empty(n, layers[-1][0].size(0))  # [N, C_out]
             for a in range(0, n, rows):  # blocks of rows stay in cache
                 e = min(n, a + rows)

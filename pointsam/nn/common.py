@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from .. import ops
 from .network import tracing
 
-__all__ = ["MLP", "check_inputs", "neighbours", "fold_batch_norm", "run_folded"]
+__all__ = ["MLP", "check_inputs", "neighbours", "fold_batch_norm", "run_folded",
+           "block_elements"]
 
 
 class MLP(nn.Module):
@@ -152,6 +153,18 @@ class MLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.channels}, plain_last={self.plain_last}"
+
+
+_BLOCK = 1 << 18  # elements of the widest temporary of one block (1 MB in float32)
+
+
+def block_elements() -> int:
+    """Elements of one block of the eval fast paths: :data:`_BLOCK` at one torch
+    thread, unbounded (one block) at several. Blocks keep one thread's layers in
+    cache (3x on a scan's first stage), but with several threads each small op is
+    split and joined again: on 2 cores shared with other processes, blocks made
+    2 threads 5x slower than whole tensors."""
+    return _BLOCK if torch.get_num_threads() == 1 else 1 << 62
 
 
 def fold_batch_norm(lin: nn.Linear, norm: nn.Module) -> tuple[Tensor, Tensor] | None:

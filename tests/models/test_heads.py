@@ -138,9 +138,18 @@ def test_head_device_dtype_and_reset():
 
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
 def test_head_fused_equals_plain(dropout, monkeypatch):
+    monkeypatch.setattr(common, "_BLOCK", 64 * 7)  # several blocks at one thread
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _head_fused_equals_plain(dropout)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _head_fused_equals_plain(dropout):
     from pointsam.models import SegHead
 
-    monkeypatch.setattr(sys.modules["pointsam.models.heads"], "_BLOCK", 64 * 7)  # blocks
     torch.manual_seed(0)
     head = SegHead(16, 5, hidden_channels=(32, 24), dropout=dropout)
     g = torch.Generator().manual_seed(1)

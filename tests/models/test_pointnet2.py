@@ -118,7 +118,21 @@ def test_interpolate_equals_gather():
 
 @pytest.mark.parametrize("name", ["pointnet2_lite_semseg", "pointnet2_lite_partseg",
                                   "pointnet2_lite_cls"])
-def test_fused_network_equals_plain(name):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_network_equals_plain(name, threads, monkeypatch):
+    # one thread: many blocks of centres and rows (small _BLOCK); two: one block
+    from pointsam.nn import common
+
+    monkeypatch.setattr(common, "_BLOCK", 2000)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _fused_network_equals_plain(name)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fused_network_equals_plain(name):
     # the eval fast path (BatchNorm folded, first FP layer before the
     # interpolation, ReLU after the max) against the plain layers
     torch.manual_seed(0)
