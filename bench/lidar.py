@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -208,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="1 repeat, 1 round, no breakdown")
     a = ap.parse_args(argv)
+    # a TERM (timeout, kill) unwinds like Ctrl-C, so the baseline worktree is removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if a.quick:
         a.repeat, a.rounds = 1, 1
     import torch
