@@ -62,9 +62,10 @@ def chunk_assignment(pos: Tensor, chunk_points: int) -> list[Tensor]:
     centres = ops.fps(pos, num=s)  # [S]
     nearest, _ = ops.knn(pos[centres], 1, query=pos)  # [N, 1] index into centres
     owner = nearest[:, 0]  # [N]
+    by_owner = torch.argsort(owner, stable=True)  # [N], ascending within a centre
+    sizes = torch.bincount(owner, minlength=s).tolist()
     out: list[Tensor] = []
-    for c in range(s):
-        idx = (owner == c).nonzero().view(-1)
+    for idx in torch.split(by_owner, sizes):
         if idx.numel():
             out += _split_longest(pos, idx, chunk_points)
     return out

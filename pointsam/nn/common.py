@@ -16,11 +16,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
+from .network import tracing
 
-__all__ = ["MLP", "check_inputs", "neighbours", "linear_chain", "Layer"]
+__all__ = ["MLP", "check_inputs", "neighbours", "linear_chain", "Layer",
+           "fold_batch_norm", "run_folded", "block_elements"]
 
 #: one affine layer of :func:`linear_chain`: weight [C_out, C_in], bias [C_out] or
 #: None, and whether a ReLU follows
@@ -47,6 +50,10 @@ class MLP(nn.Module):
         bias: Learn the biases of the linear layers. (default: ``True``)
         plain_last: No norm and no activation after the last layer.
             (default: ``True``)
+        fused: In eval mode, fold each ``BatchNorm1d`` into the ``Linear``
+            before it and apply ReLU in place (:meth:`folded`); ``False`` is the
+            plain reference. Only for ReLU and BatchNorm1d/no norm; never while
+            tracing (export keeps the plain graph). (default: ``True``)
 
     Shapes:
         - **input:** :math:`(*, C_{in})`
@@ -61,13 +68,14 @@ class MLP(nn.Module):
     def __init__(self, channels: Sequence[int], *,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
                  norm_layer: Callable[[int], nn.Module] | None = None,
-                 bias: bool = True, plain_last: bool = True,
+                 bias: bool = True, plain_last: bool = True, fused: bool = True,
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         channels = list(channels)
         if len(channels) < 2:
             raise ValueError(f"MLP needs at least [in, out] channels, got {channels}")
+        self.fused = fused
         for c in channels:
             ops.check_positive_int(c, "channels")
         dd = {"device": device, "dtype": dtype}
@@ -101,7 +109,34 @@ class MLP(nn.Module):
         return self.channels[-1]
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_from_first(self.lins[0](x))
+        layers = self.folded() if self.fused and not tracing() else None
+        if layers is None:
+            return self.forward_from_first(self.lins[0](x))
+        return run_folded(x, layers)
+
+    def folded(self) -> list[tuple[Tensor, Tensor | None, bool]] | None:
+        r"""The layers as ``(weight, bias, relu)``, each eval-mode BatchNorm folded
+        into the Linear before it (:func:`fold_batch_norm`), or ``None`` where
+        that is not exact (a norm in training mode or other than ``BatchNorm1d``,
+        an activation other than ReLU). Computed at every call (a few small
+        tensors), so the module keeps no cache.
+        """
+        out: list[tuple[Tensor, Tensor | None, bool]] = []
+        for i, lin in enumerate(self.lins):
+            if i >= len(self.acts):
+                out.append((lin.weight, lin.bias, False))
+                continue
+            if type(self.acts[i]) is not nn.ReLU:
+                return None
+            norm = self.norms[i]
+            if isinstance(norm, nn.Identity):
+                out.append((lin.weight, lin.bias, True))
+                continue
+            wb = fold_batch_norm(lin, norm)
+            if wb is None:
+                return None
+            out.append((*wb, True))
+        return out
 
     def forward_from_first(self, h: Tensor) -> Tensor:
         r"""Continue from ``h = lins[0](x)`` (before its norm and activation).
@@ -125,6 +160,67 @@ class MLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.channels}, plain_last={self.plain_last}"
+
+
+_BLOCK = 1 << 18  # elements of the widest temporary of one block (1 MB in float32)
+
+
+def block_elements() -> int:
+    """Elements of one block of the eval fast paths: :data:`_BLOCK` at one torch
+    thread, unbounded (one block) at several. Blocks keep one thread's layers in
+    cache (3x on a scan's first stage), but with several threads each small op is
+    split and joined again: on 2 cores shared with other processes, blocks made
+    2 threads 5x slower than whole tensors."""
+    return _BLOCK if torch.get_num_threads() == 1 else 1 << 62
+
+
+def fold_batch_norm(lin: nn.Linear, norm: nn.Module) -> tuple[Tensor, Tensor] | None:
+    r"""``norm(lin(x)) = x W'^T + b'`` for an eval-mode ``BatchNorm1d``, or ``None``
+    (another norm, training mode, no running statistics).
+
+    .. math::
+        \mathbf{W}' = \mathrm{diag}(s)\,\mathbf{W},\quad
+        \mathbf{b}' = s \odot (\mathbf{b} - \mu) + \beta,\quad
+        s = \gamma / \sqrt{\sigma^2 + \epsilon}
+
+    computed in at least float32, then cast to the weights' dtype.
+    """
+    if type(norm) is not nn.BatchNorm1d or norm.training \
+            or norm.running_mean is None or norm.running_var is None:
+        return None
+    ct = torch.promote_types(lin.weight.dtype, torch.float32)
+    s = torch.rsqrt(norm.running_var.to(ct) + norm.eps)  # [C]
+    if norm.weight is not None:
+        s = s * norm.weight.to(ct)
+    b = -norm.running_mean.to(ct) if lin.bias is None \
+        else lin.bias.to(ct) - norm.running_mean.to(ct)
+    b = b * s if norm.bias is None else torch.addcmul(norm.bias.to(ct), b, s)
+    w = lin.weight.to(ct) * s.unsqueeze(1)  # [C_out, C_in]
+    return w.to(lin.weight.dtype), b.to(lin.weight.dtype)
+
+
+def run_folded(x: Tensor, layers: Sequence[tuple[Tensor, Tensor | None, bool]], *,
+               max_dim: int | None = None) -> Tensor:
+    r"""``x`` through :meth:`MLP.folded` layers: ``linear``, then ReLU in place.
+
+    With ``max_dim`` the result is the maximum over that dimension (PointNet's
+    pooling), and the last ReLU is applied after it, to the pooled tensor only:
+    :math:`\max_k \mathrm{relu}(z_k) = \mathrm{relu}(\max_k z_k)`.
+
+    Example:
+        >>> mlp = MLP([3, 8], plain_last=False).eval()
+        >>> x = torch.randn(5, 4, 3)
+        >>> torch.equal(run_folded(x, mlp.folded(), max_dim=1),
+        ...             mlp(x).max(dim=1).values)
+        True
+    """
+    for i, (w, b, relu) in enumerate(layers):
+        x = F.linear(x, w, b)
+        if max_dim is not None and i == len(layers) - 1:
+            x = x.amax(max_dim)
+        if relu:
+            x = x.relu_()
+    return x
 
 
 def check_inputs(x: Tensor | None, pos: Tensor, batch: Tensor | None = None,

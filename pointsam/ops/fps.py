@@ -66,6 +66,35 @@ def _fps_torch(pos: Tensor, batch: Tensor, counts: Tensor, start: Tensor,
     return (out + ptr[:-1].unsqueeze(1))[keep]  # [S]
 
 
+def _lex_order(p: np.ndarray) -> np.ndarray:
+    """``np.lexsort((z, y, x))`` of float32 points [n, 3], with one 64-bit sort.
+
+    Each coordinate becomes its order-preserving uint32 (sign bit set for
+    positives, all bits flipped for negatives; -0.0 made +0.0 first, as lexsort
+    sees them equal); (x, y) is one uint64 key, sorted once (numpy's vectorised
+    quicksort). Points whose (x, y) ties are then put in lexsort's order, by z
+    and then by index, among themselves only: the same permutation as lexsort,
+    5-10x faster on the clouds of a scan.
+    """
+    u = (p + np.float32(0.0)).view(np.uint32)  # [n, 3]; -0.0 -> +0.0
+    u = np.where(u >> np.uint32(31), ~u, u | np.uint32(0x80000000))
+    key = (u[:, 0].astype(np.uint64) << np.uint64(32)) | u[:, 1]  # [n]
+    order = np.argsort(key)  # ties in any order: fixed below
+    k = key[order]
+    tie = k[1:] == k[:-1]  # [n - 1]: sorted position i ties with i + 1
+    if tie.any():
+        member = np.zeros(len(order), dtype=bool)
+        member[1:] |= tie
+        member[:-1] |= tie
+        at = np.flatnonzero(member)  # sorted positions in tied runs
+        first = np.ones(len(at), dtype=bool)
+        first[1:] = ~tie[at[1:] - 1]  # a run starts where it does not tie back
+        run = np.cumsum(first)
+        sub = order[at]
+        order[at] = sub[np.lexsort((sub, u[sub, 2], run))]  # by run, z, index
+    return order
+
+
 def _fps_fpsample(pos: Tensor, batch: Tensor, counts: Tensor, start: Tensor | None,
                   b: int) -> Tensor:
     """fpsample's QuickFPS (``bucket_fps_kdline_sampling``), exact FPS.
@@ -89,7 +118,7 @@ def _fps_fpsample(pos: Tensor, batch: Tensor, counts: Tensor, start: Tensor | No
         if s == 0:
             continue
         p = pn[ptr[i]:ptr[i + 1]]
-        order = np.lexsort((p[:, 2], p[:, 1], p[:, 0]))  # canonical order
+        order = _lex_order(p)  # canonical order
         if n_b == 1:
             idx = order
         else:  # also for s == n_b: the result is in sampling order
@@ -210,13 +239,7 @@ def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
     else:
         counts = n.clamp(max=num)
     explicit = start is not None or random_start
-    if start is None:
-        if random_start:
-            r = torch.rand(b, generator=generator).to(pos.device)
-            start = (r * n.to(r.dtype)).long().clamp(max=(n - 1).clamp(min=0))
-        else:
-            start = canonical_start(pos, batch, b)
-    else:
+    if start is not None:
         start = torch.as_tensor(start, device=pos.device)
         if start.dtype in (torch.bool,) or start.is_floating_point() \
                 or start.is_complex() or start.dim() > 1:
@@ -227,6 +250,9 @@ def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
         if start.numel() != b or bool(((start < 0) | (start >= n.clamp(min=1))).any()):
             raise ValueError(f"start must hold one local index per cloud ({b}), "
                              "each inside its cloud")
+    elif random_start:
+        r = torch.rand(b, generator=generator).to(pos.device)
+        start = (r * n.to(r.dtype)).long().clamp(max=(n - 1).clamp(min=0))
     if backend == "auto":
         backend = ("fpsample" if pos.device.type == "cpu" and _available("fpsample")
                    and not explicit
@@ -240,6 +266,8 @@ def fps(pos: Tensor, batch: Tensor | None = None, *, ratio: float | None = None,
     elif backend == "fpsample" and explicit:
         raise ValueError("fps backend 'fpsample' cannot take a start point "
                          "(random_start or start); use backend='torch' or 'auto'")
+    if start is None and backend != "fpsample":  # fpsample has its own start
+        start = canonical_start(pos, batch, b)
     return _BACKENDS[backend](pos, batch, counts, start, b).to(pos.device)
 
 

@@ -67,6 +67,15 @@ def _sqdist(q: Tensor, p: Tensor) -> Tensor:
 
 def _knn_dense(pos: Tensor, batch: Tensor, query: Tensor, query_batch: Tensor,
                kk: int, b: int) -> Tensor:
+    if b == 1:  # one cloud: no padding (to_dense of a 66k-point query costs ms)
+        kq = min(kk, pos.size(0))
+        out = torch.full((query.size(0), kk), -1, dtype=torch.long, device=pos.device)
+        step = max(1, _BLOCK // max(1, pos.size(0)))
+        for s in range(0, query.size(0), step):
+            d = _sqdist(query[s:s + step], pos)  # [m', N]
+            dist, idx = d.topk(kq, dim=-1, largest=False, sorted=True)  # [m', kq]
+            out[s:s + step, :kq] = idx.masked_fill(torch.isinf(dist), -1)
+        return out  # [M, kk]
     p, pmask = to_dense(pos, batch, batch_size=b)  # [B, N_max, 3], [B, N_max]
     q, qmask = to_dense(query, query_batch, batch_size=b)  # [B, M_max, 3]
     n_max, m_max = p.size(1), q.size(1)

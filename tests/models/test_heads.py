@@ -134,3 +134,34 @@ def test_head_device_dtype_and_reset():
     c.reset_parameters()
     assert all(not bool((p == 7.0).all()) for p in c.parameters())
     assert c.extra_repr() == "8, 3" and repr(c).startswith("ClsHead(\n  8, 3\n")
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_head_fused_equals_plain(dropout, monkeypatch):
+    monkeypatch.setattr(common, "_BLOCK", 64 * 7)  # several blocks at one thread
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _head_fused_equals_plain(dropout)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _head_fused_equals_plain(dropout):
+    from pointsam.models import SegHead
+
+    torch.manual_seed(0)
+    head = SegHead(16, 5, hidden_channels=(32, 24), dropout=dropout)
+    g = torch.Generator().manual_seed(1)
+    for m in head.modules():  # non-trivial statistics, some negative scales
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.2)
+            m.weight.data.copy_(torch.randn(m.num_features, generator=g))
+    head.eval()
+    x = torch.randn(50, 16, generator=g)
+    assert head.folded() is not None
+    fused = head(x)
+    head.fused = False
+    torch.testing.assert_close(fused, head(x), rtol=1e-5, atol=1e-5)
+    assert head.train().folded() is None  # batch statistics: the plain layers

@@ -39,6 +39,18 @@ def test_height_is_translation_invariant_and_per_cloud():
     assert torch.allclose(both[len(pos):], height_above_ground(other), atol=1e-5)
 
 
+def test_height_batched_equals_cloud_by_cloud():
+    # all clouds in one pass (packed cell keys) = each cloud alone, exactly,
+    # including clouds whose cells abut in packed key space and an empty cloud
+    parts = [_street(seed=s, n=n)[0] for s, n in ((2, 900), (3, 50), (4, 1200))]
+    parts[1] = parts[1] * 0.01 + torch.tensor([5e5, -3e5, 2.0])  # tiny, far away
+    pos = torch.cat(parts)
+    batch = torch.cat([torch.full((len(p),), i) for i, p in zip((0, 1, 3), parts)])
+    both = height_above_ground(pos, batch)
+    alone = torch.cat([height_above_ground(p) for p in parts])
+    assert torch.equal(both, alone)
+
+
 def test_height_memory_is_linear():
     # 2M points spread over 1 km: an N x N or a dense-grid step would not fit
     pos = torch.rand(2_000_000, 3) * torch.tensor([1000.0, 1000.0, 1.0])

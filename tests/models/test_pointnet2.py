@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pointsam.models import FeaturePropagation, PointNet2
+from pointsam.models import FeaturePropagation, PointNet2, create_model
 from pointsam.models.pointnet2 import GlobalSetAbstraction, SetAbstraction
 from tests.models._models_tiny import ragged
 
@@ -92,3 +92,65 @@ def test_device_dtype_and_repr():
     assert "in_channels=0, out_channels=8, stages=2" in repr(net)
     with pytest.raises(ValueError, match="decoder needs 3"):
         PointNet2(stages=_STAGES, global_mlp=[8], decoder=[[8]])
+
+
+def _plain(model: torch.nn.Module) -> torch.nn.Module:
+    from pointsam.nn import MLP
+
+    for m in model.modules():
+        if isinstance(m, MLP):
+            m.fused = False
+    return model
+
+
+def test_interpolate_equals_gather():
+    from pointsam.models.pointnet2_layers import interpolate
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(9, 5, generator=g, dtype=torch.float64)
+    idx = torch.randint(0, 9, (20, 3), generator=g)
+    w = torch.rand(20, 3, generator=g, dtype=torch.float64)
+    ref = (w.unsqueeze(-1) * x[idx]).sum(1)
+    torch.testing.assert_close(interpolate(x, idx, w), ref)
+    torch.testing.assert_close(interpolate(x.half(), idx, w).double(), ref,
+                               rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("name", ["pointnet2_lite_semseg", "pointnet2_lite_partseg",
+                                  "pointnet2_lite_cls"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_network_equals_plain(name, threads, monkeypatch):
+    # one thread: many blocks of centres and rows (small _BLOCK); two: one block
+    from pointsam.nn import common
+
+    monkeypatch.setattr(common, "_BLOCK", 2000)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _fused_network_equals_plain(name)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fused_network_equals_plain(name):
+    # the eval fast path (BatchNorm folded, first FP layer before the
+    # interpolation, ReLU after the max) against the plain layers
+    torch.manual_seed(0)
+    m = create_model(name)
+    g = torch.Generator().manual_seed(1)
+    for mod in m.modules():  # non-trivial statistics, some negative scales
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            c = mod.num_features
+            mod.running_mean.copy_(torch.randn(c, generator=g))
+            mod.running_var.copy_(torch.rand(c, generator=g) + 0.2)
+            mod.weight.data.copy_(torch.randn(c, generator=g))
+            mod.bias.data.copy_(torch.randn(c, generator=g))
+    m.eval()
+    g = torch.Generator().manual_seed(0)
+    pos = torch.randn(700, 3, generator=g)
+    batch = torch.tensor([0] * 300 + [1] * 400)
+    kw = {"category": torch.tensor([2, 5])} if "part" in name else {}
+    with torch.no_grad():
+        fused = m(pos=pos, batch=batch, **kw)
+        plain = _plain(m)(pos=pos, batch=batch, **kw)
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)

@@ -4,6 +4,7 @@ from torch import nn
 
 from pointsam import ops
 from pointsam.nn import MLP, check_inputs, neighbours
+from pointsam.nn.common import run_folded
 
 
 def test_mlp_shapes_repr_and_layers():
@@ -155,3 +156,43 @@ def test_linear_chain_pyg_mlp():
     assert linear_chain(drop.train()) is None and linear_chain(drop.eval()) is not None
     assert linear_chain(PygMLP([3, 8, 4], norm="batch_norm")) is None
     assert linear_chain(PygMLP([3, 8, 4], norm=None, act="tanh")) is None
+def _bn_stats(m: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affine parameters, then eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm1d):
+            c = mod.num_features
+            mod.running_mean.copy_(torch.randn(c, generator=g))
+            mod.running_var.copy_(torch.rand(c, generator=g) + 0.2)
+            if mod.weight is not None:
+                mod.weight.data.copy_(torch.randn(c, generator=g))  # some < 0
+                mod.bias.data.copy_(torch.randn(c, generator=g))
+    return m.eval()
+
+
+@pytest.mark.parametrize("affine,bias", [(True, True), (False, False)])
+def test_mlp_fused_equals_plain(affine, bias):
+    m = _bn_stats(MLP([5, 16, 8], plain_last=False, bias=bias,
+                      norm_layer=lambda c: nn.BatchNorm1d(c, affine=affine)))
+    x = torch.randn(40, 6, 5)
+    assert m.folded() is not None
+    fused = m(x)
+    pooled = run_folded(x, m.folded(), max_dim=1)
+    m.fused = False
+    torch.testing.assert_close(fused, m(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pooled, m(x).max(dim=1).values, rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_fused_only_where_exact():
+    x = torch.randn(7, 3)
+    assert MLP([3, 4], norm_layer=nn.BatchNorm1d, plain_last=False).folded() is None
+    assert MLP([3, 4, 2], act_layer=nn.GELU).eval().folded() is None
+    assert MLP([3, 4, 2], norm_layer=nn.LayerNorm).eval().folded() is None
+    plain = MLP([3, 4, 2]).eval()  # no norm: fused is linear + in-place ReLU
+    out = plain(x)
+    plain.fused = False
+    assert torch.equal(out, plain(x))
+    # training-mode BatchNorm uses batch statistics: the plain path runs
+    tr = MLP([3, 4], norm_layer=nn.BatchNorm1d, plain_last=False).train()
+    ref = torch.relu(tr.norms[0](tr.lins[0](x)))
+    torch.testing.assert_close(tr(x), ref)

@@ -127,3 +127,22 @@ def test_torch_fps_on_device(device):
         assert set(b.tolist()) == set(fps(pos, batch, num=20).tolist())
     else:
         assert torch.equal(a, b.cpu())
+
+
+def test_lex_order_equals_numpy_lexsort():
+    # the fpsample backend's canonical order: ties in x and (x, y), exact
+    # duplicates, negative numbers and signed zeros (lexsort: -0.0 == 0.0)
+    import sys
+
+    import numpy as np
+
+    lex_order = sys.modules["pointsam.ops.fps"]._lex_order
+    rs = np.random.RandomState(0)
+    p = (rs.randn(3000, 3) * 10).astype(np.float32)
+    p[:1000, 0] = np.round(p[:1000, 0])
+    p[:500, 1] = np.round(p[:500, 1])
+    p[100:200] = p[100]
+    p[:300:2, 1] = -0.0
+    p[1:300:2, 1] = 0.0
+    p[300:320, 2] = -0.0
+    assert np.array_equal(lex_order(p), np.lexsort((p[:, 2], p[:, 1], p[:, 0])))

@@ -141,3 +141,23 @@ def test_grid_keys_exact_in_half_precision(dtype):
     for bad in (float("inf"), True, 0.0):
         with pytest.raises(ValueError, match="size"):
             grid_subsample(pos, bad)
+
+
+@pytest.mark.parametrize("size", [0.05, 0.5, 1e-9])
+def test_grid_voxels_equal_point_by_point_reference(size):
+    # 1e-9 m voxels over a 10 m cloud: more cells than one int64 key holds, so
+    # the row-wise unique fallback runs; the others take the packed 1-D key
+    from tests.reference.ops import grid_naive
+
+    g = torch.Generator().manual_seed(5)
+    pos = torch.rand(300, 3, generator=g, dtype=torch.float64) * 10 - 5
+    pos[100:110] = pos[100]  # duplicates: one voxel
+    batch = torch.tensor([0] * 120 + [1] * 40 + [3] * 140)  # cloud 2 is empty
+    out = grid_subsample(pos, size, batch, batch_size=4)
+    cluster, cloud = grid_naive(pos, size, batch)
+    assert out.cluster.tolist() == cluster
+    assert out.batch.tolist() == cloud
+    first = torch.full((len(cloud),), 10**9)
+    for i, c in enumerate(cluster):
+        first[c] = min(int(first[c]), i)
+    assert out.index.tolist() == first.tolist()

@@ -267,3 +267,24 @@ def test_torch_backends_on_device(device, backend):
     idx, mask = knn(pos.to(device), 8, batch.to(device), backend=backend)
     assert idx.device.type == device.type
     check_against_reference(pos, batch, idx.cpu(), mask.cpu(), 8)
+
+
+@pytest.mark.parametrize("k", [8, 60])
+def test_knn_dense_one_cloud_equals_padded_batch(k, monkeypatch):
+    # one cloud skips the padding; it must give what the padded path gives for
+    # the same cloud inside a batch of two (k=60 > 50 points: -1 padding)
+    import sys
+
+    monkeypatch.setattr(sys.modules["pointsam.ops.knn"], "_BLOCK", 500)  # blocks
+    pos, _ = ragged([50], seed=4)
+    query, _ = ragged([70], seed=5)
+    one_b, one_q = torch.zeros(50, dtype=torch.long), torch.zeros(70, dtype=torch.long)
+    idx, mask = knn(pos, k, one_b, query=query, query_batch=one_q, backend="dense")
+    check_against_reference(pos, one_b, idx, mask, k, query, one_q)
+    other, _ = ragged([9], seed=6)
+    two = torch.cat([pos, other])
+    two_b = torch.cat([one_b, torch.ones(9, dtype=torch.long)])
+    two_q = torch.cat([query, other])
+    two_qb = torch.cat([one_q, torch.ones(9, dtype=torch.long)])
+    idx2, mask2 = knn(two, k, two_b, query=two_q, query_batch=two_qb, backend="dense")
+    assert torch.equal(idx, idx2[:70]) and torch.equal(mask, mask2[:70])

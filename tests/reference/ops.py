@@ -65,3 +65,18 @@ def dilate_rows(table: Tensor, k: int, d: int) -> tuple[list[list[int]], list[li
         idx.append([valid[p] if p < n else valid[0] for p in picks])
         mask.append([p < n for p in picks])
     return idx, mask
+
+
+def grid_naive(pos: Tensor, size: float, batch: Tensor) -> tuple[list[int], list[int]]:
+    """Voxel grid point by point: ``(cluster [N], cloud [M])``, voxels numbered in
+    (cloud, vx, vy, vz) order, ``v = floor((p - min of the cloud) / size)``."""
+    p = pos.double() if pos.dtype == torch.float64 else pos.float()
+    keys = []
+    for i in range(p.size(0)):
+        b = int(batch[i])
+        lo = p[batch == b].min(0).values
+        v = torch.floor((p[i] - lo) / size).long().tolist()
+        keys.append((b, *v))
+    order = sorted(set(keys))
+    rank = {k: j for j, k in enumerate(order)}
+    return [rank[k] for k in keys], [k[0] for k in order]
