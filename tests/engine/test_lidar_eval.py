@@ -87,8 +87,16 @@ def test_every_lidar_config_is_valid():
     from pointsam.engine.lidar import check_lidar_config
     from pointsam.models import list_models
 
-    paths = sorted((Path(__file__).resolve().parents[2] / "train" / "lidar")
+    from pointsam.engine.config import load_config
+
+    every = sorted((Path(__file__).resolve().parents[2] / "train" / "lidar")
                    .glob("*.yaml"))
+    # the multi-scan configs are ordinary trainer configs (SyntheticLidar sequences)
+    temporal = [p for p in every if p.stem.startswith("temporal_")]
+    assert [p.stem for p in temporal] == ["temporal_T2", "temporal_single"]
+    for p in temporal:
+        assert load_config(p).model.name == "pointnet2_lite_temporal_lidarseg"
+    paths = [p for p in every if p not in temporal]
     assert [p.stem for p in paths] == ["axial", "local_global", "plain", "plain_long"]
     for p in paths:
         cfg = yaml.safe_load(p.read_text())
