@@ -206,16 +206,23 @@ def test_cloud_smaller_than_k(mode):
     assert torch.allclose(out[:3], m(x[:3].double(), pos[:3].double()), atol=1e-10)
 
 
-def test_vector_equals_pyg_point_transformer_conv(cloud):
-    pytest.importorskip("torch_geometric")
+def _pyg_conv():
+    """PyG PointTransformerConv 8 -> 16 with norm-free MLPs (the benchmark's shape)."""
     from torch_geometric.nn import MLP as PygMLP
     from torch_geometric.nn import PointTransformerConv
 
-    x, pos, batch = cloud
-    conv = PointTransformerConv(8, 16, pos_nn=PygMLP([3, 32, 16], norm=None,
+    return PointTransformerConv(8, 16, pos_nn=PygMLP([3, 32, 16], norm=None,
                                                      plain_last=False),
                                 attn_nn=PygMLP([16, 32, 16], norm=None,
                                                plain_last=False))
+
+
+def test_vector_equals_pyg_point_transformer_conv(cloud):
+    pytest.importorskip("torch_geometric")
+    from torch_geometric.nn import PointTransformerConv
+
+    x, pos, batch = cloud
+    conv = _pyg_conv()
     m = LocalAttention.from_pyg(conv, k=6, chunk_size=7)
     idx, mask = ops.knn(pos, 6, batch)
     tgt = torch.arange(30).unsqueeze(1).expand_as(idx)
@@ -439,16 +446,11 @@ def test_vector_fast_path_pyg_mlp_and_fallbacks(cloud, fast_calls):
     """PyG's MLP takes the fast path; hooks, norms and weight requests do not,
     and give the same values."""
     pytest.importorskip("torch_geometric")
-    from torch_geometric.nn import MLP as PygMLP
-    from torch_geometric.nn import PointTransformerConv
 
     from pointsam.nn import MLP
 
     x, pos, batch = cloud
-    conv = PointTransformerConv(8, 16, pos_nn=PygMLP([3, 32, 16], norm=None,
-                                                     plain_last=False),
-                                attn_nn=PygMLP([16, 32, 16], norm=None,
-                                               plain_last=False))
+    conv = _pyg_conv()
     m = LocalAttention.from_pyg(conv, k=6)
     out = m(x, pos, batch)
     assert len(fast_calls) == 1
