@@ -89,6 +89,8 @@ class EdgeConv(nn.Module):
         c = self.in_channels
         w_a, w_b = self.lin.weight[:, :c], self.lin.weight[:, c:]  # [C1, C] each
         a = x @ (w_a - w_b).t()  # [N, C1]
+        if self.lin.bias is not None:  # only after export's BatchNorm folding
+            a = a + self.lin.bias
         bj = x @ w_b.t()  # [N, C1]
         h = a.unsqueeze(1) + bj[nbr_idx]  # [N, K, C1]
         h = self._act(h, self.norms[0])
