@@ -121,7 +121,18 @@ def seg_mean(src: Tensor, index: Tensor, num: int) -> Tensor:
 
 
 def seg_max(src: Tensor, index: Tensor, num: int) -> Tensor:
-    """Max of ``src`` rows per segment (0 for an empty one); no checks, no sync."""
+    """Max of ``src`` rows per segment (0 for an empty one); no checks, no sync.
+
+    Traced, it is one ``scatter_reduce`` onto :math:`-\\infty` with the empty
+    segments set to 0 afterwards: ``include_self=False`` exports to two
+    ``ScatterElements`` (one to seed, one to reduce), twice the cost in ONNX
+    Runtime.
+    """
+    if tracing():
+        out = src.new_full((num,) + tuple(src.shape[1:]), float("-inf"))
+        out = out.scatter_reduce(0, _expand(index, src), src, reduce="amax",
+                                 include_self=True)  # [S, ...]
+        return out.masked_fill(out == float("-inf"), 0.0)
     out = src.new_zeros((num,) + tuple(src.shape[1:]))
     return out.scatter_reduce(0, _expand(index, src), src, reduce="amax",
                               include_self=False)
