@@ -32,7 +32,8 @@ __all__ = ["add_parser", "run", "run_recipe", "print_summary"]
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``train`` sub-command to an ``argparse`` sub-parser set."""
     t = subparsers.add_parser("train", help="train from a YAML config in train/")
-    t.add_argument("config", help="YAML config (see train/)")
+    t.add_argument("config", help="YAML config (see train/; train/lidar/plain.yaml "
+                   "and its siblings run the real-frame LiDAR recipe)")
     t.add_argument(
         "--set",
         dest="overrides",
@@ -42,7 +43,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="override a config value (repeatable)",
     )
     t.add_argument(
-        "--resume", action="store_true", help="continue from OUT_DIR/last.pt"
+        "--resume", action="store_true",
+        help="continue from OUT_DIR/last.pt (a LiDAR recipe config keeps none: a "
+        "finished run is kept as it is, an unfinished one restarts from step 0)"
     )
     t.add_argument(
         "--overwrite",

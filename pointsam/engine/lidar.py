@@ -119,16 +119,17 @@ def _check_values(cfg: dict[str, Any]) -> None:
         ok = isinstance(v, int) and not isinstance(v, bool) if kind == "int" \
             else _is_num(v)
         if not ok:
-            raise ValueError(f"{key}: expected {'an integer' if kind == 'int' else 'a number'}"
-                             f", got {v!r}")
+            what = "an integer" if kind == "int" else "a number"
+            raise ValueError(f"{key}: expected {what}, got {v!r}")
         if v < lo or (v == lo and not incl):
             raise ValueError(f"{key} must be {'>=' if incl else '>'} {lo:g}, got {v!r}")
     if cfg["data"].get("real_fraction", 0) > 1:
         raise ValueError(f"data.real_fraction must be in [0, 1], got "
                          f"{cfg['data']['real_fraction']!r}")
     h = cfg["data"]["holdout"]
-    if not (isinstance(h, dict) and set(h) == {"axis", "below"} and h["axis"] in (0, 1, 2)
-            and not isinstance(h["axis"], bool) and _is_num(h["below"])):
+    if not (isinstance(h, dict) and set(h) == {"axis", "below"}
+            and h["axis"] in (0, 1, 2) and not isinstance(h["axis"], bool)
+            and _is_num(h["below"])):
         raise ValueError("data.holdout must be {axis: 0|1|2, below: metres} (the "
                          f"held-out region is pos[:, axis] < below), got {h!r}")
     for key in ("data.frames", "data.train_frame", "data.test_frame", "train.out_dir",

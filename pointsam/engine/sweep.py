@@ -104,8 +104,11 @@ class SweepRun:
                 *(() if self.recipe else ("train.progress=false",))]
 
     def load(self) -> Config | dict[str, Any]:
-        """The run's config, exactly as its process will load it (a recipe
-        config is the checked dict of :func:`~pointsam.engine.lidar.load_lidar_config`)."""
+        """The run's config, exactly as its process will load it.
+
+        A recipe config is the checked dict of
+        :func:`~pointsam.engine.lidar.load_lidar_config`.
+        """
         if self.recipe:
             from .lidar import load_lidar_config
 

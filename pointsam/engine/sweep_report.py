@@ -331,7 +331,8 @@ def _markdown(rows: list[dict[str, Any]], results: list[SeedResult],
                          f"{r[f'{k}_diff_verdict']} |")
     lines += ["", "## Per seed", "",
               "| config | seed | " + " | ".join(f"{lab} (%)" for _, lab in metrics)
-              + f" | train time (s) | {unit} chosen | {unit}s run | stopped by budget |",
+              + f" | train time (s) | {unit} chosen | {unit}s run | "
+              "stopped by budget |",
               "|---|---:|" + "---:|" * len(metrics) + "---:|---:|---:|---|"]
     for s in results:
         lines.append(
