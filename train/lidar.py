@@ -2,16 +2,20 @@
 
 Usage: PYTHONPATH=. OMP_NUM_THREADS=1 python train/lidar.py train/lidar/plain.yaml
        [--set train.steps=10 ...]
-Writes best.pt, log.csv and metrics.json into train.out_dir (runs/ is git-ignored).
+Writes best.pt, log.csv, metrics.json and summary.json into train.out_dir (runs/
+is git-ignored), replacing a previous run there. The same run as
+`pointsam train train/lidar/plain.yaml --overwrite [--set ...]`, which this
+script wraps (pointsam.engine.lidar.run_lidar); `pointsam sweep` runs these
+configs over seeds.
 """
 
 import argparse
+import json
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
-import yaml
-
-from pointsam.engine.lidar import format_table, train_lidar
+from pointsam.engine.lidar import format_table, load_lidar_config, run_lidar
 
 
 def main(argv=None):
@@ -19,18 +23,14 @@ def main(argv=None):
     p.add_argument("config")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     a = p.parse_args(argv)
-    with open(a.config) as f:
-        cfg = yaml.safe_load(f)
-    for kv in a.set:
-        key, _, value = kv.partition("=")
-        sec, _, name = key.partition(".")
-        cfg.setdefault(sec, {})[name] = yaml.safe_load(value)
+    cfg = load_lidar_config(a.config, a.set)
 
     def log(msg):
         now = datetime.now(timezone.utc).strftime("%H:%M:%S")
         print(f"[{now}] {msg}", flush=True)
 
-    metrics = train_lidar(cfg, log=log)
+    run_lidar(cfg, overwrite=True, log=log)
+    metrics = json.loads((Path(cfg["train"]["out_dir"]) / "metrics.json").read_text())
     metrics["label"] = a.config
     print(format_table([metrics]))
 

@@ -16,6 +16,14 @@ and the largest off-diagonal entries.
 crops of one real frame (minus a held-out region) mixed with SyntheticLidar
 scenes, model selection on the held-out region of that frame, and one final
 evaluation of the best model on the test frame.
+
+:func:`run_lidar` is the recipe as a run of ``pointsam train`` (and of a
+``pointsam sweep`` child): a config is a recipe config when it has
+``data.frames`` or ``train.steps`` (:func:`is_lidar_recipe`; no trainer config
+has either key). It takes the run directory's lock, refuses to overwrite a
+previous run without ``overwrite``, trains, and writes ``summary.json`` in the
+shape :mod:`~pointsam.engine.sweep_report` reads (task ``semseg``, test mIoU and
+OA as fractions, the step chosen on validation).
 """
 
 from __future__ import annotations
@@ -45,10 +53,13 @@ from pointsam.data.lidar_frames import (
 from pointsam.models import create_model
 
 from .checkpoint import save_checkpoint
+from .config import ConfigError
 from .inference import predict_scan
 
 __all__ = ["evaluate_scan", "confusion_matrix", "scores_from_confusion",
-           "train_lidar", "format_table", "check_lidar_config", "LIDAR_CONFIG_KEYS"]
+           "train_lidar", "format_table", "check_lidar_config", "LIDAR_CONFIG_KEYS",
+           "is_lidar_recipe", "load_lidar_config", "check_lidar_build", "run_lidar",
+           "lidar_summary", "LIDAR_RUN_FILES"]
 
 #: The keys a ``train/lidar/*.yaml`` config may hold, per section.
 LIDAR_CONFIG_KEYS = {
@@ -77,6 +88,173 @@ def check_lidar_config(cfg: Any) -> None:
                      ("train", "out_dir")):
         if key not in (cfg.get(sec) or {}):
             raise ValueError(f"missing {sec}.{key}")
+    _check_values(cfg)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: Value rules: key -> (kind, lower bound, bound inclusive). "int" or "num".
+_RULES: dict[str, tuple[str, float, bool]] = {
+    "train.steps": ("int", 1, True), "train.crops_per_step": ("int", 1, True),
+    "train.eval_every": ("int", 1, True), "train.warmup": ("int", 0, True),
+    "train.seed": ("int", 0, True), "train.num_threads": ("int", 0, True),
+    "train.chunk_points": ("int", 1, True), "train.lr": ("num", 0, False),
+    "train.weight_decay": ("num", 0, True), "train.time_budget_s": ("num", 0, True),
+    "data.synthetic_scenes": ("int", 0, True), "data.seed": ("int", 0, True),
+    "data.max_points": ("int", 1, True), "data.radius": ("num", 0, False),
+    "data.voxel_size": ("num", 0, True), "data.real_fraction": ("num", 0, True),
+}
+
+
+def _check_values(cfg: dict[str, Any]) -> None:
+    """The value checks of :func:`check_lidar_config` (types and ranges)."""
+    for key, (kind, lo, incl) in _RULES.items():
+        sec, name = key.split(".")
+        body = cfg.get(sec) or {}
+        if name not in body:
+            continue
+        v = body[name]
+        ok = isinstance(v, int) and not isinstance(v, bool) if kind == "int" \
+            else _is_num(v)
+        if not ok:
+            what = "an integer" if kind == "int" else "a number"
+            raise ValueError(f"{key}: expected {what}, got {v!r}")
+        if v < lo or (v == lo and not incl):
+            raise ValueError(f"{key} must be {'>=' if incl else '>'} {lo:g}, got {v!r}")
+    if cfg["data"].get("real_fraction", 0) > 1:
+        raise ValueError(f"data.real_fraction must be in [0, 1], got "
+                         f"{cfg['data']['real_fraction']!r}")
+    h = cfg["data"]["holdout"]
+    if not (isinstance(h, dict) and set(h) == {"axis", "below"}
+            and h["axis"] in (0, 1, 2) and not isinstance(h["axis"], bool)
+            and _is_num(h["below"])):
+        raise ValueError("data.holdout must be {axis: 0|1|2, below: metres} (the "
+                         f"held-out region is pos[:, axis] < below), got {h!r}")
+    for key in ("data.frames", "data.train_frame", "data.test_frame", "train.out_dir",
+                "model.name"):
+        sec, name = key.split(".")
+        if not isinstance(cfg[sec][name], str) or not cfg[sec][name]:
+            raise ValueError(f"{key}: expected a non-empty string, got "
+                             f"{cfg[sec][name]!r}")
+    if not isinstance(cfg["model"].get("args") or {}, dict):
+        raise ValueError(f"model.args must be a mapping, got {cfg['model']['args']!r}")
+
+
+def is_lidar_recipe(d: Any) -> bool:
+    """Is the YAML mapping ``d`` a recipe config (``train/lidar/*.yaml``)?
+
+    The rule: its ``data`` section has ``frames`` or its ``train`` section has
+    ``steps``. No trainer config (:class:`~pointsam.engine.config.Config`) has
+    either key, so a recipe config with a typo elsewhere is still recognised
+    and gets the recipe's error, not the trainer's.
+
+    Example:
+        >>> is_lidar_recipe({"data": {"frames": "x"}}), is_lidar_recipe({"train": {}})
+        (True, False)
+    """
+    if not isinstance(d, dict):
+        return False
+    data, train = d.get("data"), d.get("train")
+    return ((isinstance(data, dict) and "frames" in data)
+            or (isinstance(train, dict) and "steps" in train))
+
+
+def _read_yaml(path: str | Path) -> Any:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+
+
+def is_lidar_recipe_file(path: str | Path) -> bool:
+    """:func:`is_lidar_recipe` of a YAML file; False when it cannot be read
+    (the trainer's loader then reports why)."""
+    try:
+        return is_lidar_recipe(_read_yaml(path))
+    except (OSError, ValueError):
+        return False
+
+
+def load_lidar_config(path: str | Path, overrides: Sequence[str] = ()
+                      ) -> dict[str, Any]:
+    """A recipe config from YAML plus ``key=value`` overrides, checked.
+
+    Override keys are dotted paths of any depth (``train.steps=2``,
+    ``data.holdout.below=-100``, ``model.args.attention=axial``); values are
+    parsed as YAML. The result passes :func:`check_lidar_config`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: not YAML, not a recipe config, an unknown or missing key or
+            a bad value (the message starts with the path).
+    """
+    import copy
+
+    import yaml
+
+    d = _read_yaml(path)
+    try:
+        if not is_lidar_recipe(d):
+            raise ValueError("not a LiDAR recipe config (it has neither data.frames "
+                             "nor train.steps)")
+        d = copy.deepcopy(d)
+        for item in overrides:
+            key, eq, raw = item.partition("=")
+            parts = key.strip().split(".")
+            if not eq or len(parts) < 2 or not all(parts):
+                raise ValueError(f"override {item!r} is not section.key=value")
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else None
+            except yaml.YAMLError as e:
+                raise ValueError(f"override {item!r}: value is not valid YAML") from e
+            node = d
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ValueError(f"override {item!r}: {part!r} is not a mapping")
+            node[parts[-1]] = value
+        check_lidar_config(d)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return d
+
+
+def check_lidar_build(cfg: dict[str, Any]) -> str:
+    """What a run needs before it starts: the frames' files and the model.
+
+    Checks that ``data.frames`` holds ``points/<id>.npy`` and ``labels/<id>.npy``
+    for the train and the test frame, and builds the model (so a bad
+    ``model.args`` fails here, not after the synthetic scenes). Returns the
+    task, ``"semseg"``.
+
+    Raises:
+        FileNotFoundError: a frame file is missing (the message names it).
+        ValueError: the model does not build with ``model.args``.
+    """
+    check_lidar_config(cfg)
+    root = Path(cfg["data"]["frames"])
+    for fid in dict.fromkeys((cfg["data"]["train_frame"], cfg["data"]["test_frame"])):
+        for sub in ("points", "labels"):
+            f = root / sub / f"{fid}.npy"
+            if not f.is_file():
+                raise FileNotFoundError(
+                    f"data.frames: {f} not found (a relative data.frames is read from "
+                    f"the current folder, {Path.cwd()}; the configs in train/lidar/ "
+                    "expect to be run from the repository root)")
+    args = {"num_classes": NUM_LEARNING_CLASSES, **(cfg["model"].get("args") or {})}
+    try:
+        create_model(cfg["model"]["name"], **args)
+    except TypeError as e:
+        raise ValueError(f"model {cfg['model']['name']!r} does not take "
+                         f"model.args {cfg['model'].get('args')}: {e}") from None
+    return "semseg"
 
 
 def confusion_matrix(target: Tensor, pred: Tensor, num_classes: int) -> Tensor:
@@ -303,3 +481,140 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
                         f" ({c['points']})" for c in r["test"]["confusions"][:6])
         out += f"\nTop confusions, {h} (true -> predicted, share of the true class): {top}\n"
     return out
+
+
+#: The outputs of a recipe run (what a new run without ``overwrite`` refuses to
+#: replace, and what ``overwrite`` or a restarted ``resume`` removes first).
+LIDAR_RUN_FILES = ("best.pt", "log.csv", "metrics.json", "summary.json")
+
+#: Keys a finished run may differ in from the config of a ``resume``.
+_FREE_KEYS = frozenset({("train", "out_dir"), ("train", "num_threads"),
+                        ("train", "time_budget_s")})
+
+
+def lidar_summary(cfg: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The ``summary.json`` of a recipe run, from :func:`train_lidar`'s metrics.
+
+    The keys :mod:`~pointsam.engine.sweep_report` reads: ``task`` (``semseg``),
+    ``test`` (``miou``, ``oa``: fractions, every point of the test frame),
+    ``config``, ``num_parameters``, ``train_time_s``, ``time_budget_s``,
+    ``unit`` (``"step"``: the recipe counts optimiser steps, not epochs),
+    ``best["step"]`` (the step chosen on the held-out region), ``steps_run`` of
+    ``steps_planned`` and ``stopped_by_time_budget``.
+    """
+    from .logger import environment, package_versions
+
+    t = cfg["train"]
+    steps, done = int(t["steps"]), int(metrics["steps_done"])
+    test = metrics["test"]
+    return {
+        "config": cfg,
+        "seed": int(t.get("seed", 0)),
+        "task": "semseg",
+        "recipe": "lidar",
+        "model": metrics["model"],
+        "model_args": metrics["args"],
+        "num_parameters": int(metrics["params"]),
+        "selection": metrics["selection"],
+        "unit": "step",
+        "best": {"step": int(metrics["best_step"]), "miou": metrics["val"]["miou"],
+                 "oa": metrics["val"]["oa"]},
+        "test": {"split": f"frame {metrics['test_frame']}", "evaluated_once": True,
+                 **{k: test[k] for k in ("miou", "oa", "iou", "present", "support",
+                                         "points", "seconds")}},
+        "train_time_s": float(metrics["train_seconds"]),
+        "time_budget_s": float(t.get("time_budget_s", 0) or 0),
+        "steps_run": done,
+        "steps_planned": steps,
+        "stopped_by_time_budget": done < steps,
+        "never_in_training": metrics["never_in_training"],
+        "versions": package_versions(),
+        "machine": environment(),
+        "checkpoint": str(Path(t["out_dir"]) / "best.pt"),
+    }
+
+
+def _finished_summary(out: Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """The valid ``summary.json`` of a finished run of ``cfg`` in ``out``, if any.
+
+    Raises:
+        RunDirError: the folder holds a finished run of another config.
+    """
+    from .rundir import RunDirError
+
+    try:
+        s = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(s, dict) and isinstance(s.get("config"), dict)
+            and isinstance(s.get("test"), dict)):
+        return None
+    old = s["config"]
+    diff = [f"{sec}.{k}: {(old.get(sec) or {}).get(k)!r} there, "
+            f"{(cfg.get(sec) or {}).get(k)!r} now"
+            for sec in sorted(set(old) | set(cfg))
+            for k in sorted(set(old.get(sec) or {}) | set(cfg.get(sec) or {}))
+            if (sec, k) not in _FREE_KEYS
+            and (old.get(sec) or {}).get(k) != (cfg.get(sec) or {}).get(k)]
+    if diff:
+        raise RunDirError(f"{out} holds a finished run of another config "
+                          f"({'; '.join(diff)}); replace it with --overwrite or "
+                          "choose another train.out_dir")
+    return s
+
+
+def run_lidar(cfg: dict[str, Any], *, resume: bool = False, overwrite: bool = False,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The recipe as a run: lock ``train.out_dir``, train, write ``summary.json``.
+
+    The run directory follows :mod:`~pointsam.engine.rundir`: it must be
+    writable, it is locked for the run (a second process is refused), and a new
+    run into a folder holding a previous run's outputs (:data:`LIDAR_RUN_FILES`)
+    is refused unless ``overwrite``, which removes them first.
+
+    ``resume``: the recipe keeps no ``last.pt`` (its runs are minutes long), so
+    there is nothing to continue. A finished run of the same config (a valid
+    ``summary.json``; ``train.out_dir``, ``train.num_threads`` and
+    ``train.time_budget_s`` may differ) is returned as it is, without training;
+    an unfinished one (killed before its summary) is restarted cleanly from
+    step 0, its partial outputs removed first. A finished run of another config
+    is refused.
+
+    Returns:
+        The summary (:func:`lidar_summary`), also written to ``summary.json``.
+
+    Raises:
+        ValueError: a bad config (:func:`check_lidar_config`), or both
+            ``resume`` and ``overwrite``.
+        RunDirError: the folder is not writable, is in use, or holds a run that
+            may not be replaced.
+    """
+    from .rundir import acquire_lock, check_fresh, check_writable
+
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in OUT_DIR and --overwrite "
+                         "replaces it: give one of them")
+    check_lidar_config(cfg)
+    out = check_writable(cfg["train"]["out_dir"])
+    lock = acquire_lock(out)
+    try:
+        if resume:
+            done = _finished_summary(out, cfg)
+            if done is not None:
+                log(f"{out} holds a finished run of this config: nothing to resume")
+                return done
+            found = check_fresh(out, resume=False, overwrite=True,
+                                files=LIDAR_RUN_FILES)
+            if found:
+                log(f"the LiDAR recipe keeps no last.pt: restarting from step 0 "
+                    f"(removed the unfinished run's {', '.join(found)})")
+        else:
+            check_fresh(out, resume=False, overwrite=overwrite, files=LIDAR_RUN_FILES)
+        metrics = train_lidar(cfg, log=log)
+        summary = lidar_summary(cfg, metrics)
+        tmp = out / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(out / "summary.json")
+        return summary
+    finally:
+        lock.release()

@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["RunDirError", "RunLock", "RUN_FILES", "check_writable", "acquire_lock",
@@ -152,8 +153,11 @@ def _release(lock_file: Path) -> None:
 
 
 def check_fresh(out_dir: str | os.PathLike[str], *, resume: bool,
-                overwrite: bool) -> list[str]:
+                overwrite: bool, files: Sequence[str] = RUN_FILES) -> list[str]:
     """Refuse to start a new run over a previous one; ``overwrite`` clears it.
+
+    ``files`` are the outputs that make a run (default :data:`RUN_FILES`, the
+    trainer's; the LiDAR recipe passes its own).
 
     Returns:
         The previous run's outputs that were found (and, with ``overwrite``,
@@ -164,7 +168,7 @@ def check_fresh(out_dir: str | os.PathLike[str], *, resume: bool,
             nor ``overwrite`` is set (the message lists them).
     """
     out = Path(out_dir)
-    found = [f for f in RUN_FILES if (out / f).exists()]
+    found = [f for f in files if (out / f).exists()]
     if resume or not found:
         return found
     if not overwrite:

@@ -7,7 +7,9 @@ report gives:
 - per configuration, the mean and the sample standard deviation
   (:math:`n - 1` in the denominator) over seeds of each metric of the task,
   the parameter count, the training time (wall-clock of training + validation,
-  summed over resumes) and the epochs chosen on validation;
+  summed over resumes) and the epochs chosen on validation (the steps, for
+  runs that count steps: the LiDAR recipe's ``summary.json`` says
+  ``"unit": "step"``, and its columns are then ``best_steps``, ``steps_run``...);
 - per seed, every number;
 - against the baseline :math:`b`, the paired differences
   :math:`d_s = m_{c,s} - m_{b,s}` over the seeds both finished, their mean
@@ -61,6 +63,7 @@ class SeedResult:
     time_budget_s: float
     stopped_by_budget: bool
     wall_s: float
+    unit: str = "epoch"  # what best_epoch / epochs_run / epochs_planned count
 
 
 def _num(v: Any) -> float:
@@ -70,16 +73,21 @@ def _num(v: Any) -> float:
 def _result(config: str, seed: int, s: dict[str, Any], wall: float) -> SeedResult:
     task = s.get("task", "")
     cfg_train = s.get("config", {}).get("train", {})
-    best = s.get("best", {}).get("epoch")
+    unit = "step" if s.get("unit") == "step" else "epoch"
+    best = s.get("best", {}).get(unit)
+    if unit == "step":
+        run = int(s.get("steps_run", 0))
+        planned = int(s.get("steps_planned", cfg_train.get("steps", 0)))
+    else:
+        run = int(s.get("epochs_run", len(s.get("history", []))))
+        planned = int(cfg_train.get("epochs", 0))
     return SeedResult(
         config, seed, task,
         {k: _num(s["test"].get(k)) for k, _ in METRICS.get(task, ())},
         int(s.get("num_parameters", 0)), _num(s.get("train_time_s")),
-        int(best) if isinstance(best, int) else None,
-        int(s.get("epochs_run", len(s.get("history", [])))),
-        int(cfg_train.get("epochs", 0)),
+        int(best) if isinstance(best, int) else None, run, planned,
         _num(s.get("time_budget_s", cfg_train.get("time_budget_s", 0.0))),
-        bool(s.get("stopped_by_time_budget", False)), wall)
+        bool(s.get("stopped_by_time_budget", False)), wall, unit)
 
 
 def read_summary(path: str | Path) -> dict[str, Any] | None:
@@ -167,8 +175,12 @@ def paired_difference(base: dict[int, float], other: dict[int, float]
 
 
 def _aggregate(results: list[SeedResult], names: Sequence[str], baseline: str,
-               task: str) -> list[dict[str, Any]]:
-    """One dict per configuration: stats and paired differences."""
+               task: str, unit: str = "epoch") -> list[dict[str, Any]]:
+    """One dict per configuration: stats and paired differences.
+
+    The schedule columns are named by ``unit``: ``best_epochs``,
+    ``best_epoch_mean``, ``epochs_run``, ``epochs_planned`` (or ``best_steps``...).
+    """
     keys = [k for k, _ in METRICS.get(task, ())]
     rows = []
     for n in names:
@@ -181,11 +193,11 @@ def _aggregate(results: list[SeedResult], names: Sequence[str], baseline: str,
         row["params"] = max((r.params for r in rs), default=0)
         row["train_time_s_mean"], row["train_time_s_std"] = mean_std(
             [r.train_time_s for r in rs])
-        row["best_epochs"] = [r.best_epoch for r in rs]
-        row["best_epoch_mean"] = mean_std(
+        row[f"best_{unit}s"] = [r.best_epoch for r in rs]
+        row[f"best_{unit}_mean"] = mean_std(
             [float(r.best_epoch) for r in rs if r.best_epoch is not None])[0]
-        row["epochs_run"] = [r.epochs_run for r in rs]
-        row["epochs_planned"] = max((r.epochs_planned for r in rs), default=0)
+        row[f"{unit}s_run"] = [r.epochs_run for r in rs]
+        row[f"{unit}s_planned"] = max((r.epochs_planned for r in rs), default=0)
         row["time_budget_s"] = max((r.time_budget_s for r in rs), default=0.0)
         for k in keys:
             if n == baseline:
@@ -261,8 +273,16 @@ def _same_or_list(xs: list[Any]) -> str:
 
 def _markdown(rows: list[dict[str, Any]], results: list[SeedResult],
               missing: list[tuple[str, int]], task: str, baseline: str,
-              seeds: Sequence[int], command: str, jobs: int | None) -> str:
+              seeds: Sequence[int], command: str, jobs: int | None,
+              unit: str = "epoch") -> str:
     metrics = METRICS.get(task, ())
+    if unit == "step":  # the LiDAR recipe
+        scored = ("Test metrics in percent over every point of the real test "
+                  "frame, evaluated once with the weights of the step chosen on "
+                  "the held-out region of the training frame")
+    else:
+        scored = ("Test-split metrics in percent, each run's test split evaluated "
+                  "once with the checkpoint chosen on its validation carve-out")
     budgets = {r["config"]: r["time_budget_s"] for r in rows}
     if len(set(budgets.values())) == 1:
         b = next(iter(budgets.values()))
@@ -272,9 +292,7 @@ def _markdown(rows: list[dict[str, Any]], results: list[SeedResult],
             f"{n} {'none' if b <= 0 else f'{b:g} s'}" for n, b in budgets.items()) + "."
     lines = [
         "# Sweep results", "",
-        f"Task: {TASK_NAMES.get(task, task)}. Test-split metrics in percent, each "
-        "run's test split evaluated once with the checkpoint chosen on its "
-        f"validation carve-out; mean ± sample std over seeds "
+        f"Task: {TASK_NAMES.get(task, task)}. {scored}; mean ± sample std over seeds "
         f"{', '.join(map(str, seeds))}. Baseline: `{baseline}`.", "",
         f"Command: `{command}`", "",
         f"Runs: {len(results)} finished of {len(results) + len(missing)}"
@@ -286,7 +304,7 @@ def _markdown(rows: list[dict[str, Any]], results: list[SeedResult],
         + budget, "",
         "## Per configuration", "",
         "| config | seeds | " + " | ".join(f"{lab} (%)" for _, lab in metrics)
-        + " | params | train time (s) | epoch chosen | epochs run |",
+        + f" | params | train time (s) | {unit} chosen | {unit}s run |",
         "|---|---:|" + "---:|" * len(metrics) + "---:|---:|---|---|",
     ]
     for r in rows:
@@ -294,8 +312,8 @@ def _markdown(rows: list[dict[str, Any]], results: list[SeedResult],
             f"| {r['config']} | {r['n_seeds']} | "
             + " | ".join(_pct(r[f"{k}_mean"], r[f"{k}_std"]) for k, _ in metrics)
             + f" | {r['params']:,} | {_secs(r['train_time_s_mean'], r['train_time_s_std'])}"
-            f" | {_same_or_list(r['best_epochs'])} | {_same_or_list(r['epochs_run'])}"
-            f" of {r['epochs_planned']} |")
+            f" | {_same_or_list(r[f'best_{unit}s'])} | "
+            f"{_same_or_list(r[f'{unit}s_run'])} of {r[f'{unit}s_planned']} |")
     lines += ["", f"## Against the baseline `{baseline}`", "",
               "Paired by seed: the difference on each seed (percentage points), "
               "its mean and 95% Student-t interval over the seeds.", "",
@@ -313,7 +331,8 @@ def _markdown(rows: list[dict[str, Any]], results: list[SeedResult],
                          f"{r[f'{k}_diff_verdict']} |")
     lines += ["", "## Per seed", "",
               "| config | seed | " + " | ".join(f"{lab} (%)" for _, lab in metrics)
-              + " | train time (s) | epoch chosen | epochs run | stopped by budget |",
+              + f" | train time (s) | {unit} chosen | {unit}s run | "
+              "stopped by budget |",
               "|---|---:|" + "---:|" * len(metrics) + "---:|---:|---:|---|"]
     for s in results:
         lines.append(
@@ -402,18 +421,23 @@ def write_report(out: str | Path, names: Sequence[str], seeds: Sequence[int],
         raise ValueError(f"the runs under {out / 'runs'} are of tasks {tasks}; "
                          "a report needs one of " + ", ".join(METRICS))
     task = tasks[0]
-    rows = _aggregate(results, names, baseline, task)
+    units = sorted({r.unit for r in results})
+    if len(units) != 1:
+        raise ValueError(f"the runs under {out / 'runs'} count both epochs and steps "
+                         "(trainer and LiDAR recipe runs): report them separately")
+    unit = units[0]
+    rows = _aggregate(results, names, baseline, task, unit)
     paths = [out / "results.md", out / "results.csv", out / "results_seeds.csv",
              out / "results.png"]
     paths[0].write_text(_markdown(rows, results, missing, task, baseline, seeds,
-                                  command, jobs))
+                                  command, jobs, unit))
     _write_csv(paths[1], rows)
     _write_csv(paths[2], [
         {"config": s.config, "seed": s.seed,
          **{f"{k}": s.metrics[k] for k, _ in METRICS[task]},
          "params": s.params, "train_time_s": s.train_time_s,
-         "best_epoch": s.best_epoch, "epochs_run": s.epochs_run,
-         "epochs_planned": s.epochs_planned, "time_budget_s": s.time_budget_s,
+         f"best_{unit}": s.best_epoch, f"{unit}s_run": s.epochs_run,
+         f"{unit}s_planned": s.epochs_planned, "time_budget_s": s.time_budget_s,
          "stopped_by_time_budget": s.stopped_by_budget, "run_wall_s": s.wall_s}
         for s in results])
     _figure(paths[3], rows, task)
