@@ -1,5 +1,9 @@
-"""``pointsam export CHECKPOINT --format onnx|pt2 --out FILE [--with-attention]
-[--end-to-end --num-points N]``."""
+"""``pointsam export (CHECKPOINT | --model NAME) --format onnx|pt2 --out FILE
+[--with-attention] [--end-to-end --num-points N]``.
+
+A segmentation model's file also records how whole scans are predicted (the
+voxel size and chunk size of ``pointsam predict``), so ``pointsam predict
+--onnx`` voxelises and chunks a scan the same way."""
 
 from __future__ import annotations
 
@@ -16,7 +20,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``export`` sub-command to an ``argparse`` sub-parser set."""
     pr = subparsers.add_parser(
         "export", help="export a trained model's network to ONNX or torch.export")
-    pr.add_argument("checkpoint")
+    pr.add_argument("checkpoint", nargs="?", default=None,
+                    help="a checkpoint written by pointsam train")
+    pr.add_argument("--model", default=None, metavar="NAME",
+                    help="a shipped trained model instead of a checkpoint "
+                    "(`pointsam models` lists them)")
     pr.add_argument("--format", choices=sorted(_SUFFIX), default="onnx",
                     help="onnx (dynamo exporter; run with ONNX Runtime, "
                     "`pointsam predict --onnx`) or pt2 (a torch.export program)")
@@ -39,8 +47,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Load the checkpoint, export its network, print the inputs and outputs."""
-    from pointsam.engine.predict import load_trained
     from pointsam.export import export_onnx, export_program, save_program
+
+    from .predict import load_model_arg
 
     out = Path(args.out)
     if out.suffix.lower() != _SUFFIX[args.format]:
@@ -57,9 +66,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--num-points is the cloud size of an --end-to-end "
                          "export; add --end-to-end (a network-only export takes "
                          "any number of points)")
-    model, _, _, meta = load_trained(args.checkpoint)
+    model, task, cfg, meta = load_model_arg(args)
     name, margs = meta["model_name"], dict(meta.get("model_args", {}))
-    extra = {k: meta[k] for k in ("class_names", "category_names") if meta.get(k)}
+    extra: dict[str, Any] = {k: meta[k] for k in ("class_names", "category_names",
+                                                  "class_colors", "pretrained")
+                             if meta.get(k)}
+    if task.name == "semseg":  # how predict runs whole scans: the same with --onnx
+        extra["inference"] = {"voxel_size": float(cfg.train.voxel_size),
+                              "chunk_points": int(cfg.train.chunk_points
+                                                  or cfg.data.num_points or 0)}
     if args.format == "onnx":
         export_onnx(model, out, with_attention=args.with_attention, model_name=name,
                     model_args=margs, extra_meta=extra, num_points=num_points)

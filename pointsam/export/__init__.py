@@ -306,6 +306,10 @@ def _prepare_fixed(model: nn.Module, example: Mapping[str, Tensor] | None,
                    ) -> tuple[nn.Module, list[str], list[Tensor], list[str],
                               list[Any], dict[str, Any]]:
     ops.check_positive_int(num_points, "num_points")
+    why = getattr(model, "no_end_to_end", None)
+    if why:
+        raise ExportError(f"{type(model).__name__} cannot be exported end to end: "
+                          f"{why}")
     has_x, has_cat = _takes(model)
     bb = getattr(model, "backbone", model)
     if example is not None:

@@ -120,6 +120,21 @@ class OnnxModel:
         return dict(zip([o.name for o in self.session.get_outputs()], outs))
 
 
+class _OrtSegmenter(nn.Module):
+    """An :class:`OnnxModel` as the ``model(batch) -> logits`` that
+    :func:`~pointsam.engine.inference.predict_scan` pushes chunks through."""
+
+    def __init__(self, net: OnnxModel) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, batch: Any) -> Tensor:
+        x = getattr(batch, "x", None)
+        out = self.net(batch.pos.float(), batch.batch,
+                       x=x.float() if x is not None else None)
+        return torch.from_numpy(out["logits"])  # [N, classes]
+
+
 def _unit_sphere(pos: Tensor) -> Tensor:
     pos = pos - pos.mean(0, keepdim=True)
     return pos / pos.norm(dim=1).max().clamp(min=1e-12)
@@ -130,8 +145,11 @@ def predict_onnx(path: str | Path, data: Any, *, category: int | None = None,
     r"""Predict on one cloud (a ``Data`` with ``pos``) with an exported network.
 
     Classification and part segmentation see the cloud centred and scaled to
-    the unit sphere (as in evaluation); semantic segmentation sees the scan
-    as it is, in one pass (no voxel chunks). Returns the dict of
+    the unit sphere (as in evaluation). Semantic segmentation is voxelised and
+    chunked as ``pointsam predict`` does when the file records how (the
+    ``inference`` metadata, voxel size and chunk size, that ``pointsam export``
+    writes for segmentation models; labels carried back to every point), and
+    sees the scan as it is, in one pass, otherwise. Returns the dict of
     :func:`pointsam.engine.predict.predict_cloud` (``label``/``probs`` or
     ``labels``/``probs``) plus ``meta`` (the file's metadata).
 
@@ -173,6 +191,20 @@ def predict_onnx(path: str | Path, data: Any, *, category: int | None = None,
     if task in ("cls", "partseg"):
         pos = _unit_sphere(pos)
     x = x.float() if x is not None and "x" in net.input_names else None
+    inference = net.meta.get("inference") or {}
+    if task == "semseg" and not net.end_to_end and (
+            inference.get("voxel_size") or inference.get("chunk_points")):
+        from torch_geometric.data import Data
+
+        from ..engine.inference import predict_scan
+
+        chunk = int(inference.get("chunk_points") or 0)
+        scan = Data(pos=pos) if x is None else Data(pos=pos, x=x)
+        prob = predict_scan(_OrtSegmenter(net), scan,
+                            voxel_size=float(inference.get("voxel_size") or 0.0),
+                            chunk_points=chunk if pos.size(0) > chunk else 0)
+        return {"task": task, "labels": prob.argmax(-1), "probs": prob,
+                "meta": net.meta}
     logits = torch.from_numpy(net(pos, x=x, category=cat)["logits"]).float()
     if net.end_to_end and task != "cls":
         logits = logits[0]  # [1, N, classes] -> [N, classes]

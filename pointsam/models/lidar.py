@@ -148,6 +148,13 @@ class GroundHeightSegmenter(nn.Module):
         torch.Size([300, 3])
     """
 
+    #: Why an end-to-end export (plan in the graph, ``num_points=N``) is refused.
+    no_end_to_end = ("its input feature, the height above the local ground, is a "
+                     "per-cell quantile over a grid sized by the scan's extent "
+                     "(data-dependent shapes), computed in Python; export the "
+                     "network with the plan in Python (without --end-to-end), "
+                     "which takes scans of any size")
+
     def __init__(self, net: nn.Module, *, cell: float = 4.0,
                  quantile: float = 0.05) -> None:
         super().__init__()
@@ -172,6 +179,29 @@ class GroundHeightSegmenter(nn.Module):
         rel = pos - centre[batch]  # [N, 3]
         with ops.trusted():  # validated by unpack above: the net does not check again
             return self.net(pos=rel, x=self.features(pos, batch), batch=batch)
+
+    def plan(self, pos: Tensor, batch: Tensor | None = None, *,
+             batch_size: int | None = None) -> dict[str, Tensor]:
+        r"""Everything that depends on the coordinates alone (DESIGN.md section 9):
+        ``offset`` :math:`(N, 3)`, each point's cloud mean (the network centres
+        on it), ``height`` :math:`(N, 1)`, the input feature, and the inner
+        segmenter's plan on the centred cloud as ``net.<key>``. The ground
+        height (per-cell quantiles) is computed here, in Python, so an exported
+        network takes it as an input and the graph holds no search."""
+        if batch is None:
+            batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+        b = ops.batch_size_of(batch, batch_size)
+        offset = ops.segment_mean(pos, batch, b)[batch]  # [N, 3]
+        inner = self.net.plan(pos - offset, batch, batch_size=b)
+        return {"offset": offset, "height": self.features(pos, batch),
+                **{f"net.{k}": v for k, v in inner.items()}}
+
+    def network(self, x: Tensor | None, pos: Tensor, plan: dict[str, Tensor],
+                category: Tensor | None = None) -> Tensor:
+        """Logits from :meth:`plan` (exportable): the inner segmenter's network on
+        the centred cloud with the height as its one channel; ``x`` is not read."""
+        inner = {k[4:]: v for k, v in plan.items() if k.startswith("net.")}
+        return self.net.network(plan["height"], pos - plan["offset"], inner)
 
 
 @register_model

@@ -24,7 +24,10 @@ from pointsam.nn import record_attention
 
 TOL = 1e-4
 LITE = ["pointnet2_lite_cls", "pointnet2_lite_partseg", "pointnet2_lite_semseg",
-        "dgcnn_lite_cls", "dgcnn_lite_partseg", "dgcnn_lite_semseg"]
+        "dgcnn_lite_cls", "dgcnn_lite_partseg", "dgcnn_lite_semseg",
+        "pointnet2_lite_lidarseg"]
+#: eager-only by design (ExportError says why): multi-scan models
+EAGER_ONLY = {"pointnet2_lite_temporal_lidarseg"}
 SHAPES = ["sofa/test/sofa_0738.pcd", "chair/test/chair_0890.pcd",
           "monitor/test/monitor_0466.pcd"]
 
@@ -49,7 +52,7 @@ def _lidar(shared, n: int, skip: int = 0) -> torch.Tensor:
 
 def _clouds(shared, name: str) -> list[dict[str, torch.Tensor]]:
     """Real inputs of several sizes: one cloud, and two clouds in one batch."""
-    if "semseg" in name:
+    if "semseg" in name or "lidarseg" in name:
         sizes = [[3000], [2000, 2600]]
         parts = [[_lidar(shared, n)] for n in (3000,)] + [
             [_lidar(shared, 2000), _lidar(shared, 2600, skip=3000)]]
@@ -87,7 +90,7 @@ def _model(name: str, attention):
 
 def _feature_graph(model) -> bool:
     """Whether a stage builds its graph in feature space (DGCNN, dynamic)."""
-    bb = model.backbone
+    bb = getattr(model, "backbone", None)
     return any(bb._dynamic(i) for i in range(len(bb.stages))) \
         if hasattr(bb, "_dynamic") else False
 
@@ -151,7 +154,8 @@ def test_plan_then_network_is_forward(name):
         ref = model(pos=pos, batch=batch, **kw)
         plan = model.plan(pos, batch)
         assert all(isinstance(v, torch.Tensor) for v in plan.values())
-        assert plan["cloud"].tolist() == [0, 1]
+        # the lidar model wraps a segmenter: its plan is under "net."
+        assert plan.get("cloud", plan.get("net.cloud")).tolist() == [0, 1]
         out = model.network(None, pos, plan, **kw)
     assert torch.equal(out, ref)
 
@@ -191,7 +195,28 @@ def test_with_attention_needs_attention():
 @pytest.mark.parametrize("name", list_models())
 def test_export_matrix(name, attention, shared_data, tmp_path):
     pytest.importorskip("onnxruntime")
+    if name in EAGER_ONLY:
+        with pytest.raises(ExportError, match="TemporalAttention cannot be exported"):
+            export_program(_model(name, attention))
+        return
     _check(name, attention, shared_data, tmp_path)
+
+
+def test_lidarseg_end_to_end_is_refused_with_why():
+    with pytest.raises(ExportError, match="cannot be exported end to end: its input "
+                       "feature, the height above the local ground"):
+        export_program(_model("pointnet2_lite_lidarseg", None), num_points=1024)
+
+
+def test_lidarseg_plan_then_network_is_forward(shared_data):
+    """The ground height and the centring are plan entries; the network on them
+    is exactly the model's forward (world-frame metres of the real frame)."""
+    model = _model("pointnet2_lite_lidarseg", "local_global")
+    pos = _lidar(shared_data, 2500) + torch.tensor([300.0, -120.0, 4.0])
+    with torch.no_grad():
+        plan = model.plan(pos)
+        assert plan["height"].shape == (2500, 1) and plan["offset"].shape == (2500, 3)
+        assert torch.equal(model.network(None, pos, plan), model(pos=pos))
 
 
 @pytest.mark.slow
