@@ -1,6 +1,7 @@
 """Deployment benchmark: eager vs torch.compile vs ONNX Runtime, on the CPU.
 
     python -m bench.export [--repeat 3] [--threads 1 2] [--quick] [--skip-train]
+                           [--only-end-to-end | --only-fold]
 
 Every engine runs the same network on the same plan (the plan, computed by
 :mod:`pointsam.ops`, is timed on its own and is the same for all three):
@@ -17,7 +18,10 @@ Every engine runs the same network on the same plan (the plan, computed by
    :class:`~pointsam.export.OnnxModel` with the plan in Python
    (:mod:`pointsam.ops`, default backends: fpsample, pykdtree) against the
    end-to-end graph (``num_points=1024``: FPS, kNN and ball query inside ONNX
-   Runtime). ``--only-end-to-end`` runs this section alone.
+   Runtime). ``--only-end-to-end`` runs this section alone;
+5. ONNX Runtime at one thread, ``pointnet2_lite_cls`` 32 x 1024 and the KITTI
+   scan: an export with its BatchNorms kept (``fold_bn=False``) against the
+   default, folded export, in alternation. ``--only-fold`` runs it alone.
 
 Each figure is the median of ``--repeat`` runs after a warm-up (compilation and
 session creation are excluded and printed apart). Ratios are eager / engine
@@ -185,6 +189,36 @@ def bench_end_to_end(threads: list[int], repeat: int, n: int = 1024) -> list[str
     return rows
 
 
+def bench_fold(cases: list[tuple[str, str, torch.Tensor, torch.Tensor | None]],
+               repeat: int) -> list[str]:
+    """ONNX Runtime at one thread: an export with its BatchNorms kept against the
+    default export (folded into the Linear before each), in alternation."""
+    import onnxruntime as ort
+
+    torch.set_num_threads(1)
+    rows = ["\n### ONNX Runtime, 1 thread: BatchNorm kept vs folded into the Linear "
+            "(export_onnx fold_bn=False / True; ms, alternating runs)\n",
+            "| model | case | norms kept | folded | ratio |", "|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, label, pos, batch in cases:
+            model = create_model(name).eval()
+            sess = {}
+            for fold in (False, True):
+                path = os.path.join(tmp, f"{name}_{fold}.onnx")
+                export_onnx(model, path, model_name=name, fold_bn=fold)
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+                sess[fold] = ort.InferenceSession(path, opts,
+                                                  providers=["CPUExecutionProvider"])
+            feed = OnnxModel(path, threads=1, model=model).inputs(pos, batch)
+            kept, folded = paired_times(
+                lambda s=sess[False], f=feed: s.run(["logits"], f),
+                lambda s=sess[True], f=feed: s.run(["logits"], f), repeat)
+            rows.append(f"| {name} | {label} | {kept * 1e3:.1f} | {folded * 1e3:.1f} "
+                        f"| {kept / folded:.2f}x |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run every section and print the tables."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -194,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--only-end-to-end", action="store_true",
                    help="only section 4 (plan in Python vs end to end)")
+    p.add_argument("--only-fold", action="store_true",
+                   help="only section 5 (BatchNorm kept vs folded)")
     args = p.parse_args(argv)
     big = 4 if args.quick else 32
     pts = 256 if args.quick else 1024
@@ -204,12 +240,18 @@ def main(argv: list[str] | None = None) -> None:
         for row in bench_end_to_end(args.threads, args.repeat, n=pts):
             print(row, flush=True)
         return
+    scan = _kitti()[:20000] if args.quick else _kitti()
+    fold_cases = [("pointnet2_lite_cls", f"{big} x {pts}", *_clouds(big, pts)),
+                  ("pointnet2_lite_semseg", f"KITTI scan {scan.size(0)}", scan, None)]
+    if args.only_fold:
+        for row in bench_fold(fold_cases, args.repeat):
+            print(row, flush=True)
+        return
     cls_cases = [(f"1 x {pts}", *_clouds(1, pts), 1),
                  (f"{big} x {pts}", *_clouds(big, pts), big)]
     for row in bench_inference("pointnet2_lite_cls", cls_cases, args.threads,
                                args.repeat):
         print(row, flush=True)
-    scan = _kitti()[:20000] if args.quick else _kitti()
     sem_cases = [(f"KITTI scan {scan.size(0)}", scan,
                   torch.zeros(scan.size(0), dtype=torch.long), 1)]
     for row in bench_inference("pointnet2_lite_semseg", sem_cases, args.threads,
@@ -219,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
         for row in bench_train(args.repeat, b=4 if args.quick else 16, n=pts):
             print(row, flush=True)
     for row in bench_end_to_end(args.threads, args.repeat, n=pts):
+        print(row, flush=True)
+    for row in bench_fold(fold_cases, args.repeat):
         print(row, flush=True)
 
 
