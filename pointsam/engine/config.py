@@ -398,19 +398,31 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str,
                 f"unknown key {key!r}; valid keys: {', '.join(valid_keys())} "
                 "(and model.args.*, data.args.*)"
             )
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            raise ConfigError(
-                f"override {item!r}: value is not valid YAML ({e})"
-            ) from e
-        node = d
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {p!r} is not a mapping")
-        node[parts[-1]] = value
+        set_dotted(d, parts, raw, item)
     return d
+
+
+def set_dotted(d: dict[str, Any], parts: list[str], raw: str, item: str) -> None:
+    """Set ``d[parts[0]]...[parts[-1]]`` to ``raw`` parsed as YAML (empty: None),
+    creating mappings on the way; ``item`` (the override as given) names the
+    problem in a :class:`ConfigError`.
+
+    Example:
+        >>> d = {}
+        >>> set_dotted(d, ["data", "holdout", "below"], "-100", "data.holdout.below=-100")
+        >>> d
+        {'data': {'holdout': {'below': -100}}}
+    """
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from e
+    node = d
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {p!r} is not a mapping")
+    node[parts[-1]] = value
 
 
 def load_config(

@@ -53,7 +53,7 @@ from pointsam.data.lidar_frames import (
 from pointsam.models import create_model
 
 from .checkpoint import save_checkpoint
-from .config import ConfigError
+from .config import ConfigError, set_dotted
 from .inference import predict_scan
 
 __all__ = ["evaluate_scan", "confusion_matrix", "scores_from_confusion",
@@ -197,8 +197,6 @@ def load_lidar_config(path: str | Path, overrides: Sequence[str] = ()
     """
     import copy
 
-    import yaml
-
     d = _read_yaml(path)
     try:
         if not is_lidar_recipe(d):
@@ -210,16 +208,7 @@ def load_lidar_config(path: str | Path, overrides: Sequence[str] = ()
             parts = key.strip().split(".")
             if not eq or len(parts) < 2 or not all(parts):
                 raise ValueError(f"override {item!r} is not section.key=value")
-            try:
-                value = yaml.safe_load(raw) if raw.strip() else None
-            except yaml.YAMLError as e:
-                raise ValueError(f"override {item!r}: value is not valid YAML") from e
-            node = d
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-                if not isinstance(node, dict):
-                    raise ValueError(f"override {item!r}: {part!r} is not a mapping")
-            node[parts[-1]] = value
+            set_dotted(d, parts, raw, item)
         check_lidar_config(d)
     except ValueError as e:
         raise ConfigError(f"{path}: {e}") from None

@@ -58,8 +58,8 @@ from torch import Tensor, nn
 from .. import ops
 from ..nn import MultiHeadPointAttention, TemporalAttention
 from ..nn.base import record_attention
-from .fold import fold_batch_norms
 from ..nn.network import tracing
+from .fold import fold_batch_norms
 
 __all__ = ["ExportError", "PlanNetwork", "export_program", "export_onnx",
            "save_program", "load_program", "OnnxModel", "example_cloud",

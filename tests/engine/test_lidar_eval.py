@@ -84,10 +84,9 @@ def test_every_lidar_config_is_valid():
     import pytest
     import yaml
 
+    from pointsam.engine.config import load_config
     from pointsam.engine.lidar import check_lidar_config
     from pointsam.models import list_models
-
-    from pointsam.engine.config import load_config
 
     every = sorted((Path(__file__).resolve().parents[2] / "train" / "lidar")
                    .glob("*.yaml"))
