@@ -9,8 +9,9 @@ or ``--overwrite`` (see :mod:`pointsam.engine.rundir`).
 A LiDAR recipe config (``train/lidar/plain.yaml`` and its siblings: a config
 with ``data.frames`` or ``train.steps``) runs the real-frame recipe,
 :func:`pointsam.engine.lidar.run_lidar`, with the same ``--set``, lock and
-``--overwrite``; it keeps no ``last.pt``, so ``--resume`` returns a finished
-run of the same config as it is and restarts an unfinished one from step 0.
+``--overwrite`` and ``--resume`` (a finished run of the same config is returned
+as it is; an unfinished one continues from the ``last.pt`` of its last held-out
+evaluation).
 
 Like every command module: ``add_parser`` declares the arguments, ``run`` does the
 work and imports the engine when it is called, so that ``pointsam --help`` and
@@ -44,8 +45,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--resume", action="store_true",
-        help="continue from OUT_DIR/last.pt (a LiDAR recipe config keeps none: a "
-        "finished run is kept as it is, an unfinished one restarts from step 0)"
+        help="continue from OUT_DIR/last.pt (a finished run of the same config "
+        "is kept as it is)"
     )
     t.add_argument(
         "--overwrite",

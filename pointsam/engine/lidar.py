@@ -52,7 +52,9 @@ from pointsam.data.lidar_frames import (
 )
 from pointsam.models import create_model
 
-from .checkpoint import save_checkpoint
+from .checkpoint import FORMAT as CHECKPOINT_FORMAT
+from .checkpoint import VERSION as CHECKPOINT_VERSION
+from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from .config import ConfigError, set_dotted
 from .inference import predict_scan
 
@@ -332,13 +334,21 @@ def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     return lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def train_lidar(cfg: dict[str, Any], *, log: Callable[[str], None] = print
-                ) -> dict[str, Any]:
+def train_lidar(cfg: dict[str, Any], *, log: Callable[[str], None] = print,
+                resume: bool = False) -> dict[str, Any]:
     """Train, select on the held-out region, evaluate the test frame once.
 
     ``cfg`` is the dict of a ``train/lidar/*.yaml`` file (sections ``model``,
     ``data``, ``train``). Writes ``best.pt``, ``log.csv`` and ``metrics.json``
     into ``train.out_dir`` and returns the metrics.
+
+    At every held-out evaluation before the last step the run writes ``last.pt``
+    (atomically; model, AdamW state, step, the best weights so far, the log rows,
+    the training seconds so far and the RNG states). With ``resume`` and a
+    ``last.pt`` in ``train.out_dir`` the run continues from that step; crop ``i``
+    is drawn from its own generator seeded by ``(train.seed, i)``, so a resumed
+    run equals an uninterrupted one on the CPU. The time budget counts the
+    seconds of every attempt.
     """
     check_lidar_config(cfg)
     m, d, t = cfg["model"], cfg["data"], cfg["train"]
@@ -380,13 +390,24 @@ def train_lidar(cfg: dict[str, Any], *, log: Callable[[str], None] = print
     budget = float(t.get("time_budget_s", 0) or 0)
     every = int(t.get("eval_every", 50))
     best: dict[str, Any] = {"miou": -1.0}
-    rows = []
-    start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    first, spent = 0, 0.0
+    last_path = out_dir / "last.pt"
+    if resume and last_path.is_file():
+        ck = load_checkpoint(last_path)
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        set_rng_state(ck["rng"])
+        first, spent, rows, best = (int(ck["step"]), float(ck["train_seconds"]),
+                                    list(ck["rows"]), dict(ck["best"]))
+        log(f"resuming from step {first} of {steps} ({spent:.0f} s trained, best "
+            f"val mIoU {best['miou']:.3f} at step {best['step']})")
+    start = time.perf_counter() - spent
     from torch_geometric.data import Batch
 
     model.train()
-    step = 0
-    for step in range(steps):
+    step = first
+    for step in range(first, steps):
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, steps, float(t.get("lr", 0.004)),
                              int(t.get("warmup", 20)))
@@ -409,6 +430,13 @@ def train_lidar(cfg: dict[str, Any], *, log: Callable[[str], None] = print
             log(f"step {step + 1}/{steps} loss {row['loss']:.3f} val mIoU "
                 f"{val['miou']:.3f} ({elapsed:.0f} s)")
         rows.append(row)
+        if "val_miou" in row and step + 1 < steps and not over:
+            save_checkpoint({
+                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                "recipe": "lidar", "config": cfg, "step": step + 1,
+                "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
+                "rng": get_rng_state(), "best": best, "rows": rows,
+                "train_seconds": time.perf_counter() - start}, last_path)
         if over:
             log(f"time budget {budget:.0f} s reached at step {step + 1}")
             break
@@ -474,7 +502,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
 
 #: The outputs of a recipe run (what a new run without ``overwrite`` refuses to
 #: replace, and what ``overwrite`` or a restarted ``resume`` removes first).
-LIDAR_RUN_FILES = ("best.pt", "log.csv", "metrics.json", "summary.json")
+LIDAR_RUN_FILES = ("best.pt", "last.pt", "log.csv", "metrics.json", "summary.json")
 
 #: Keys a finished run may differ in from the config of a ``resume``.
 _FREE_KEYS = frozenset({("train", "out_dir"), ("train", "num_threads"),
@@ -529,8 +557,6 @@ def _finished_summary(out: Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
     Raises:
         RunDirError: the folder holds a finished run of another config.
     """
-    from .rundir import RunDirError
-
     try:
         s = json.loads((out / "summary.json").read_text())
     except (OSError, ValueError):
@@ -538,7 +564,15 @@ def _finished_summary(out: Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
     if not (isinstance(s, dict) and isinstance(s.get("config"), dict)
             and isinstance(s.get("test"), dict)):
         return None
-    old = s["config"]
+    _refuse_other_config(out, "a finished run", s["config"], cfg)
+    return s
+
+
+def _refuse_other_config(out: Path, what: str, old: dict[str, Any],
+                         cfg: dict[str, Any]) -> None:
+    """Raise RunDirError when ``old`` differs from ``cfg`` outside :data:`_FREE_KEYS`."""
+    from .rundir import RunDirError
+
     diff = [f"{sec}.{k}: {(old.get(sec) or {}).get(k)!r} there, "
             f"{(cfg.get(sec) or {}).get(k)!r} now"
             for sec in sorted(set(old) | set(cfg))
@@ -546,10 +580,34 @@ def _finished_summary(out: Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
             if (sec, k) not in _FREE_KEYS
             and (old.get(sec) or {}).get(k) != (cfg.get(sec) or {}).get(k)]
     if diff:
-        raise RunDirError(f"{out} holds a finished run of another config "
+        raise RunDirError(f"{out} holds {what} of another config "
                           f"({'; '.join(diff)}); replace it with --overwrite or "
                           "choose another train.out_dir")
-    return s
+
+
+def _resumable(out: Path, cfg: dict[str, Any], log: Callable[[str], None]) -> bool:
+    """Does ``out/last.pt`` hold an unfinished run of ``cfg`` to continue?
+
+    An unreadable ``last.pt`` is reported and not used (the run restarts).
+
+    Raises:
+        RunDirError: it holds an unfinished run of another config.
+    """
+    from .checkpoint import CheckpointError
+
+    path = out / "last.pt"
+    if not path.is_file():
+        return False
+    try:
+        ck = load_checkpoint(path)
+    except CheckpointError as e:
+        log(f"cannot resume from {path} ({e})")
+        return False
+    if ck.get("recipe") != "lidar" or not isinstance(ck.get("config"), dict):
+        log(f"cannot resume from {path}: not a LiDAR recipe checkpoint")
+        return False
+    _refuse_other_config(out, "an unfinished run", ck["config"], cfg)
+    return True
 
 
 def run_lidar(cfg: dict[str, Any], *, resume: bool = False, overwrite: bool = False,
@@ -561,13 +619,14 @@ def run_lidar(cfg: dict[str, Any], *, resume: bool = False, overwrite: bool = Fa
     run into a folder holding a previous run's outputs (:data:`LIDAR_RUN_FILES`)
     is refused unless ``overwrite``, which removes them first.
 
-    ``resume``: the recipe keeps no ``last.pt`` (its runs are minutes long), so
-    there is nothing to continue. A finished run of the same config (a valid
-    ``summary.json``; ``train.out_dir``, ``train.num_threads`` and
-    ``train.time_budget_s`` may differ) is returned as it is, without training;
-    an unfinished one (killed before its summary) is restarted cleanly from
-    step 0, its partial outputs removed first. A finished run of another config
-    is refused.
+    ``resume``: a finished run of the same config (a valid ``summary.json``;
+    ``train.out_dir``, ``train.num_threads`` and ``train.time_budget_s`` may
+    differ) is returned as it is, without training; an unfinished one (killed
+    before its summary) continues from its ``last.pt`` (the last held-out
+    evaluation, see :func:`train_lidar`), or restarts cleanly from step 0 when
+    it has none (killed before its first evaluation) or it is unreadable. A run
+    of another config, finished or not, is refused. ``last.pt`` is removed once
+    ``summary.json`` is written.
 
     Returns:
         The summary (:func:`lidar_summary`), also written to ``summary.json``.
@@ -592,18 +651,21 @@ def run_lidar(cfg: dict[str, Any], *, resume: bool = False, overwrite: bool = Fa
             if done is not None:
                 log(f"{out} holds a finished run of this config: nothing to resume")
                 return done
-            found = check_fresh(out, resume=False, overwrite=True,
-                                files=LIDAR_RUN_FILES)
-            if found:
-                log(f"the LiDAR recipe keeps no last.pt: restarting from step 0 "
+            cont = _resumable(out, cfg, log)
+            found = check_fresh(out, resume=False, overwrite=True, files=[
+                f for f in LIDAR_RUN_FILES if not (cont and f == "last.pt")])
+            if not cont and found:
+                log(f"no last.pt to continue: restarting from step 0 "
                     f"(removed the unfinished run's {', '.join(found)})")
         else:
+            cont = False
             check_fresh(out, resume=False, overwrite=overwrite, files=LIDAR_RUN_FILES)
-        metrics = train_lidar(cfg, log=log)
+        metrics = train_lidar(cfg, log=log, resume=cont)
         summary = lidar_summary(cfg, metrics)
         tmp = out / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         tmp.replace(out / "summary.json")
+        (out / "last.pt").unlink(missing_ok=True)
         return summary
     finally:
         lock.release()

@@ -29,8 +29,9 @@ and ``train.num_threads`` are the recipe's own keys, the up-front check loads
 each config with :func:`~pointsam.engine.lidar.load_lidar_config` and checks
 its frame files and model (:func:`~pointsam.engine.lidar.check_lidar_build`),
 and the tables report test mIoU and OA on the real test frame with the step
-chosen on the held-out region. The recipe keeps no ``last.pt``, so an
-unfinished recipe run restarts from step 0 (``--overwrite``). A sweep that
+chosen on the held-out region. A recipe run writes ``last.pt`` at each
+held-out evaluation, so a killed recipe run continues from there
+(``--resume``), as a trainer run does. A sweep that
 mixes recipe configs with trainer configs is refused: their runs are scored
 on different data and counted in different units (steps, epochs).
 """

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from pointsam.cli import main
@@ -190,13 +191,78 @@ def test_pointsam_train_runs_a_recipe_config(tmp_path, shared_data, capsys):
     assert main([*argv, "--set", "train.steps=4", "--resume"]) == 2
     assert "finished run of another config (train.steps: 3 there, 4 now)" in \
         capsys.readouterr().err
-    # unfinished (no summary): --resume restarts it cleanly from step 0
+    # a finished run keeps no last.pt; unfinished without one (no summary):
+    # --resume restarts it cleanly from step 0
+    assert not (run / "last.pt").exists()
     (run / "summary.json").unlink()
     assert main([*argv, "--resume"]) == 0
-    assert "restarting from step 0" in capsys.readouterr().err
+    assert "no last.pt to continue: restarting from step 0" in capsys.readouterr().err
     again = json.loads((run / "summary.json").read_text())
     same = {k: v for k, v in summ["test"].items() if k != "seconds"}
     assert {k: again["test"][k] for k in same} == same and again["steps_run"] == 3
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.dataset
+def test_a_killed_recipe_run_resumes_to_the_uninterrupted_result(tmp_path, shared_data):
+    """Killed after step 3's training (last.pt holds step 2), then --resume: the
+    same log rows, best step, best weights and test scores as one whole run."""
+    from pointsam.engine.checkpoint import load_checkpoint
+    from pointsam.engine.lidar import run_lidar
+    from pointsam.engine.rundir import RunDirError
+
+    def cfg(out, **train):
+        c = load_lidar_config(LIDAR / "plain.yaml", [
+            *_tiny(shared_data), "train.steps=4", f"train.out_dir={out}",
+            "model.args.dropout=0.5"])  # the resumed run must restore the RNG
+        c["train"].update(train)
+        return c
+
+    whole = run_lidar(cfg(tmp_path / "whole"), log=lambda m: None)
+    assert not (tmp_path / "whole" / "last.pt").exists()
+
+    def kill_at_step_3(msg):
+        if msg.startswith("step 3/4"):
+            raise _Killed
+
+    # the killed run is a sweep's run: the sweep then plans it with --resume
+    sets = [*_tiny(shared_data), "train.steps=4", "model.args.dropout=0.5"]
+    out = tmp_path / "sweep"
+    (run,) = plan_sweep([LIDAR / "plain.yaml"], [0], out, sets)
+    part = run.out_dir
+    with pytest.raises(_Killed):
+        run_lidar(run.load(), log=kill_at_step_3)
+    assert not (part / "summary.json").exists()
+    ck = load_checkpoint(part / "last.pt")
+    assert ck["step"] == 2 and [r["step"] for r in ck["rows"]] == [1, 2]
+    rc, logs = _sweep([str(LIDAR / "plain.yaml"), "--seeds", "0", "--out", str(out),
+                       *[a for o in sets for a in ("--set", o)], "--dry-run"])
+    assert rc == 0 and logs[-1].startswith("[resume]")
+    assert logs[-1].endswith("--resume")
+    # another config may not continue it
+    with pytest.raises(RunDirError, match="an unfinished run of another config "
+                       r"\(train.lr: 0.01 there, 0.02 now\)"):
+        run_lidar(cfg(part, lr=0.02), resume=True, log=lambda m: None)
+
+    logs = []
+    resumed = run_lidar(cfg(part, time_budget_s=999), resume=True, log=logs.append)
+    assert any(m.startswith("resuming from step 2 of 4") for m in logs)
+    assert not any(m.startswith(("step 1/", "step 2/")) for m in logs)
+    assert not (part / "last.pt").exists()
+    a, b = (json.loads((d / "metrics.json").read_text())
+            for d in (tmp_path / "whole", part))
+    assert a["best_step"] == b["best_step"] and a["steps_done"] == b["steps_done"] == 4
+    assert a["test"]["confusion"] == b["test"]["confusion"]
+    assert resumed["test"]["miou"] == whole["test"]["miou"]
+    rows = [_rows(d / "log.csv") for d in (tmp_path / "whole", part)]
+    strip = [[{k: v for k, v in r.items() if k != "seconds"} for r in rs] for rs in rows]
+    assert strip[0] == strip[1]
+    wa, wb = (torch.load(d / "best.pt", weights_only=True)["state_dict"]
+              for d in (tmp_path / "whole", part))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 @pytest.mark.dataset
