@@ -1,0 +1,119 @@
+"""The README's multi-seed tables are the committed sweep reports, and those
+reports agree with their own per-run data.
+
+``train/results/NAME/`` holds what ``pointsam sweep`` wrote for the README's
+sweeps; ``train/readme_results.py`` copies its tables into the README between
+``<!-- sweep NAME TABLE -->`` markers. Here: every README block equals its
+table (no hand-typed number), and every ``results.md`` is recomputed from its
+``results_seeds.csv`` (mean, sample std, the paired per-seed differences, their
+95% Student-t interval and verdict), independently of
+``pointsam.engine.sweep_report``.
+"""
+
+import csv
+import math
+import runpy
+import statistics
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "train" / "results"
+SWEEPS = sorted(p.parent.name for p in RESULTS.glob("*/results.md"))
+TOOL = runpy.run_path(str(ROOT / "train" / "readme_results.py"), run_name="readme_results")
+
+#: task metric columns of results_seeds.csv, as results.md labels them
+METRICS = {"oa": "OA", "macc": "mAcc", "instance_miou": "instance mIoU",
+           "class_miou": "class mIoU", "miou": "mIoU"}
+
+
+def test_every_readme_sweep_block_is_its_results_table():
+    text = (ROOT / "README.md").read_text()
+    blocks = TOOL["BLOCK"].findall(text)
+    assert len(blocks) >= 4  # DGCNN and SyntheticParts: per-config and paired
+    assert TOOL["render"](text) == text
+    assert TOOL["main"](["--check"]) == 0
+    assert {name for name, *_ in blocks} <= set(SWEEPS)
+
+
+def test_a_changed_number_in_a_block_is_caught(tmp_path, capsys):
+    text = (ROOT / "README.md").read_text()
+    name, which, metric, body = TOOL["BLOCK"].findall(text)[0]
+    row = body.splitlines()[2]  # the first data row
+    cells = row.split("|")
+    cells[3] = cells[3].replace(cells[3].strip()[:1], "0" if cells[3].strip()[:1] != "0"
+                                else "1", 1)
+    changed = text.replace(row, "|".join(cells), 1)
+    assert changed != text and TOOL["render"](changed) == text
+    readme = tmp_path / "README.md"
+    readme.write_text(changed)
+    assert TOOL["main"](["--check", "--readme", str(readme)]) == 1
+    assert f"{name} {which}" in capsys.readouterr().err
+
+
+def test_a_block_of_a_missing_sweep_or_table_is_an_error():
+    with pytest.raises(FileNotFoundError, match="nope/results.md not found"):
+        TOOL["render"]("<!-- sweep nope configs -->\n<!-- /sweep -->\n")
+    name = SWEEPS[0]
+    with pytest.raises(ValueError, match="no row of metric 'Accuracy'"):
+        TOOL["render"](f"<!-- sweep {name} paired Accuracy -->\n<!-- /sweep -->\n")
+
+
+def _table(md, head):
+    return [[c.strip() for c in ln.split("|")[1:-1]]
+            for ln in TOOL["table"](md, head)[2:]]
+
+
+def _pct(v):
+    return f"{100 * v:.2f}"
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_results_md_is_recomputed_from_its_per_run_csv(name):
+    md = (RESULTS / name / "results.md").read_text()
+    with open(RESULTS / name / "results_seeds.csv", newline="") as f:
+        runs = list(csv.DictReader(f))
+    metrics = [k for k in METRICS if k in runs[0]]
+    assert len(metrics) == 2
+    by = {}
+    for r in runs:
+        by.setdefault(r["config"], {})[int(r["seed"])] = r
+    configs = _table(md, "configs")
+    base = configs[0][0]  # the baseline is the first configuration
+    assert f"Baseline: `{base}`" in md
+    for row in configs:
+        seeds = by.get(row[0], {})
+        assert int(row[1]) == len(seeds)
+        if not seeds:
+            continue
+        for k, cell in zip(metrics, row[2:4]):
+            xs = [float(s[k]) for s in seeds.values()]
+            want = _pct(statistics.mean(xs))
+            if len(xs) > 1:
+                want += f" ± {_pct(statistics.stdev(xs))}"
+            assert cell == want, (row[0], k)
+        assert row[4] == f"{int(next(iter(seeds.values()))['params']):,}"
+    paired = _table(md, "paired")
+    assert len(paired) == 2 * (len(configs) - 1)
+    for row in paired:
+        k = next(m for m in metrics if METRICS[m] == row[1])
+        common = sorted(set(by.get(row[0], {})) & set(by[base]))
+        d = [float(by[row[0]][s][k]) - float(by[base][s][k]) for s in common]
+        if len(d) < 2:
+            continue
+        assert row[2] == ", ".join(f"{100 * x:+.2f}" for x in d)
+        m = statistics.mean(d)
+        half = stats.t.ppf(0.975, len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
+        assert row[3] == f"{100 * m:+.2f}"
+        assert row[4] == f"[{100 * (m - half):+.2f}, {100 * (m + half):+.2f}]"
+        verdict = ("no measurable difference" if m - half <= 0 <= m + half else
+                   "higher than the baseline" if m - half > 0 else
+                   "lower than the baseline")
+        assert row[5] == verdict
+    seeds = _table(md, "seeds")
+    assert len(seeds) == len(runs)
+    for row, r in zip(seeds, runs):
+        assert row[:4] == [r["config"], r["seed"], _pct(float(r[metrics[0]])),
+                           _pct(float(r[metrics[1]]))]
