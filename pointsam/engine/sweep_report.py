@@ -358,7 +358,19 @@ def short_names(names: Sequence[str]) -> list[str]:
 
 
 def _figure(path: Path, rows: list[dict[str, Any]], task: str) -> None:
-    """Primary metric against parameters and training time, mean ± std."""
+    """Write :func:`figure` to ``path``."""
+    figure(rows, task).savefig(path)
+
+
+def figure(rows: list[dict[str, Any]], task: str) -> Any:
+    """Primary metric against parameters and training time, mean ± std.
+
+    ``rows``: one dict per configuration as in ``results.csv`` (``config``,
+    ``<metric>_mean``/``_std``, ``params``, ``train_time_s_mean``/``_std``,
+    ``n_seeds``). The legend takes as many columns as fit the width; each
+    marker is named beside it, a name that would overlap another moves down
+    with a line back to its marker. Returns the matplotlib ``Figure``.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -372,6 +384,7 @@ def _figure(path: Path, rows: list[dict[str, Any]], task: str) -> None:
     minutes = bool(times) and max(times) >= 180
     unit = 60.0 if minutes else 1.0
     short = short_names([r["config"] for r in rows])
+    labels: list[tuple[Any, float, float, int]] = []  # (axis, x, y, row)
     for i, r in enumerate(rows):
         y, ye = 100 * r[f"{key}_mean"], 100 * r[f"{key}_std"]
         if math.isnan(y):
@@ -384,8 +397,7 @@ def _figure(path: Path, rows: list[dict[str, Any]], task: str) -> None:
                           (axes[1], t, 0.0 if math.isnan(te) else te)):
             ax.errorbar(x, y, yerr=ye, xerr=xe,
                         label=r["config"] if ax is axes[0] else None, **style)
-            ax.annotate(short[i], (x, y), xytext=(6, 5),
-                        textcoords="offset points", fontsize=9, color=colours[i % 10])
+            labels.append((ax, x, y, i))
     axes[0].set_xlabel("parameters (thousands)", fontsize=11)
     axes[1].set_xlabel("training time per run (" + ("minutes" if minutes else "s")
                        + ")", fontsize=11)
@@ -397,10 +409,50 @@ def _figure(path: Path, rows: list[dict[str, Any]], task: str) -> None:
         ax.grid(alpha=0.3)
         ax.margins(x=0.12, y=0.08)
         ax.tick_params(labelsize=10)
-    fig.legend(loc="lower center", ncol=min(len(rows), 4), fontsize=10,
-               frameon=False)
-    fig.tight_layout(rect=(0, 0.08 + 0.05 * ((len(rows) - 1) // 4), 1, 1))
-    fig.savefig(path)
+    renderer = fig.canvas.get_renderer()
+    for ncol in range(min(len(rows), 4), 0, -1):  # as many columns as fit the width
+        legend = fig.legend(loc="lower center", ncol=ncol, fontsize=10, frameon=False)
+        if ncol == 1 or legend.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+            break
+        legend.remove()
+    lines = -(-len(rows) // ncol)
+    fig.tight_layout(rect=(0, 0.08 + 0.05 * (lines - 1), 1, 1))
+    _annotate(fig, labels, short, colours)
+    return fig
+
+
+def _annotate(fig: Any, labels: list[tuple[Any, float, float, int]],
+              names: list[str], colours: list[str]) -> None:
+    """Name each marker beside it; a label that would overlap one already placed
+    on its axes moves down a line until it does not (after the layout, in
+    pixels), with a thin line back to its marker."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed: dict[Any, list[Any]] = {}
+    for ax, x, y, i in sorted(labels, key=lambda t: -t[2]):  # top to bottom
+        taken = placed.setdefault(ax, [])
+        for line in range(len(labels) + 1):
+            dx = 18 if line else 6
+            style: dict[str, Any] = dict(xytext=(dx, 5 - 11.0 * line), fontsize=9,
+                                         textcoords="offset points", color=colours[i % 10])
+            text = ax.annotate(names[i], (x, y), **style)
+            box = text.get_window_extent(renderer)
+            if box.x1 > ax.bbox.x1:  # past the right edge: write it on the left
+                text.remove()
+                style.update(xytext=(-dx, 5 - 11.0 * line), ha="right")
+                text = ax.annotate(names[i], (x, y), **style)
+                box = text.get_window_extent(renderer)
+            free = not any(box.overlaps(b) for b in taken)
+            if free or line == len(labels):
+                taken.append(box)
+                if line:  # the same text, with a line back to its marker
+                    text.remove()
+                    ax.annotate(names[i], (x, y), **style, arrowprops=dict(
+                        arrowstyle="-", color=colours[i % 10], lw=0.6,
+                        shrinkA=0, shrinkB=4))
+                break
+            text.remove()
+
 
 
 def write_report(out: str | Path, names: Sequence[str], seeds: Sequence[int],
