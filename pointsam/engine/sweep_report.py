@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METRICS", "SeedResult", "collect", "mean_std", "paired_difference",
+__all__ = ["METRICS", "SeedResult", "collect", "figure", "mean_std", "paired_difference",
            "short_names", "metrics_text", "read_summary", "fmt_duration", "write_report"]
 
 #: The test metrics reported per task: (summary key, label); the first is primary.
@@ -357,11 +357,6 @@ def short_names(names: Sequence[str]) -> list[str]:
     return ["_".join(p[k:]) or p[-1] for p in parts]
 
 
-def _figure(path: Path, rows: list[dict[str, Any]], task: str) -> None:
-    """Write :func:`figure` to ``path``."""
-    figure(rows, task).savefig(path)
-
-
 def figure(rows: list[dict[str, Any]], task: str) -> Any:
     """Primary metric against parameters and training time, mean ± std.
 
@@ -492,5 +487,5 @@ def write_report(out: str | Path, names: Sequence[str], seeds: Sequence[int],
          f"{unit}s_planned": s.epochs_planned, "time_budget_s": s.time_budget_s,
          "stopped_by_time_budget": s.stopped_by_budget, "run_wall_s": s.wall_s}
         for s in results])
-    _figure(paths[3], rows, task)
+    figure(rows, task).savefig(paths[3])
     return paths
