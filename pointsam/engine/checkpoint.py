@@ -193,19 +193,6 @@ RESUME_FREE = frozenset({
 })
 
 
-def _resume_conflicts(old: dict[str, Any], new: dict[str, Any]
-                      ) -> list[tuple[str, Any, Any]]:
-    """``(key, old, new)`` for every config value that differs outside RESUME_FREE."""
-    out = []
-    for sec in sorted(set(old) | set(new)):
-        a, b = old.get(sec) or {}, new.get(sec) or {}
-        for k in sorted(set(a) | set(b)):
-            key = f"{sec}.{k}"
-            if key not in RESUME_FREE and a.get(k) != b.get(k):
-                out.append((key, a.get(k), b.get(k)))
-    return out
-
-
 def get_rng_state() -> dict[str, torch.Tensor]:
     """Torch, CUDA, NumPy and Python RNG states, as tensors only."""
     np_state = np.random.get_state()

@@ -374,6 +374,31 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return copy.deepcopy(dataclasses.asdict(cfg))
 
 
+def config_diff(old: dict[str, Any], new: dict[str, Any],
+                free: frozenset[str] | set[str] = frozenset()
+                ) -> list[tuple[str, Any, Any]]:
+    """``(section.key, old value, new value)`` for every key of two config dicts
+    (as :func:`config_to_dict` writes them) whose values differ, in sorted order;
+    keys named in ``free`` are not compared.
+
+    The resume checks of the trainer, the LiDAR recipe and ``pointsam sweep``
+    use it, each with its own ``free`` set.
+
+    Example:
+        >>> config_diff({"train": {"lr": 0.1, "out_dir": "a"}},
+        ...             {"train": {"lr": 0.2, "out_dir": "b"}}, {"train.out_dir"})
+        [('train.lr', 0.1, 0.2)]
+    """
+    out = []
+    for sec in sorted(set(old) | set(new)):
+        a, b = old.get(sec) or {}, new.get(sec) or {}
+        for k in sorted(set(a) | set(b)):
+            key = f"{sec}.{k}"
+            if key not in free and a.get(k) != b.get(k):
+                out.append((key, a.get(k), b.get(k)))
+    return out
+
+
 def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply ``key=value`` strings (value parsed as YAML) to a nested config dict.
 

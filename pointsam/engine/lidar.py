@@ -55,7 +55,7 @@ from pointsam.models import create_model
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .checkpoint import VERSION as CHECKPOINT_VERSION
 from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
-from .config import ConfigError, set_dotted
+from .config import ConfigError, config_diff, set_dotted
 from .inference import predict_scan
 
 __all__ = ["evaluate_scan", "confusion_matrix", "scores_from_confusion",
@@ -505,8 +505,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
 LIDAR_RUN_FILES = ("best.pt", "last.pt", "log.csv", "metrics.json", "summary.json")
 
 #: Keys a finished run may differ in from the config of a ``resume``.
-_FREE_KEYS = frozenset({("train", "out_dir"), ("train", "num_threads"),
-                        ("train", "time_budget_s")})
+_FREE_KEYS = frozenset({"train.out_dir", "train.num_threads", "train.time_budget_s"})
 
 
 def lidar_summary(cfg: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
@@ -573,12 +572,8 @@ def _refuse_other_config(out: Path, what: str, old: dict[str, Any],
     """Raise RunDirError when ``old`` differs from ``cfg`` outside :data:`_FREE_KEYS`."""
     from .rundir import RunDirError
 
-    diff = [f"{sec}.{k}: {(old.get(sec) or {}).get(k)!r} there, "
-            f"{(cfg.get(sec) or {}).get(k)!r} now"
-            for sec in sorted(set(old) | set(cfg))
-            for k in sorted(set(old.get(sec) or {}) | set(cfg.get(sec) or {}))
-            if (sec, k) not in _FREE_KEYS
-            and (old.get(sec) or {}).get(k) != (cfg.get(sec) or {}).get(k)]
+    diff = [f"{k}: {a!r} there, {b!r} now"
+            for k, a, b in config_diff(old, cfg, _FREE_KEYS)]
     if diff:
         raise RunDirError(f"{out} holds {what} of another config "
                           f"({'; '.join(diff)}); replace it with --overwrite or "

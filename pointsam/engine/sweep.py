@@ -50,7 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Config, config_to_dict, load_config
+from .checkpoint import RESUME_FREE
+from .config import Config, config_diff, config_to_dict, load_config
 from .sweep_report import fmt_duration, metrics_text, read_summary, write_report
 
 __all__ = [
@@ -64,11 +65,9 @@ __all__ = [
 ]
 
 #: Keys a finished or partial run may differ in from the planned config: they
-#: do not change what the run computes (the same list as the trainer's resume).
-FREE_KEYS = frozenset({
-    "data.num_workers", "data.eval_batch_size", "data.cache", "train.out_dir",
-    "train.progress", "train.tensorboard", "train.num_threads", "train.device",
-})
+#: do not change what the run computes (the trainer's resume list, less the
+#: time budget, which changes what a finished run computed).
+FREE_KEYS = RESUME_FREE - {"train.time_budget_s"}
 
 
 class SweepError(ValueError):
@@ -140,18 +139,6 @@ class SweepRun:
     @property
     def label(self) -> str:
         return f"{self.name} seed {self.seed}"
-
-
-def _conflicts(old: dict[str, Any], new: dict[str, Any],
-               free: set[str] | frozenset[str] = frozenset()) -> list[str]:
-    out = []
-    for sec in sorted(set(old) | set(new)):
-        a, b = old.get(sec) or {}, new.get(sec) or {}
-        for k in sorted(set(a) | set(b)):
-            key = f"{sec}.{k}"
-            if key not in FREE_KEYS and key not in free and a.get(k) != b.get(k):
-                out.append(f"{sec}.{k}: {a.get(k)!r} there, {b.get(k)!r} now")
-    return out
 
 
 def plan_sweep(configs: Sequence[str | Path], seeds: Sequence[int], out: str | Path,
@@ -268,7 +255,8 @@ def _folder_problems(r: SweepRun) -> list[str]:
             return [f"{r.out_dir}: unreadable last.pt ({e}); delete it to restart"]
     if old is None:
         return []
-    diff = _conflicts(old, r.config_dict(), free)
+    diff = [f"{k}: {a!r} there, {b!r} now"
+            for k, a, b in config_diff(old, r.config_dict(), FREE_KEYS | free)]
     if not diff:
         return []
     return [f"{r.out_dir} holds a run of another config ({'; '.join(diff)}): "

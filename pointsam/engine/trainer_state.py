@@ -20,13 +20,12 @@ from .checkpoint import (
     RESUME_FREE,
     VERSION,
     CheckpointError,
-    _resume_conflicts,
     get_rng_state,
     load_checkpoint,
     load_weights,
     set_rng_state,
 )
-from .config import config_to_dict
+from .config import config_diff, config_to_dict
 
 __all__ = ["TrainerState", "seed_everything"]
 
@@ -100,7 +99,7 @@ class TrainerState:
     def resume(self, path: str | Path) -> None:
         """Restore a run from ``last.pt`` (model, optimiser, scheduler, RNG, logs)."""
         state = load_checkpoint(path, map_location=self.device)
-        diff = _resume_conflicts(state["config"], config_to_dict(self.cfg))
+        diff = config_diff(state["config"], config_to_dict(self.cfg), RESUME_FREE)
         if diff:
             raise CheckpointError(
                 f"cannot resume from {path}: this run changes "
