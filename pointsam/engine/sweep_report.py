@@ -363,8 +363,8 @@ def figure(rows: list[dict[str, Any]], task: str) -> Any:
     ``rows``: one dict per configuration as in ``results.csv`` (``config``,
     ``<metric>_mean``/``_std``, ``params``, ``train_time_s_mean``/``_std``,
     ``n_seeds``). The legend takes as many columns as fit the width; each
-    marker is named beside it, a name that would overlap another moves down
-    with a line back to its marker. Returns the matplotlib ``Figure``.
+    marker is named beside it, clear of the other names, markers and error
+    bars (:func:`_annotate`). Returns the matplotlib ``Figure``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -379,7 +379,7 @@ def figure(rows: list[dict[str, Any]], task: str) -> Any:
     minutes = bool(times) and max(times) >= 180
     unit = 60.0 if minutes else 1.0
     short = short_names([r["config"] for r in rows])
-    labels: list[tuple[Any, float, float, int]] = []  # (axis, x, y, row)
+    labels: list[tuple[Any, float, float, float, float, int]] = []  # (axis, x, y, xe, ye, row)
     for i, r in enumerate(rows):
         y, ye = 100 * r[f"{key}_mean"], 100 * r[f"{key}_std"]
         if math.isnan(y):
@@ -392,7 +392,7 @@ def figure(rows: list[dict[str, Any]], task: str) -> Any:
                           (axes[1], t, 0.0 if math.isnan(te) else te)):
             ax.errorbar(x, y, yerr=ye, xerr=xe,
                         label=r["config"] if ax is axes[0] else None, **style)
-            labels.append((ax, x, y, i))
+            labels.append((ax, x, y, xe, ye, i))
     axes[0].set_xlabel("parameters (thousands)", fontsize=11)
     axes[1].set_xlabel("training time per run (" + ("minutes" if minutes else "s")
                        + ")", fontsize=11)
@@ -416,38 +416,65 @@ def figure(rows: list[dict[str, Any]], task: str) -> Any:
     return fig
 
 
-def _annotate(fig: Any, labels: list[tuple[Any, float, float, int]],
+def _annotate(fig: Any, labels: list[tuple[Any, float, float, float, float, int]],
               names: list[str], colours: list[str]) -> None:
-    """Name each marker beside it; a label that would overlap one already placed
-    on its axes moves down a line until it does not (after the layout, in
-    pixels), with a thin line back to its marker."""
+    """Name each marker beside it (after the layout, in pixels).
+
+    A name goes right of its marker, or left of it, inside the axes, where it
+    covers no name already placed there (top to bottom) and no other
+    configuration's marker or error bars (boxes around the marker and each bar);
+    where neither side is free it moves down a line until one is, with a thin
+    line back to its marker.
+    """
+    from matplotlib.transforms import Bbox
+
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
+    pt = fig.dpi / 72.0  # pixels per point
+    bars: dict[Any, list[tuple[int, Any]]] = {}  # axis -> (row, box) obstacles
+    for ax, x, y, xe, ye, i in labels:
+        to_px = ax.transData.transform
+        (x0, y0), (x1, y1) = to_px((x - xe, y - ye)), to_px((x + xe, y + ye))
+        (cx, cy), m = to_px((x, y)), 5 * pt  # half a 9-point marker, and a margin
+        bars.setdefault(ax, []).extend((i, Bbox.from_extents(*e)) for e in (
+            (cx - m, cy - m, cx + m, cy + m),       # the marker
+            (cx - 4 * pt, y0, cx + 4 * pt, y1),    # the vertical bar and its caps
+            (x0, cy - 4 * pt, x1, cy + 4 * pt)))   # the horizontal bar
     placed: dict[Any, list[Any]] = {}
-    for ax, x, y, i in sorted(labels, key=lambda t: -t[2]):  # top to bottom
+    for ax, x, y, _, _, i in sorted(labels, key=lambda t: -t[2]):  # top to bottom
         taken = placed.setdefault(ax, [])
+        others = [b for j, b in bars[ax] if j != i]
         for line in range(len(labels) + 1):
             dx = 18 if line else 6
-            style: dict[str, Any] = dict(xytext=(dx, 5 - 11.0 * line), fontsize=9,
-                                         textcoords="offset points", color=colours[i % 10])
-            text = ax.annotate(names[i], (x, y), **style)
-            box = text.get_window_extent(renderer)
-            if box.x1 > ax.bbox.x1:  # past the right edge: write it on the left
-                text.remove()
-                style.update(xytext=(-dx, 5 - 11.0 * line), ha="right")
+            for ha in ("left", "right"):  # right of the marker, else left of it
+                style: dict[str, Any] = dict(
+                    xytext=(dx if ha == "left" else -dx, 5 - 11.0 * line), ha=ha,
+                    fontsize=9, textcoords="offset points", color=colours[i % 10])
                 text = ax.annotate(names[i], (x, y), **style)
                 box = text.get_window_extent(renderer)
-            free = not any(box.overlaps(b) for b in taken)
-            if free or line == len(labels):
-                taken.append(box)
-                if line:  # the same text, with a line back to its marker
+                inside = ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1
+                if inside and not any(box.overlaps(b) for b in taken + others):
+                    break
+                text.remove()
+            else:
+                if line < len(labels):
+                    continue
+                # nowhere free: on the lowest line, right of the marker if it fits
+                style.update(xytext=(dx, 5 - 11.0 * line), ha="left")
+                text = ax.annotate(names[i], (x, y), **style)
+                box = text.get_window_extent(renderer)
+                if box.x1 > ax.bbox.x1:
                     text.remove()
-                    ax.annotate(names[i], (x, y), **style, arrowprops=dict(
-                        arrowstyle="-", color=colours[i % 10], lw=0.6,
-                        shrinkA=0, shrinkB=4))
-                break
-            text.remove()
-
+                    style.update(xytext=(-dx, 5 - 11.0 * line), ha="right")
+                    text = ax.annotate(names[i], (x, y), **style)
+                    box = text.get_window_extent(renderer)
+            taken.append(box)
+            if line:  # the same text, with a line back to its marker
+                text.remove()
+                ax.annotate(names[i], (x, y), **style, arrowprops=dict(
+                    arrowstyle="-", color=colours[i % 10], lw=0.6,
+                    shrinkA=0, shrinkB=4))
+            break
 
 
 def write_report(out: str | Path, names: Sequence[str], seeds: Sequence[int],

@@ -1,10 +1,12 @@
 """results.png: every configuration named once per panel, no two names on top
-of each other, and the legend inside the figure, even for seven long config
-names whose markers sit on top of each other (the ModelNet10 grid)."""
+of each other nor on another configuration's error bars, and the legend inside
+the figure, even for seven long config names whose markers sit on top of each
+other (the ModelNet10 grid)."""
 
 import math
 
 from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from pointsam.engine.sweep_report import figure
 
@@ -13,10 +15,24 @@ NAMES = ["modelnet10_pointnet2_lite"] + [
     for a in ("channel", "point", "cbam", "axial", "local", "local_global")]
 
 
-def _rows(points):
+SHORT = ["lite", "channel", "point", "cbam", "axial", "local", "local_global"]
+
+
+def _rows(points, time_std=None):
     return [{"config": n, "oa_mean": y, "oa_std": 0.01, "params": p,
-             "train_time_s_mean": t, "train_time_s_std": 10.0, "n_seeds": 3}
-            for n, (y, p, t) in zip(NAMES, points)]
+             "train_time_s_mean": t, "n_seeds": 3,
+             "train_time_s_std": 10.0 if time_std is None else time_std[k]}
+            for k, (n, (y, p, t)) in enumerate(zip(NAMES, points))]
+
+
+def _bars(ax):
+    """Per configuration (plot order), the pixel boxes of its error-bar segments."""
+    out = []
+    for c in ax.containers:
+        _, _, cols = c.lines
+        segs = [s for col in cols for s in col.get_segments()]
+        out.append([Bbox(ax.transData.transform(s)) for s in segs])
+    return out
 
 
 def _check(fig, rows):
@@ -35,6 +51,12 @@ def _check(fig, rows):
             for j in range(i):
                 assert not boxes[i].overlaps(boxes[j]), (texts[i].get_text(),
                                                          texts[j].get_text())
+        bars = _bars(ax)
+        for t, box in zip(texts, boxes):
+            own = SHORT.index(t.get_text())
+            for j, segs in enumerate(bars):
+                assert j == own or not any(box.overlaps(b) for b in segs), (
+                    t.get_text(), SHORT[j])
 
 
 def test_clustered_markers_get_separate_names_and_the_legend_fits():
@@ -59,3 +81,15 @@ def test_a_name_at_the_right_edge_is_written_on_the_left():
     for ax in fig.axes:
         for t in ax.texts:
             assert Text.get_window_extent(t, r).x1 <= ax.bbox.x1 + 0.5, t.get_text()
+
+
+def test_a_name_is_not_written_over_another_configurations_error_bar():
+    # the same-epochs grid: local_global's name, right of its marker, fell on
+    # axial's long training-time bar (35-67 min) just above it
+    pts = [(0.8921, 106e3, 722), (0.9104, 108.8e3, 427), (0.9042, 106.2e3, 479),
+           (0.9108, 109e3, 420), (0.9247, 478.9e3, 3069), (0.9258, 209.6e3, 1114),
+           (0.9225, 333.6e3, 3199)]
+    rows = _rows(pts, time_std=[239, 85, 118, 11, 960, 53, 474])
+    for r, sd in zip(rows, [0.57, 0.34, 1.38, 0.50, 0.45, 0.17, 0.25]):
+        r["oa_std"] = sd / 100
+    _check(figure(rows, "cls"), rows)
