@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["RunDirError", "RunLock", "RUN_FILES", "check_writable", "acquire_lock",
-           "check_fresh"]
+           "lock_holder", "check_fresh"]
 
 #: The outputs of a run (what ``check_fresh`` looks for and ``overwrite`` removes).
 RUN_FILES = ("best.pt", "last.pt", "metrics.csv", "summary.json", "tb")
@@ -130,6 +130,36 @@ def acquire_lock(out_dir: str | os.PathLike[str]) -> RunLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         _HELD[key] = [fd, 1]
     return RunLock(Path(key))
+
+
+def lock_holder(out_dir: str | os.PathLike[str]) -> str | None:
+    """Who holds the lock on ``out_dir``: the process id its lock file names
+    (``"unknown"`` when unreadable), or None when nobody does.
+
+    A probe, for a caller that wants to skip a busy folder rather than fail on
+    it (``pointsam sweep``): a shared non-blocking ``flock`` taken and dropped
+    at once, so a run acquiring the folder at that very instant can still be
+    refused; :func:`acquire_lock` stays the authority.
+    """
+    import fcntl
+
+    lock_file = Path(out_dir) / LOCK_NAME
+    with _MUTEX:
+        if os.path.realpath(lock_file) in _HELD:
+            return str(os.getpid())
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except OSError:  # no lock file: never locked
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return _owner(lock_file)
+        raise
+    finally:
+        os.close(fd)  # closing drops the probe's shared lock
+    return None
 
 
 def _release(lock_file: Path) -> None:

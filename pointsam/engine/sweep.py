@@ -52,6 +52,7 @@ from typing import Any
 
 from .checkpoint import RESUME_FREE
 from .config import Config, config_diff, config_to_dict, load_config
+from .rundir import lock_holder
 from .sweep_report import fmt_duration, metrics_text, read_summary, write_report
 
 __all__ = [
@@ -273,6 +274,7 @@ class RunOutcome:
     wall_s: float = 0.0
     returncode: int | None = None
     summary: dict[str, Any] | None = field(default=None, repr=False)
+    holder: str | None = None  # "busy": the process id that has the run
 
 
 def _child_env() -> dict[str, str]:
@@ -328,16 +330,14 @@ def run_sweep(runs: Sequence[SweepRun], jobs: int,
     outcomes: dict[SweepRun, RunOutcome] = {}
     todo: deque[SweepRun] = deque()
     for r in runs:
-        s = read_summary(r.summary_path)
-        pid = _live_pid(r)
-        if s is not None:
-            outcomes[r] = RunOutcome(r, "skipped", summary=s)
-        elif pid is not None:  # e.g. left running by a sweep that was killed
-            outcomes[r] = RunOutcome(r, "busy")
-            log(f"[sweep] {r.label} is being trained by process {pid} "
-                f"({r.out_dir / 'sweep.pid'}); not started again")
-        else:
+        taken = _taken(r)
+        if taken is None:
             todo.append(r)
+            continue
+        outcomes[r] = taken
+        if taken.status == "busy":  # e.g. left running by a sweep that was killed
+            log(f"[sweep] {r.label} is being trained by process {taken.holder} "
+                "(its sweep.pid or its folder's lock); not started again")
     total = len(todo)
     busy = sum(o.status == "busy" for o in outcomes.values())
     log(f"[sweep] {len(runs)} runs: {len(runs) - total - busy} already finished, "
@@ -350,6 +350,16 @@ def run_sweep(runs: Sequence[SweepRun], jobs: int,
         while todo or procs:
             while todo and len(procs) < jobs:
                 r = todo.popleft()
+                taken = _taken(r)  # another sweep on the same --out got there first
+                if taken is not None:
+                    outcomes[r] = taken
+                    total -= 1
+                    log(f"[sweep] {r.label} " + (
+                        "was finished by another process meanwhile; skipped"
+                        if taken.status == "skipped" else
+                        f"was started by process {taken.holder} meanwhile; "
+                        "not started again"))
+                    continue
                 r.out_dir.mkdir(parents=True, exist_ok=True)
                 resume = (r.out_dir / "last.pt").is_file()
                 fh = open(r.out_dir / "sweep.log", "a")  # noqa: SIM115 (closed below)
@@ -402,6 +412,19 @@ def run_sweep(runs: Sequence[SweepRun], jobs: int,
             fh.close()
             (r.out_dir / "sweep.pid").unlink(missing_ok=True)
     return [outcomes[r] for r in runs]
+
+
+def _taken(r: SweepRun) -> RunOutcome | None:
+    """``skipped`` when ``r`` has a valid summary, ``busy`` when another process
+    trains it (a live pid in its ``sweep.pid``, written by the sweep that
+    started it, or a holder of its folder's lock, taken by the run itself once
+    it starts); None when it is free to start."""
+    s = read_summary(r.summary_path)
+    if s is not None:
+        return RunOutcome(r, "skipped", summary=s)
+    pid = _live_pid(r)
+    holder = str(pid) if pid is not None else lock_holder(r.out_dir)
+    return None if holder is None else RunOutcome(r, "busy", holder=holder)
 
 
 def _live_pid(r: SweepRun) -> int | None:
@@ -472,10 +495,12 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
         meta_path.write_text(json.dumps(meta, indent=2) + "\n")
         t0 = time.time()
         outcomes = run_sweep(runs, args.jobs, log=log)
-        failed = [o for o in outcomes if o.status == "failed"]
+        failed = [o.run.label for o in outcomes if o.status == "failed"]
+        busy = [o.run.label for o in outcomes if o.status == "busy"]
         log(f"[sweep] finished in {fmt_duration(time.time() - t0)}"
-            + (f"; {len(failed)} run(s) failed: "
-               + ", ".join(o.run.label for o in failed) if failed else ""))
+            + (f"; {len(failed)} run(s) failed: " + ", ".join(failed) if failed else "")
+            + (f"; {len(busy)} run(s) left to the process(es) training them: "
+               + ", ".join(busy) if busy else ""))
     jobs = args.jobs
     if meta_path.is_file():  # as the runs were made
         meta = json.loads(meta_path.read_text())

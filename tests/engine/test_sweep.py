@@ -285,6 +285,67 @@ def test_a_run_another_process_is_training_is_not_started_twice(tmp_path):
     assert sweep._live_pid(run) is None  # a dead pid no longer blocks the run
 
 
+def _hold_lock(folder):
+    """A live process holding ``folder``'s run lock, as a ``pointsam train`` does."""
+    p = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; "
+         "from pointsam.engine.rundir import acquire_lock; "
+         "lock = acquire_lock(sys.argv[1]); print('held', flush=True); time.sleep(60)",
+         str(folder)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_a_run_taken_by_another_sweep_after_planning_is_left_to_it(tmp_path, monkeypatch):
+    # two sweeps on one --out: the other took run a (its lock) and finished run b
+    # (its summary) after this one listed them as to do; neither is started again
+    from pointsam.engine import rundir, sweep
+
+    runs = plan_sweep(["a.yaml", "b.yaml", "c.yaml"], [0], tmp_path)
+    for r in runs:
+        r.out_dir.mkdir(parents=True)
+    write = ("import json, sys; open(sys.argv[1], 'w').write("
+             "json.dumps({'task': 'cls', 'test': {'oa': 0.5}, 'config': {}}))")
+    monkeypatch.setattr(sweep.SweepRun, "command", lambda self, resume=False: [
+        sys.executable, "-c", write, str(self.summary_path)])
+    held = []
+
+    def log(line):
+        logs.append(line)
+        if line.startswith("[sweep] 3 runs:"):  # planned; now the other sweep acts
+            held.append(_hold_lock(runs[0].out_dir))
+            runs[1].summary_path.write_text(json.dumps(
+                {"task": "cls", "test": {"oa": 0.25}, "config": {}}))
+
+    logs = []
+    try:
+        assert rundir.lock_holder(runs[0].out_dir) is None
+        out = sweep.run_sweep(runs, jobs=1, log=log)
+        assert [o.status for o in out] == ["busy", "skipped", "done"]
+        assert out[0].holder == str(held[0].pid)
+        assert rundir.lock_holder(runs[0].out_dir) == str(held[0].pid)
+    finally:
+        for p in held:
+            p.kill()
+            p.wait()
+    assert out[1].summary["test"]["oa"] == 0.25  # the other sweep's result, kept
+    assert not (runs[0].out_dir / "sweep.log").exists()  # never launched there
+    assert not (runs[0].out_dir / "sweep.pid").exists()
+    assert f"a seed 0 was started by process {held[0].pid} meanwhile" in "\n".join(logs)
+    assert "b seed 0 was finished by another process meanwhile" in "\n".join(logs)
+    assert rundir.lock_holder(runs[0].out_dir) is None  # released with its holder
+    # and a sweep started while the other holds the lock sees it from the start
+    p = _hold_lock(runs[0].out_dir)
+    try:
+        (runs[0].out_dir / "summary.json").unlink(missing_ok=True)
+        again = sweep.run_sweep(runs[:1], jobs=1, log=logs.append)
+        assert [o.status for o in again] == ["busy"]
+        assert f"a seed 0 is being trained by process {p.pid}" in "\n".join(logs)
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_configs_of_different_tasks_are_refused(tmp_path):
     cls = _configs(tmp_path / "cfg")[0]
     parts = tmp_path / "cfg" / "parts.yaml"
