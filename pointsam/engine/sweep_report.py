@@ -440,34 +440,32 @@ def _annotate(fig: Any, labels: list[tuple[Any, float, float, float, float, int]
             (cx - m, cy - m, cx + m, cy + m),       # the marker
             (cx - 4 * pt, y0, cx + 4 * pt, y1),    # the vertical bar and its caps
             (x0, cy - 4 * pt, x1, cy + 4 * pt)))   # the horizontal bar
+
+    def put(ax: Any, x: float, y: float, i: int, ha: str, line: int
+            ) -> tuple[Any, Any, dict[str, Any]]:
+        """Name ``i`` ``line`` lines down, right (``ha="left"``) or left of (x, y)."""
+        dx = 18 if line else 6
+        style = dict(xytext=(dx if ha == "left" else -dx, 5 - 11.0 * line), ha=ha,
+                     fontsize=9, textcoords="offset points", color=colours[i % 10])
+        text = ax.annotate(names[i], (x, y), **style)
+        return text, text.get_window_extent(renderer), style
+
     placed: dict[Any, list[Any]] = {}
     for ax, x, y, _, _, i in sorted(labels, key=lambda t: -t[2]):  # top to bottom
         taken = placed.setdefault(ax, [])
         others = [b for j, b in bars[ax] if j != i]
         for line in range(len(labels) + 1):
-            dx = 18 if line else 6
+            last = line == len(labels)  # nowhere free: the lowest line, inside
             for ha in ("left", "right"):  # right of the marker, else left of it
-                style: dict[str, Any] = dict(
-                    xytext=(dx if ha == "left" else -dx, 5 - 11.0 * line), ha=ha,
-                    fontsize=9, textcoords="offset points", color=colours[i % 10])
-                text = ax.annotate(names[i], (x, y), **style)
-                box = text.get_window_extent(renderer)
+                text, box, style = put(ax, x, y, i, ha, line)
                 inside = ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1
-                if inside and not any(box.overlaps(b) for b in taken + others):
+                if inside and (last or not any(box.overlaps(b) for b in taken + others)):
                     break
                 text.remove()
             else:
-                if line < len(labels):
+                if not last:
                     continue
-                # nowhere free: on the lowest line, right of the marker if it fits
-                style.update(xytext=(dx, 5 - 11.0 * line), ha="left")
-                text = ax.annotate(names[i], (x, y), **style)
-                box = text.get_window_extent(renderer)
-                if box.x1 > ax.bbox.x1:
-                    text.remove()
-                    style.update(xytext=(-dx, 5 - 11.0 * line), ha="right")
-                    text = ax.annotate(names[i], (x, y), **style)
-                    box = text.get_window_extent(renderer)
+                text, box, style = put(ax, x, y, i, "left", line)
             taken.append(box)
             if line:  # the same text, with a line back to its marker
                 text.remove()
