@@ -3,6 +3,8 @@
 #
 #   bash run.sh demo     set up, then run the demo (the main job)
 #   bash run.sh test     set up, then run the test suite
+#   bash run.sh test-numerics   the numerics-heavy tests again under MKL summation
+#                        orders of other CPUs (MKL_CBWR=AVX2, then COMPATIBLE)
 #   bash run.sh setup    set up only
 #
 # Set-up: Debian packages Open3D needs (when root with apt), a .venv beside this
@@ -61,5 +63,16 @@ case "$cmd" in
   setup) setup ;;
   demo) setup; exec "$VENV/bin/pointsam" demo "$@" ;;
   test) setup; exec "$VENV/bin/python" -m pytest -n 2 "$@" ;;
-  *) echo "usage: bash run.sh {demo|test|setup} [args...]"; exit 2 ;;
+  test-numerics)
+    # MKL picks its summation order by CPU: AVX2 is the order of an AMD EPYC (or
+    # an AVX2 Intel) on an AVX-512 machine, COMPATIBLE the order of none in
+    # particular. A float test that fails under either ties its tolerance to one
+    # CPU (tests/tolerance.py says how to compare reductions instead).
+    setup
+    for cbwr in AVX2 COMPATIBLE; do
+      say "numerics tests under MKL_CBWR=$cbwr"
+      MKL_CBWR=$cbwr "$VENV/bin/python" -m pytest -n 2 -q -p no:cacheprovider \
+        tests/nn tests/ops tests/models tests/export pointsam/nn pointsam/ops "$@"
+    done ;;
+  *) echo "usage: bash run.sh {demo|test|test-numerics|setup} [args...]"; exit 2 ;;
 esac

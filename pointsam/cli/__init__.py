@@ -6,7 +6,7 @@ r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench, sweep, mod
     pointsam train CONFIG [--set key=value ...] [--resume | --overwrite]
     torchrun --nproc_per_node=2 -m pointsam train CONFIG      # DDP
     pointsam eval CHECKPOINT [--split test] [--votes N] [--set data.root=...]
-    pointsam predict (CHECKPOINT | --model NAME | --onnx M.onnx) FILE --out OUT.ply
+    pointsam predict (CHECKPOINT | --model NAME | --onnx M.onnx | --pt2 M.pt2) FILE --out OUT.ply
     pointsam viz (CHECKPOINT | --model NAME) SOURCE [--out DIR] [--html OUT.html]
     pointsam bench [NAME ...] [--list]              # runs python -m bench.NAME
     pointsam sweep CONFIG ... --seeds 0 1 2 --out DIR  # configs x seeds, tables

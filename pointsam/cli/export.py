@@ -1,9 +1,11 @@
 """``pointsam export (CHECKPOINT | --model NAME) --format onnx|pt2 --out FILE
 [--with-attention] [--end-to-end --num-points N]``.
 
-A segmentation model's file also records how whole scans are predicted (the
-voxel size and chunk size of ``pointsam predict``), so ``pointsam predict
---onnx`` voxelises and chunks a scan the same way."""
+The file also records the run's prediction settings
+(:func:`~pointsam.engine.predict.prediction_record`: the config's evaluation
+transform, the voxel and chunk sizes of whole scans, the classes), so
+``pointsam predict --onnx`` / ``--pt2`` prepares a cloud exactly as ``pointsam
+predict CHECKPOINT`` does."""
 
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Load the checkpoint, export its network, print the inputs and outputs."""
+    from pointsam.engine.predict import RECORD_KEY, prediction_record
     from pointsam.export import export_onnx, export_program, save_program
 
     from .predict import load_model_arg
@@ -71,10 +74,16 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {k: meta[k] for k in ("class_names", "category_names",
                                                   "class_colors", "pretrained")
                              if meta.get(k)}
-    if task.name == "semseg":  # how predict runs whole scans: the same with --onnx
-        extra["inference"] = {"voxel_size": float(cfg.train.voxel_size),
-                              "chunk_points": int(cfg.train.chunk_points
-                                                  or cfg.data.num_points or 0)}
+    # how predict prepares a cloud: the same for --onnx / --pt2
+    extra[RECORD_KEY] = prediction_record(cfg, meta, num_points=num_points)
+    if num_points is not None and task.name != "semseg" \
+            and num_points != cfg.data.num_points:
+        print(f"note: the model was evaluated on clouds of data.num_points = "
+              f"{cfg.data.num_points}; this end-to-end graph takes {num_points}, "
+              f"and predicting with it samples clouds to {num_points} points")
+    elif num_points is not None and task.name == "semseg":
+        print(f"note: an end-to-end segmentation graph labels a scan of exactly "
+              f"{num_points} points in one pass (no voxel grid, no chunks)")
     if args.format == "onnx":
         export_onnx(model, out, with_attention=args.with_attention, model_name=name,
                     model_args=margs, extra_meta=extra, num_points=num_points)

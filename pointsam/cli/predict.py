@@ -1,7 +1,11 @@
-"""``pointsam predict (CHECKPOINT | --model NAME | --onnx MODEL.onnx) FILE --out OUT.ply``.
+"""``pointsam predict (CHECKPOINT | --model NAME | --onnx M.onnx | --pt2 M.pt2) FILE
+--out OUT.ply``.
 
-``--onnx`` runs a ``pointsam export`` ONNX file in ONNX Runtime, with the
-geometry plan computed by :mod:`pointsam.ops`.
+``--onnx`` runs a ``pointsam export`` ONNX file in ONNX Runtime, ``--pt2`` a
+``torch.export`` program, with the geometry plan computed by :mod:`pointsam.ops`.
+All four sources go through the one prediction path,
+:func:`~pointsam.engine.predict.predict_cloud`: the cloud is prepared by the
+run's evaluation transform whatever runs the network.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     pr.add_argument("--onnx", default=None, metavar="MODEL.onnx",
                     help="run a `pointsam export` ONNX file in ONNX Runtime (the "
                     "plan from pointsam.ops) instead of a checkpoint")
+    pr.add_argument("--pt2", default=None, metavar="MODEL.pt2",
+                    help="run a `pointsam export --format pt2` program (the "
+                    "plan from pointsam.ops) instead of a checkpoint")
     pr.add_argument("file", help="a .ply/.pcd/.xyz/.txt/.npy/.bin/.las cloud")
     pr.add_argument(
         "--out",
@@ -66,12 +73,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def check_one_source(args: argparse.Namespace) -> None:
-    """Exactly one of ``CHECKPOINT``, ``--model NAME`` (and ``--onnx``) is given."""
-    onnx = getattr(args, "onnx", None)
-    given = [a for a in (args.checkpoint, args.model, onnx) if a is not None]
+    """Exactly one of ``CHECKPOINT``, ``--model NAME`` (and ``--onnx`` /
+    ``--pt2``) is given."""
+    onnx, pt2 = getattr(args, "onnx", None), getattr(args, "pt2", None)
+    given = [a for a in (args.checkpoint, args.model, onnx, pt2) if a is not None]
     if len(given) != 1:
-        either = ("CHECKPOINT, --model NAME or --onnx MODEL.onnx" if hasattr(args, "onnx")
-                  else "CHECKPOINT or --model NAME")
+        either = ("CHECKPOINT, --model NAME, --onnx MODEL.onnx or --pt2 MODEL.pt2"
+                  if hasattr(args, "onnx") else "CHECKPOINT or --model NAME")
         raise ValueError(f"give one of {either} before the cloud file "
                          "(`pointsam models` lists the names)")
 
@@ -114,32 +122,26 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() != ".ply":
         raise ValueError(f"--out {args.out}: the prediction is written as a PLY, "
                          "give a path ending in .ply")
-    onnx = getattr(args, "onnx", None)
-    if onnx is not None:
+    exported = getattr(args, "onnx", None) or getattr(args, "pt2", None)
+    runner = None
+    if exported is not None:
         check_one_source(args)
-        from pointsam.export import predict_onnx
+        from pointsam.export import load_exported
 
-        data = read_cloud(args.file, bin_columns=args.bin_columns)
-        _check_size(args, data, num_classes=None)
-        print(describe_columns(data))
-        res = predict_onnx(onnx, data, category=args.category)
-        if res.get("resampled"):
-            n = res["meta"]["num_points"]
-            print(f"resampled {res['resampled']:,} points to {n:,} by farthest-point "
-                  f"sampling (the end-to-end graph takes clouds of {n:,} points)")
-        meta, task_name = res["meta"], res["task"]
+        model, task, cfg, meta, runner = load_exported(exported)
     else:
         model, task, cfg, meta = load_model_arg(args)
-        task_name = task.name
-        cats = meta.get("category_names") or []
-        if task.name == "partseg" and args.category is None and cats:
-            raise ValueError("part segmentation needs the shape's category: "
-                             "--category "
-                             + ", ".join(f"{i}={c}" for i, c in enumerate(cats)))
-        data = read_cloud(args.file, bin_columns=args.bin_columns)
-        _check_size(args, data, num_classes=task.num_classes)
-        print(describe_columns(data))
-        res = predict_cloud(model, task, cfg, data, category=args.category)
+    task_name = task.name
+    cats = meta.get("category_names") or []
+    if task.name == "partseg" and args.category is None and cats:
+        raise ValueError("part segmentation needs the shape's category: "
+                         "--category "
+                         + ", ".join(f"{i}={c}" for i, c in enumerate(cats)))
+    data = read_cloud(args.file, bin_columns=args.bin_columns)
+    _check_size(args, data, num_classes=task.num_classes)
+    print(describe_columns(data))
+    res = predict_cloud(model, task, cfg, data, category=args.category,
+                        runner=runner)
     pos = data.pos.numpy()
     names = meta.get("class_names") or []
     if task_name == "cls":

@@ -1,4 +1,12 @@
-r"""Load a trained checkpoint and predict on one cloud; write a coloured PLY.
+r"""Load a trained checkpoint and predict on one cloud: the one prediction path.
+
+:func:`predict_cloud` is the only place where a cloud is prepared for a
+trained model, whatever runs the network: the eager model, an ONNX file in
+ONNX Runtime or a ``.pt2`` program (:func:`pointsam.export.load_exported`
+gives their ``runner``). Every preparation step comes from the run's
+:class:`~pointsam.engine.config.Config` (the evaluation transform of
+:func:`~pointsam.engine.builders.build_transform`), which an export records
+with :func:`prediction_record`:
 
 - ``cls``: the cloud normalised and sampled as in evaluation; returns the class
   and the softmax probabilities.
@@ -24,7 +32,11 @@ from .checkpoint import load_checkpoint, load_weights
 from .config import Config, config_from_dict
 from .tasks import PartSegTask, Task, make_task
 
-__all__ = ["load_trained", "predict_cloud", "min_points"]
+__all__ = ["load_trained", "predict_cloud", "min_points", "prediction_record",
+           "from_prediction_record"]
+
+#: metadata key of :func:`prediction_record` in an exported file
+RECORD_KEY = "prediction"
 
 
 def min_points(model: nn.Module) -> int:
@@ -58,11 +70,65 @@ def load_trained(
     return model.to(device).eval(), task, cfg, meta
 
 
+def prediction_record(cfg: Config, meta: dict[str, Any], *,
+                      num_points: int | None = None) -> dict[str, Any]:
+    """What an exported file must carry to predict as :func:`predict_cloud` does.
+
+    ``{"config": ..., "meta": ...}``: the run's whole config (its evaluation
+    transform, whole-scan voxel and chunk sizes) and the checkpoint's task
+    metadata (classes, categories and their parts). ``num_points`` is the cloud
+    size of an end-to-end graph, which takes clouds of exactly that size: the
+    record then samples objects to it (``data.num_points``) and labels a scan in
+    one pass of that size (no voxel grid, chunks of ``num_points``).
+    """
+    import json
+
+    from .config import config_to_dict
+
+    c = config_to_dict(cfg)
+    if num_points is not None:
+        if meta.get("task") == "semseg":
+            c["train"]["voxel_size"], c["train"]["chunk_points"] = 0.0, int(num_points)
+        else:
+            c["data"]["num_points"] = int(num_points)
+    record = {"config": c, "meta": dict(meta)}
+    return json.loads(json.dumps(record))  # plain JSON types, as the file stores it
+
+
+def from_prediction_record(record: Any, where: str) -> tuple[Task, Config,
+                                                               dict[str, Any]]:
+    """``(task, config, meta)`` from :func:`prediction_record`'s dict; a clear
+    error naming ``where`` when it is missing or incomplete."""
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict) \
+            or not isinstance(record.get("meta"), dict):
+        raise ValueError(
+            f"{where} records no prediction settings (the evaluation transform "
+            "and the task of the run), so it cannot be predicted with as its "
+            "checkpoint is; export it with `pointsam export CHECKPOINT` (or pass "
+            "extra_meta={'prediction': prediction_record(cfg, meta)} to the "
+            "export function)")
+    meta = dict(record["meta"])
+    return make_task(meta), config_from_dict(record["config"]), meta
+
+
 @torch.no_grad()
 def predict_cloud(
-    model: nn.Module, task: Task, cfg: Config, data: Any, *, category: int | None = None
+    model: nn.Module, task: Task, cfg: Config, data: Any, *,
+    category: int | None = None, runner: Any = None,
 ) -> dict[str, Any]:
-    """Predict on one PyG ``Data`` cloud; see the module docstring."""
+    """Predict on one PyG ``Data`` cloud; see the module docstring.
+
+    Args:
+        model: The trained model; its declared structure (features used, the
+            fewest points it answers on) decides the checks.
+        task, cfg: The run's task and config (:func:`load_trained`).
+        data: One cloud, ``pos`` :math:`(N, 3)` and optional ``x``.
+        category: The shape's category (part segmentation).
+        runner: What computes the logits of a prepared batch,
+            ``runner(Batch) -> Tensor`` (default: ``model``): an exported
+            network (:func:`pointsam.export.load_exported`) runs through the
+            same preparation as the eager model.
+    """
     from torch_geometric.data import Batch
 
     from pointsam import ops
@@ -79,6 +145,9 @@ def predict_cloud(
             f"{model.num_past + 1}, which needs poses.txt and calib.txt), or call "
             "model(batch) in Python with `frame` [N] (0 = newest scan); its "
             "single-scan twin (num_past=0) predicts on one file")
+    from pointsam.data.transforms import NormalizeScale
+
+    run = model if runner is None else runner
     device = next(model.parameters()).device
     data = drop_unused_features(model, data.clone())
     n = data.pos.size(0)
@@ -94,7 +163,7 @@ def predict_cloud(
 
         t = build_transform(cfg, train=False)
         d = t(data) if t is not None else data
-        logits = model(Batch.from_data_list([d]).to(device))  # [1, C]
+        logits = run(Batch.from_data_list([d]).to(device))  # [1, C]
         prob = logits.float().softmax(-1)[0].cpu()
         return {"task": "cls", "label": int(prob.argmax()), "probs": prob.tolist()}
     if task.name == "partseg":
@@ -108,9 +177,8 @@ def predict_cloud(
             raise ValueError(
                 f"category must be in 0..{len(task.category_parts) - 1}, got {category}"
             )
-        pos = data.pos - data.pos.mean(0, keepdim=True)
-        pos = pos / pos.norm(dim=1).max().clamp(min=1e-12)  # unit sphere
-        data.pos = pos
+        data = NormalizeScale()(data)  # the evaluation transform's unit sphere
+        pos = data.pos  # [N, 3]
         num = cfg.data.num_points
         idx = ops.fps(pos, num=num) if num and n > num else torch.arange(n)  # [S]
         sub = data.clone()
@@ -121,7 +189,7 @@ def predict_cloud(
         if "y" in sub:
             del sub.y
         b = Batch.from_data_list([sub]).to(device)
-        logits = model(b).float().cpu()  # [S, P]
+        logits = run(b).float().cpu()  # [S, P]
         allowed = task.part_mask[category]  # [P]
         logits = logits.masked_fill(~allowed, float("-inf"))
         prob = logits.softmax(-1)  # [S, P]
@@ -132,7 +200,7 @@ def predict_cloud(
         if "y" in data:
             del data.y
         prob = predict_scan(
-            model,
+            run,
             data,
             voxel_size=cfg.train.voxel_size,
             chunk_points=chunk if n > chunk else 0,

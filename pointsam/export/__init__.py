@@ -13,6 +13,17 @@ without the weights::
     net = OnnxModel("model.onnx")             # onnxruntime session + plan builder
     out = net(pos)                            # {"logits": array [1, classes], ...}
 
+**Predicting with an export.** ``pointsam export`` also records the run's
+prediction settings (:func:`~pointsam.engine.predict.prediction_record`: the
+config with its evaluation transform, the task and its classes), and
+:func:`load_exported` turns an ``.onnx`` or ``.pt2`` file into the ``runner``
+of the one prediction path, :func:`~pointsam.engine.predict.predict_cloud`: a
+cloud is prepared for the file exactly as for its checkpoint
+(``pointsam predict --onnx`` / ``--pt2``, or :func:`predict_onnx`)::
+
+    from pointsam.export import predict_onnx
+    res = predict_onnx("model.onnx", read_cloud("chair.pcd"))  # or "model.pt2"
+
 **End to end, for clouds of a fixed size.** With ``num_points=N``
 (``pointsam export ... --end-to-end --num-points N``) the plan is traced into
 the graph as well, computed by the dense torch ops of
@@ -63,7 +74,8 @@ from .fold import fold_batch_norms
 
 __all__ = ["ExportError", "PlanNetwork", "export_program", "export_onnx",
            "save_program", "load_program", "OnnxModel", "example_cloud",
-           "plan_inputs", "META_KEY", "predict_onnx", "FixedSizeModel",
+           "plan_inputs", "META_KEY", "predict_onnx", "load_exported",
+           "OnnxRunner", "ProgramRunner", "FixedSizeModel",
            "fixed_size_plan", "fold_batch_norms"]
 
 #: key of the JSON metadata in the ONNX file / the ``.pt2`` archive
@@ -514,4 +526,10 @@ def example_cloud(model: nn.Module, num_points: int | Sequence[int] = (1100, 100
     return out
 
 
-from .runtime import OnnxModel, predict_onnx  # noqa: E402  (needs the above)
+from .runtime import (  # noqa: E402  (needs the above)
+    OnnxModel,
+    OnnxRunner,
+    ProgramRunner,
+    load_exported,
+    predict_onnx,
+)

@@ -1,4 +1,5 @@
-"""ONNX Runtime side: :class:`OnnxModel` (session + plan) and :func:`predict_onnx`."""
+"""Running an export: :class:`OnnxModel` (session + plan), the runners that put
+an ``.onnx`` or ``.pt2`` file behind the one prediction path, :func:`predict_onnx`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 
 from . import META_KEY, ExportError, plan_inputs
 
-__all__ = ["OnnxModel", "predict_onnx"]
+__all__ = ["OnnxModel", "OnnxRunner", "ProgramRunner", "load_exported", "predict_onnx"]
 
 
 class OnnxModel:
@@ -27,8 +28,7 @@ class OnnxModel:
     session is fed the raw clouds, ``pos`` :math:`(B, N, 3)`, or :math:`(B N,
     3)` with a ``batch`` of B clouds of N points each (one cloud when ``batch``
     is ``None``). A cloud of another size is refused (:attr:`num_points` says
-    which size the graph takes); :func:`predict_onnx` resamples for
-    classification.
+    which size the graph takes).
     """
 
     def __init__(self, path: str | Path, *, threads: int | None = None,
@@ -120,97 +120,145 @@ class OnnxModel:
         return dict(zip([o.name for o in self.session.get_outputs()], outs))
 
 
-class _OrtSegmenter(nn.Module):
-    """An :class:`OnnxModel` as the ``model(batch) -> logits`` that
-    :func:`~pointsam.engine.inference.predict_scan` pushes chunks through."""
+def _ragged(batch: Any) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """``(pos, batch, x, category)`` of a PyG ``Batch`` as float/long tensors."""
+    pos = batch.pos.float()
+    b = getattr(batch, "batch", None)
+    b = torch.zeros(pos.size(0), dtype=torch.long) if b is None else b
+    x = getattr(batch, "x", None)
+    cat = getattr(batch, "category", None)
+    return pos, b, (x.float() if x is not None else None), cat
+
+
+def _per_point(logits: Tensor, task: str) -> Tensor:
+    """An end-to-end graph's segmentation logits, [B, N, C] -> [B N, C]."""
+    return logits.reshape(-1, logits.size(-1)) if task != "cls" else logits
+
+
+class OnnxRunner(nn.Module):
+    r"""An ONNX file as the ``runner(Batch) -> logits`` of
+    :func:`~pointsam.engine.predict.predict_cloud`: the batch the prediction
+    path prepared goes through ONNX Runtime instead of the eager model.
+
+    Shapes:
+        - **input:** a PyG ``Batch`` (``pos`` :math:`(N, 3)`, ``batch``, ``x``,
+          ``category``)
+        - **output:** logits :math:`(B, \text{classes})` or
+          :math:`(N, \text{classes})`
+    """
 
     def __init__(self, net: OnnxModel) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, batch: Any) -> Tensor:
-        x = getattr(batch, "x", None)
-        out = self.net(batch.pos.float(), batch.batch,
-                       x=x.float() if x is not None else None)
-        return torch.from_numpy(out["logits"])  # [N, classes]
+        pos, b, x, cat = _ragged(batch)
+        out = self.net(pos, b, x=x if "x" in self.net.input_names else None,
+                       category=cat)
+        logits = torch.from_numpy(out["logits"]).float()
+        return _per_point(logits, self.net.meta.get("task", "semseg")) \
+            if self.net.end_to_end else logits
 
 
-def _unit_sphere(pos: Tensor) -> Tensor:
-    pos = pos - pos.mean(0, keepdim=True)
-    return pos / pos.norm(dim=1).max().clamp(min=1e-12)
+class ProgramRunner(nn.Module):
+    r"""A ``.pt2`` program (:func:`~pointsam.export.save_program`) as the
+    ``runner(Batch) -> logits`` of :func:`~pointsam.engine.predict.predict_cloud`.
+
+    The plan comes from ``model.plan`` (the model rebuilt from the file's
+    registry name; no weights needed), or, end to end, from the program itself.
+    """
+
+    def __init__(self, program: Any, meta: dict[str, Any], model: nn.Module) -> None:
+        super().__init__()
+        self.program, self.meta = program, meta
+        self.model = model  # the plan side only: the weights are the program's
+        self.module_ = program.module()
+
+    def forward(self, batch: Any) -> Tensor:
+        pos, b, x, cat = _ragged(batch)
+        inputs = self.meta.get("inputs", [])
+        if not self.meta.get("end_to_end"):
+            _, tensors = plan_inputs(self.model, pos, b, x=x, category=cat)
+            return self.module_(*tensors).float()
+        n = int(self.meta["num_points"])
+        counts = torch.bincount(b)
+        if bool((counts != n).any()):
+            raise ValueError(f"this end-to-end program takes clouds of exactly {n} "
+                             f"points; got clouds of {sorted(set(counts.tolist()))} "
+                             f"points. Export again with --num-points, or without "
+                             f"--end-to-end")
+        args: list[Tensor] = [pos.reshape(-1, n, 3)]  # [B, N, 3]
+        if "x" in inputs:
+            assert x is not None
+            args.append(x.reshape(-1, n, x.size(-1)))  # [B, N, C]
+        if "category" in inputs:
+            args.append(torch.as_tensor(cat).long().flatten())  # [B]
+        return _per_point(self.module_(*args).float(), self.meta.get("task", ""))
+
+
+def load_exported(path: str | Path, *, threads: int | None = None
+                  ) -> tuple[nn.Module, Any, Any, dict[str, Any], nn.Module]:
+    r"""``(model, task, config, meta, runner)`` of an ``.onnx`` or ``.pt2`` export.
+
+    The counterpart of :func:`pointsam.engine.predict.load_trained`: ``model``
+    is the registered architecture (built from the file's registry name, for
+    its plan and declared structure; its weights are not used), ``task`` /
+    ``config`` / ``meta`` come from the prediction record that ``pointsam
+    export`` writes, and ``runner(Batch) -> logits`` runs the exported network.
+    ``predict_cloud(model, task, cfg, data, runner=runner)`` then prepares the
+    cloud exactly as for the checkpoint. ``meta["export"]`` holds the file's
+    own metadata.
+    """
+    from ..engine.predict import RECORD_KEY, from_prediction_record
+    from ..models import create_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such exported model file")
+    if path.suffix.lower() == ".pt2":
+        from . import load_program
+
+        program, info = load_program(path)
+        runner: nn.Module | None = None
+    else:
+        net = OnnxModel(path, threads=threads)
+        info = net.meta
+    task, cfg, meta = from_prediction_record(info.get(RECORD_KEY), str(path))
+    name = info.get("model_name")
+    if not name:
+        raise ExportError(f"{path} does not name its model (registry name); "
+                          f"export it with `pointsam export`")
+    model = create_model(name, **dict(info.get("model_args") or {})).eval()
+    if path.suffix.lower() == ".pt2":
+        runner = ProgramRunner(program, info, model)
+    else:
+        if not net.end_to_end:
+            net.model = model
+        runner = OnnxRunner(net)
+    meta = {**meta, "export": info}
+    return model, task, cfg, meta, runner
 
 
 def predict_onnx(path: str | Path, data: Any, *, category: int | None = None,
                  threads: int | None = None) -> dict[str, Any]:
-    r"""Predict on one cloud (a ``Data`` with ``pos``) with an exported network.
+    r"""Predict on one cloud (a ``Data`` with ``pos``) with an exported file.
 
-    Classification and part segmentation see the cloud centred and scaled to
-    the unit sphere (as in evaluation). Semantic segmentation is voxelised and
-    chunked as ``pointsam predict`` does when the file records how (the
-    ``inference`` metadata, voxel size and chunk size, that ``pointsam export``
-    writes for segmentation models; labels carried back to every point), and
-    sees the scan as it is, in one pass, otherwise. Returns the dict of
-    :func:`pointsam.engine.predict.predict_cloud` (``label``/``probs`` or
-    ``labels``/``probs``) plus ``meta`` (the file's metadata).
+    :func:`load_exported` then :func:`~pointsam.engine.predict.predict_cloud`:
+    the cloud is prepared as for the checkpoint the file was exported from (its
+    evaluation transform: unit sphere and farthest-point sampling to
+    ``data.num_points`` for objects, the category's parts for part
+    segmentation, the voxel grid and chunks of a whole scan), so the file and
+    the checkpoint give the same answer up to float rounding. Works for
+    ``.onnx`` and ``.pt2`` files alike. Returns :func:`predict_cloud`'s dict
+    plus ``meta`` (the run's metadata, the file's own under ``"export"``).
 
-    An end-to-end file takes clouds of exactly its ``num_points`` N. For
-    classification a larger cloud is resampled to N points by farthest-point
-    sampling (:func:`pointsam.ops.fps`, canonical start: deterministic and
-    spread over the whole shape, as ModelNet's N-point clouds are made), and
-    ``resampled`` in the result gives the original count; a smaller cloud, or a
-    segmentation input of another size (every point needs its label), is
+    An end-to-end graph takes clouds of exactly its ``num_points`` N (the
+    export records ``data.num_points = N`` for objects, and for scans one pass
+    of N points, no voxel grid); a segmentation cloud of another size is
     refused with the size the graph takes.
     """
-    net = OnnxModel(path, threads=threads)
-    task = net.meta.get("task", "semseg")
-    pos = data.pos.float()
-    x = getattr(data, "x", None)
-    resampled = None
-    n = net.num_points
-    if net.end_to_end and n is not None and pos.size(0) != n:
-        if task != "cls" or pos.size(0) < n:
-            why = ("every point needs its label" if task != "cls" else
-                   "it has fewer points than the graph")
-            raise ValueError(f"{path} is an end-to-end export for clouds of exactly "
-                             f"{n} points and this cloud has {pos.size(0)} ({why}); "
-                             f"export the model again with --num-points "
-                             f"{pos.size(0)}, or use a plan-in-Python export "
-                             f"(without --end-to-end), which takes any size")
-        from .. import ops
+    from ..engine.predict import predict_cloud
 
-        keep = ops.fps(pos, num=n)  # [N], canonical start: deterministic
-        resampled = pos.size(0)
-        pos = pos[keep]
-        x = x[keep] if x is not None else None
-    cat = None
-    if task == "partseg":
-        if category is None:
-            raise ValueError("part segmentation needs the shape's category "
-                             "(--category)")
-        cat = torch.tensor([int(category)])
-    if task in ("cls", "partseg"):
-        pos = _unit_sphere(pos)
-    x = x.float() if x is not None and "x" in net.input_names else None
-    inference = net.meta.get("inference") or {}
-    if task == "semseg" and not net.end_to_end and (
-            inference.get("voxel_size") or inference.get("chunk_points")):
-        from torch_geometric.data import Data
-
-        from ..engine.inference import predict_scan
-
-        chunk = int(inference.get("chunk_points") or 0)
-        scan = Data(pos=pos) if x is None else Data(pos=pos, x=x)
-        prob = predict_scan(_OrtSegmenter(net), scan,
-                            voxel_size=float(inference.get("voxel_size") or 0.0),
-                            chunk_points=chunk if pos.size(0) > chunk else 0)
-        return {"task": task, "labels": prob.argmax(-1), "probs": prob,
-                "meta": net.meta}
-    logits = torch.from_numpy(net(pos, x=x, category=cat)["logits"]).float()
-    if net.end_to_end and task != "cls":
-        logits = logits[0]  # [1, N, classes] -> [N, classes]
-    prob = logits.softmax(-1)
-    if task == "cls":
-        return {"task": "cls", "label": int(prob[0].argmax()),
-                "probs": prob[0].tolist(), "meta": net.meta,
-                "resampled": resampled}
-    return {"task": task, "labels": prob.argmax(-1), "probs": prob, "meta": net.meta}
+    model, task, cfg, meta, runner = load_exported(path, threads=threads)
+    res = predict_cloud(model, task, cfg, data, category=category, runner=runner)
+    return {**res, "meta": meta}

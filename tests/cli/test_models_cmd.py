@@ -45,7 +45,7 @@ def test_checkpoint_and_model_are_exclusive(capsys, tmp_path):
     np.savetxt(cloud, np.random.rand(50, 3))
     assert main(["predict", "ck.pt", str(cloud), "--model", LIDAR, "--out",
                  str(tmp_path / "o.ply")]) == 2
-    assert "give one of CHECKPOINT, --model NAME or --onnx" in capsys.readouterr().err
+    assert "give one of CHECKPOINT, --model NAME, --onnx" in capsys.readouterr().err
 
 
 def test_predict_a_real_kitti_scan_with_the_shipped_model(tmp_path, shared_data):

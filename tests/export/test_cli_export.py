@@ -48,7 +48,8 @@ def test_export_onnx_then_predict_onnx(semseg_ckpt, tmp_path, capsys):
     # the file records the checkpoint's whole-scan settings (chunks of 200)
     from pointsam.export import OnnxModel
 
-    assert OnnxModel(onnx_path).meta["inference"]["chunk_points"] == 200
+    record = OnnxModel(onnx_path).meta["prediction"]
+    assert record["config"]["train"]["chunk_points"] == 200
     from torch_geometric.data import Data
 
     from pointsam.engine.predict import predict_cloud
@@ -114,7 +115,7 @@ def test_export_errors_are_one_line(semseg_ckpt, tmp_path, capsys):
     assert main(["predict", "--onnx", str(tmp_path / "none.onnx"),
                  str(tmp_path / "x.npy"), "extra", "--out",
                  str(tmp_path / "o.ply")]) == 2
-    assert "give one of CHECKPOINT, --model NAME or --onnx" in capsys.readouterr().err
+    assert "give one of CHECKPOINT, --model NAME, --onnx" in capsys.readouterr().err
 
 
 def test_end_to_end_flags_go_together(tmp_path, capsys):

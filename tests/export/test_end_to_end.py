@@ -35,7 +35,7 @@ def _eager(model, pos: torch.Tensor, category=None) -> torch.Tensor:
     return out if out.size(0) == b else out.view(b, N, -1)
 
 
-def _check(name: str, attention, shared, tmp_path) -> OnnxModel:
+def _check(name: str, attention, shared, tmp_path, extra_meta=None) -> OnnxModel:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     model = _model(name, attention)
@@ -43,7 +43,7 @@ def _check(name: str, attention, shared, tmp_path) -> OnnxModel:
     assert meta["end_to_end"] and meta["num_points"] == N
     path = export_onnx(model, tmp_path / f"{name}.onnx", program=ep, num_points=N,
                        model_name=name, model_args={"attention": attention},
-                       optimize=False)
+                       optimize=False, extra_meta=extra_meta)
     sess = OnnxModel(path, threads=2)  # 2 threads: catches races in ORT ops
     assert sess.end_to_end and sess.model is None
     assert sess.input_names == (["pos", "category"] if "partseg" in name
@@ -69,7 +69,15 @@ def _check(name: str, attention, shared, tmp_path) -> OnnxModel:
 
 @pytest.mark.dataset
 def test_pointnet2_cls_end_to_end_equals_eager(shared_data, tmp_path):
-    sess = _check("pointnet2_lite_cls", None, shared_data, tmp_path)
+    from pointsam.engine.config import config_from_dict
+    from pointsam.engine.predict import prediction_record
+
+    # what `pointsam export --end-to-end --num-points N` records: a model
+    # evaluated at 512 points, predicted at the graph's N
+    record = prediction_record(config_from_dict({"data": {"num_points": 512}}),
+                               {"task": "cls", "num_classes": 40}, num_points=N)
+    sess = _check("pointnet2_lite_cls", None, shared_data, tmp_path,
+                  extra_meta={"prediction": record})
     model = _model("pointnet2_lite_cls", None)
     # a batch of another size (B is dynamic), packed with a batch vector
     pos = _batch(shared_data, SHAPES)  # [3, N, 3]
@@ -79,16 +87,18 @@ def test_pointnet2_cls_end_to_end_equals_eager(shared_data, tmp_path):
     # another cloud size is refused with the size the graph takes
     with pytest.raises(ValueError, match=f"exactly {N} points"):
         sess(pos[0, :900])
-    # predict_onnx resamples a larger cloud to N by FPS (classification)
+    # predict_onnx prepares a cloud as the checkpoint's predict does: unit
+    # sphere, then FPS to data.num_points, which the record sets to the graph's N
     from torch_geometric.data import Data
+
+    from pointsam import ops
+    from pointsam.data.transforms import NormalizeScale
 
     big = torch.cat([pos[0], pos[1] * 0.5])  # [2N, 3]
     res = predict_onnx(sess.path, Data(pos=big), threads=2)
-    assert res["resampled"] == 2 * N
-    from pointsam import ops
-    from pointsam.export.runtime import _unit_sphere
-
-    ref = _eager(model, _unit_sphere(big[ops.fps(big, num=N)]).unsqueeze(0))
+    assert res["meta"]["export"]["num_points"] == N
+    unit = NormalizeScale()(Data(pos=big)).pos
+    ref = _eager(model, unit[ops.fps(unit, num=N)].unsqueeze(0))
     assert torch.allclose(torch.tensor(res["probs"]), ref.softmax(-1)[0], atol=TOL)
 
 

@@ -4,12 +4,12 @@ included (0 for an empty segment, as eager)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from pointsam.nn.network import seg_max, seg_sum
+from tests.tolerance import assert_reduction_close
 
 
 class _Seg(nn.Module):
@@ -19,6 +19,19 @@ class _Seg(nn.Module):
 
     def forward(self, src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         return self.fn(src, index, self.num)
+
+
+def _check(got: torch.Tensor, fn, src, index, what: str) -> None:
+    """seg_max picks one of the values (exact); seg_sum is a float32 reduction
+    whose order the tracer may change (a matmul, MKL's order by CPU): compared
+    within a few ulps of the segment's magnitude times sqrt(its length)."""
+    ref = fn(src, index, 4)
+    if fn is seg_max:
+        torch.testing.assert_close(got, ref, rtol=0, atol=0)
+        return
+    scale = seg_sum(src.abs(), index, 4)  # [4, 6] sum of |terms| per element
+    terms = int(torch.bincount(index).max())
+    assert_reduction_close(got, ref, scale, terms, what=what)
 
 
 def _case():
@@ -34,7 +47,7 @@ def test_traced_segment_reduction_equals_eager(fn):
     ref = fn(src, index, 4)  # [4, 6]
     assert torch.all(ref[1] == 0)
     ep = torch.export.export(_Seg(fn, 4), (src, index))
-    torch.testing.assert_close(ep.module()(src, index), ref, rtol=0, atol=1e-6)
+    _check(ep.module()(src, index), fn, src, index, "torch.export")
 
 
 @pytest.mark.parametrize("fn", [seg_max, seg_sum])
@@ -42,7 +55,6 @@ def test_onnx_segment_reduction_equals_eager(fn, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     src, index = _case()
-    ref = fn(src, index, 4)
     path = tmp_path / "seg.onnx"
     torch.onnx.export(_Seg(fn, 4), (src, index), str(path), dynamo=True,
                       input_names=["src", "index"], report=False, verbose=False)
@@ -50,4 +62,5 @@ def test_onnx_segment_reduction_equals_eager(fn, tmp_path):
     opts.intra_op_num_threads = 2
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     (got,) = sess.run(None, {"src": src.numpy(), "index": index.numpy()})
-    np.testing.assert_allclose(got, ref.numpy(), rtol=0, atol=1e-5)
+    assert torch.all(torch.from_numpy(got)[1] == 0)
+    _check(torch.from_numpy(got), fn, src, index, "ONNX Runtime")
