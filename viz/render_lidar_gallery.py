@@ -1,6 +1,7 @@
 """LiDAR gallery from TRAINED models on the held-out real frame (SemanticKITTI 000750).
 
-Usage (after train/lidar_table.sh, or the three train/lidar.py runs):
+Usage (after `pointsam train train/lidar/{plain,axial,local_global}.yaml`, or a
+`pointsam sweep` of them):
 
     PYTHONPATH=. python viz/render_lidar_gallery.py \
         --best runs/lidar_axial/best.pt \
@@ -30,20 +31,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "open3d_ml_demo_data/examples/demo_data"
 
 
 def load_run(path: Path):
-    """A train/lidar.py ``best.pt`` -> model in eval mode, and its classes."""
-    from pointsam.models import create_model
+    """A ``pointsam train`` ``best.pt`` -> model in eval mode, and what the
+    pictures need of its run (model name and args, classes, whole-scan sizes)."""
+    from pointsam.engine.predict import load_trained
 
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    model = create_model(ck["model"], **ck["args"])
-    model.load_state_dict(ck["state_dict"])
-    return model.eval(), ck
+    model, _, cfg, meta = load_trained(path)
+    info = {"model": meta["model_name"], "args": dict(meta["model_args"]),
+            "classes": list(meta["class_names"]),
+            "inference": {"voxel_size": cfg.train.voxel_size,
+                          "chunk_points": cfg.train.chunk_points}}
+    return model, info
 
 
 def kitti_palette(names):

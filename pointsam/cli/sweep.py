@@ -21,9 +21,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "thread each, resumable), then write DIR/results.md, results.csv, "
         "results_seeds.csv and results.png.")
     s.add_argument("configs", nargs="*", metavar="CONFIG",
-                   help="YAML configs (see train/): trainer configs, or LiDAR "
-                   "recipe configs (train/lidar/plain.yaml ...), not both; the "
-                   "first is the baseline")
+                   help="YAML configs (see train/ and train/lidar/); the first "
+                   "is the baseline")
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="train.seed values (default: 0 1 2)")
     s.add_argument("--set", dest="overrides", action="append", default=[],

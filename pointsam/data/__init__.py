@@ -22,6 +22,7 @@ from ._common import IGNORE_INDEX, CloudFormatError, DatasetNotFoundError
 from .base import PointDataset
 from .io import read_cloud, read_kitti_bin, read_kitti_label, read_off, sample_surface
 from .kitti import SemanticKITTI, learning_map_lut, semantic_kitti_config
+from .lidar_frames import LidarFrames
 from .modelnet import MODELNET10_CLASSES, MODELNET40_CLASSES, ModelNet
 from .shapenet import SEG_CLASSES, ShapeNetPart
 from .split import split_train_val
@@ -61,6 +62,7 @@ def collate(data_list: Sequence[Data]) -> Batch:
 
 
 __all__ = [
+    "LidarFrames",
     "PointDataset",
     "ModelNet",
     "ShapeNetPart",

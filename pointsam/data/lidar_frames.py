@@ -19,7 +19,8 @@ The crops carry no absolute coordinate and no intensity.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,8 +28,9 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from . import transforms as T
-from ._common import IGNORE_INDEX, CloudFormatError, make_data
-from .synthetic.lidar import SYNTHETIC_TO_SEMANTICKITTI
+from ._common import IGNORE_INDEX, CloudFormatError, DatasetNotFoundError, make_data
+from .base import PointDataset
+from .synthetic.lidar import SYNTHETIC_TO_SEMANTICKITTI, SyntheticLidar
 
 __all__ = [
     "NUM_LEARNING_CLASSES",
@@ -38,7 +40,8 @@ __all__ = [
     "split_region",
     "RandomFlipXY",
     "LidarCrops",
-    "class_weights",
+    "LidarFrames",
+    "synthetic_scans",
 ]
 
 #: Classes of the learning map (1..19); train ids are 0..18.
@@ -207,14 +210,155 @@ class LidarCrops(torch.utils.data.Dataset):
                 f"voxel={self.voxel_size}, real_fraction={self.real_fraction})")
 
 
-def class_weights(counts: Tensor, power: float = 0.5, cap: float = 10.0) -> Tensor:
-    r"""Loss weights :math:`w_c \propto n_c^{-p}`, mean 1 over seen classes, <= cap.
+def synthetic_scans(n: int, seed: int) -> list[Data]:
+    """``n`` :class:`~pointsam.data.SyntheticLidar` scenes in SemanticKITTI's
+    train ids (:data:`SYNTHETIC_TO_SEMANTICKITTI`), without intensity (the real
+    frames have none)."""
+    if n <= 0:
+        return []
+    ds = SyntheticLidar(num_samples=n, split="train", seed=seed)
+    out = []
+    for i in range(n):
+        d = ds[i]
+        d.y = map_synthetic_labels(d.y)
+        del d.x
+        out.append(d)
+    return out
 
-    Classes with no point get weight 0 (they never appear in a target).
+
+class LidarFrames(PointDataset):
+    r"""Labelled LiDAR frames as a dataset: crops to train on, a held-out region
+    to validate on, whole frames to test on.
+
+    The frames are ``root/points/<id>.npy`` and ``root/labels/<id>.npy`` in
+    SemanticKITTI's learning map (:func:`read_learning_frame`; the layout of
+    Open3D-ML's demo data). The ``"train"`` split is :class:`LidarCrops` of
+    the train frames without their held-out region (plus synthetic scenes);
+    ``"val"`` holds each train frame's held-out region (``pos[:, axis] <
+    below``), whole, and the ``val_frames``; ``"test"`` the ``test_frames``,
+    whole. Validation and test label every point through the trainer's
+    whole-scan path (``train.voxel_size``, ``train.chunk_points``).
+
+    Args:
+        root: The frames' folder.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        train_frames: Frame ids whose crops train.
+        test_frames: Frame ids of the test split.
+        val_frames: Further whole frames of the val split. (default: none)
+        holdout: ``{"axis": 0 | 1 | 2, "below": metres}``: the region of every
+            train frame that validates and never trains (default: none).
+        num_samples: Crops in one pass of the train split. (default: 4096)
+        synthetic_scenes: :class:`~pointsam.data.SyntheticLidar` scenes mixed
+            into the crops. (default: 0)
+        real_fraction, radius, max_points, voxel_size: As :class:`LidarCrops`.
+        seed: Seed of the crops and of the synthetic scenes.
+
+    Shapes:
+        - **train item:** pos :math:`(M, 3)`, y :math:`(M)`, :math:`M \le`
+          ``max_points``
+        - **val / test item:** one whole region or frame, pos :math:`(N, 3)`,
+          y :math:`(N)` (-1: unlabeled)
     """
-    n = counts.double()
-    w = torch.where(n > 0, n.clamp(min=1) ** -power, torch.zeros_like(n))
-    seen = n > 0
-    w = w / w[seen].mean() if seen.any() else w
-    return w.clamp(max=cap).float()
 
+    splits = ("train", "val", "test")
+    item_name = "items"
+    num_classes = NUM_LEARNING_CLASSES
+    ignore_index = IGNORE_INDEX
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "train", *,
+                 train_frames: Sequence[str] = (), test_frames: Sequence[str] = (),
+                 val_frames: Sequence[str] = (), holdout: dict | None = None,
+                 num_samples: int = 4096, synthetic_scenes: int = 0,
+                 real_fraction: float = 0.5, radius: float = 20.0,
+                 max_points: int = 8192, voxel_size: float = 0.1,
+                 seed: int = 0, transform: Callable[[Data], Data] | None = None) -> None:
+        from .kitti import class_names
+
+        if split not in self.splits:
+            raise ValueError(f"split must be one of {', '.join(self.splits)}, got "
+                             f"{split!r}")
+        for name, ids in (("train_frames", train_frames), ("test_frames", test_frames),
+                          ("val_frames", val_frames)):
+            if isinstance(ids, str) or not all(isinstance(i, str) for i in ids):
+                raise ValueError(f"{name} must be a list of frame ids (strings such "
+                                 f"as '000700'), got {ids!r}")
+        if not train_frames:
+            raise ValueError("LidarFrames needs at least one train frame "
+                             "(train_frames)")
+        if holdout is not None and not (
+                isinstance(holdout, dict) and set(holdout) == {"axis", "below"}
+                and holdout["axis"] in (0, 1, 2)
+                and not isinstance(holdout["axis"], bool)
+                and isinstance(holdout["below"], (int, float))):
+            raise ValueError("holdout must be {axis: 0|1|2, below: metres} (the "
+                             f"held-out region is pos[:, axis] < below), got "
+                             f"{holdout!r}")
+        self.root, self.split, self.transform = Path(root), split, transform
+        self.classes = class_names()
+        self.train_frames, self.test_frames = list(train_frames), list(test_frames)
+        self.val_frames, self.holdout = list(val_frames), holdout
+        for fid in self.train_frames + self.test_frames + self.val_frames:
+            for sub in ("points", "labels"):
+                f = self.root / sub / f"{fid}.npy"
+                if not f.is_file():
+                    raise DatasetNotFoundError(
+                        f"LidarFrames: {f} not found (frames are "
+                        f"root/points/<id>.npy and root/labels/<id>.npy; a "
+                        f"relative root is read from {Path.cwd()})")
+        rest, held = [], []
+        if split in ("train", "val"):
+            for fid in self.train_frames:
+                scan = self._frame(fid)
+                if holdout is not None:
+                    r, h = split_region(scan, int(holdout["axis"]),
+                                        float(holdout["below"]))
+                    if r.pos.size(0) == 0 or h.pos.size(0) == 0:
+                        raise ValueError(
+                            f"holdout {holdout} leaves frame {fid} with "
+                            f"{r.pos.size(0)} training and {h.pos.size(0)} "
+                            "held-out points; both must be non-empty")
+                    rest.append(r)
+                    held.append(h)
+                else:
+                    rest.append(scan)
+        if split == "train":
+            if not any(bool((d.y >= 0).any()) for d in rest):
+                raise ValueError(f"the train frames {self.train_frames} hold no "
+                                 "labelled point outside the held-out region")
+            synth = synthetic_scans(int(synthetic_scenes), int(seed))
+            self._crops: LidarCrops | None = LidarCrops(
+                rest, synth, num_samples=num_samples, real_fraction=real_fraction,
+                radius=radius, max_points=max_points, voxel_size=voxel_size,
+                seed=seed)
+            self._scans: list[Data] = []
+        else:
+            self._crops = None
+            ids = self.val_frames if split == "val" else self.test_frames
+            self._scans = held + [self._frame(fid) for fid in ids]
+            if not self._scans:
+                raise ValueError(f"LidarFrames has no {split} scan: give "
+                                 + ("holdout or val_frames" if split == "val"
+                                    else "test_frames"))
+
+    def _frame(self, fid: str) -> Data:
+        return read_learning_frame(self.root / "points" / f"{fid}.npy",
+                                   self.root / "labels" / f"{fid}.npy")
+
+    def __len__(self) -> int:
+        return len(self._crops) if self._crops is not None else len(self._scans)
+
+    def get(self, idx: int) -> Data:
+        if self._crops is not None:
+            return self._crops[idx]
+        return self._scans[idx].clone()
+
+    def class_counts(self) -> Tensor:
+        """Labelled points per train id in the scans of this split [19]."""
+        if self._crops is not None:
+            return self._crops.class_counts()
+        ys = torch.cat([d.y for d in self._scans])
+        return torch.bincount(ys[ys >= 0], minlength=NUM_LEARNING_CLASSES)
+
+    def __repr__(self) -> str:
+        return (f"LidarFrames({self.split}, train={self.train_frames}, "
+                f"test={self.test_frames}, {len(self)} {self.item_name})")

@@ -28,7 +28,7 @@ from pointsam.data import transforms as T
 from pointsam.models import create_model
 
 from .config import Config, ConfigError
-from .tasks import ClsTask, PartSegTask, SemSegTask, Task
+from .tasks import ClsTask, PartSegTask, SemSegTask, Task, class_weights
 
 __all__ = [
     "BuiltModel",
@@ -52,6 +52,7 @@ DATASETS: dict[str, tuple[type, dict[str, Any]]] = {
     "synthetic_shapes": (D.SyntheticShapes, {}),
     "synthetic_parts": (D.SyntheticParts, {}),
     "synthetic_lidar": (D.SyntheticLidar, {}),
+    "lidar_frames": (D.LidarFrames, {}),
 }
 
 DEFAULT_TASK: dict[str, str] = {
@@ -62,6 +63,7 @@ DEFAULT_TASK: dict[str, str] = {
     "synthetic_parts": "partseg",
     "semantickitti": "semseg",
     "synthetic_lidar": "semseg",
+    "lidar_frames": "semseg",
 }
 
 
@@ -166,19 +168,29 @@ def build_dataset(cfg: Config, split: str) -> Any:
 
 
 def build_datasets(cfg: Config) -> dict[str, Dataset]:
-    """``{"train", "val", "test"}``: val carved from train with ``data.split_seed``."""
+    """``{"train", "val", "test"}``: val is the dataset's own ``"val"`` split when
+    its class declares one (``splits``), else carved from train with
+    ``data.split_seed``."""
     train_base = build_dataset(cfg, "train")
-    tr, va = split_train_val(
-        len(train_base), cfg.data.val_fraction, cfg.data.split_seed
-    )
     eval_t = build_transform(cfg, train=False)
     c = cfg.data.cache
-    out: dict[str, Dataset] = {
-        "train": TransformedDataset(
-            train_base, tr, build_transform(cfg, train=True), cache=c
-        ),
-        "val": TransformedDataset(train_base, va, eval_t, cache=c),
-    }
+    if "val" in getattr(train_base, "splits", ()):  # the dataset's own val split
+        out: dict[str, Dataset] = {
+            "train": TransformedDataset(train_base, None,
+                                        build_transform(cfg, train=True), cache=c),
+            "val": TransformedDataset(build_dataset(cfg, "val"), None, eval_t,
+                                      cache=c),
+        }
+    else:  # carved out of train with a fixed seed
+        tr, va = split_train_val(
+            len(train_base), cfg.data.val_fraction, cfg.data.split_seed
+        )
+        out = {
+            "train": TransformedDataset(
+                train_base, tr, build_transform(cfg, train=True), cache=c
+            ),
+            "val": TransformedDataset(train_base, va, eval_t, cache=c),
+        }
     out["test"] = TransformedDataset(
         build_dataset(cfg, cfg.data.test_split), None, eval_t, cache=c
     )
@@ -224,7 +236,17 @@ def build_task(cfg: Config, ds: Any) -> Task:
         raise ValueError(f"{type(ds).__name__} does not say its num_classes")
     if name == "semseg":
         ignore = info.get("ignore_index", cfg.train.ignore_index)
-        return SemSegTask(info["num_classes"], ignore_index=ignore, label_smoothing=ls)
+        weight = None
+        if cfg.optim.class_weights != "none":
+            counts = getattr(ds, "class_counts", None)
+            if counts is None:
+                raise ConfigError(
+                    f"optim.class_weights={cfg.optim.class_weights}: "
+                    f"{type(ds).__name__} does not count its labelled points "
+                    "(class_counts()); use optim.class_weights=none")
+            weight = class_weights(counts())
+        return SemSegTask(info["num_classes"], ignore_index=ignore, label_smoothing=ls,
+                          class_weight=weight)
     return ClsTask(info["num_classes"], label_smoothing=ls)
 
 

@@ -69,7 +69,9 @@ class DataConfig:
     Attributes:
         name: One of ``modelnet10``, ``modelnet40``, ``shapenetpart``,
             ``semantickitti``, ``synthetic_shapes``, ``synthetic_parts``,
-            ``synthetic_lidar``.
+            ``synthetic_lidar``, ``lidar_frames`` (labelled LiDAR frames:
+            crops to train, a held-out region to validate, whole frames to
+            test; :class:`~pointsam.data.LidarFrames`).
         root: Dataset folder (``None``: the class's default / ``POINTSAM_DATA``).
         args: Extra keyword arguments for the dataset class.
         num_points: Points per sample after fixed-size sampling (0 keeps all).
@@ -99,19 +101,29 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimiser, learning-rate schedule and loss options.
+    r"""Optimiser, learning-rate schedule and loss options.
 
     Attributes:
         name: ``adamw``, ``adam`` or ``sgd``.
         lr: Peak learning rate.
         weight_decay: Decoupled (AdamW) or L2 weight decay.
         momentum: SGD momentum.
-        scheduler: ``cosine`` (to ``min_lr`` over all epochs), ``step`` or ``none``.
+        scheduler: ``cosine`` (to ``min_lr`` over all epochs, or all steps with
+            ``train.steps``), ``step`` or ``none``.
+        warmup: Linear warm-up length before the scheduler, in epochs (in steps
+            with ``train.steps``): the rate rises from ``lr / warmup`` to ``lr``
+            (torch's ``LinearLR`` then the scheduler, in ``SequentialLR``).
+            (0: none)
         step_size: Epochs between decays for ``step``.
         gamma: Decay factor for ``step``.
         min_lr: Final learning rate for ``cosine``.
         grad_clip: Max gradient norm (0: off).
         label_smoothing: Cross-entropy label smoothing.
+        class_weights: Semantic segmentation's loss weights: ``none``, or
+            ``inverse_sqrt``: :math:`w_c \propto n_c^{-1/2}` over the labelled
+            points :math:`n_c` of the train split (the dataset's
+            ``class_counts()``), mean 1 over the classes seen, at most 10, 0 for
+            a class never seen.
     """
 
     name: str = "adamw"
@@ -124,6 +136,8 @@ class OptimConfig:
     min_lr: float = 1e-5
     grad_clip: float = 0.0
     label_smoothing: float = 0.0
+    warmup: int = 0
+    class_weights: str = "none"
 
 
 @dataclass
@@ -133,12 +147,18 @@ class TrainConfig:
     Attributes:
         task: ``cls``, ``partseg`` or ``semseg`` (default: from the dataset).
         epochs: Training epochs.
+        steps: Train for this many optimiser steps instead of epochs (0: use
+            ``epochs``; setting both is an error). The train split is drawn as
+            one endless shuffled stream (a new order per pass, a function of the
+            seed), ``eval_every`` counts steps between validations, the schedule
+            steps once per step, and a resume continues at the exact step.
         seed: Seed of weights, shuffling and augmentation.
         out_dir: Where checkpoints, logs and the summary go.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         amp: Automatic mixed precision (CUDA only; ignored on the CPU).
         max_batches: Batches per epoch and per evaluation (0: all); for smoke runs.
-        eval_every: Validate every this many epochs (and after the last).
+        eval_every: Validate every this many epochs (steps with ``steps``), and
+            after the last.
         votes: Test-time augmentation passes at the final test evaluation.
         ignore_index: Label ignored by the semantic-segmentation loss and metrics.
         voxel_size: Whole-scan semseg evaluation: voxel edge in metres (0: off).
@@ -156,6 +176,7 @@ class TrainConfig:
 
     task: str | None = None
     epochs: int = 10
+    steps: int = 0
     seed: int = 0
     out_dir: str = "runs/default"
     device: str = "auto"
@@ -192,9 +213,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "synthetic_shapes",
         "synthetic_parts",
         "synthetic_lidar",
+        "lidar_frames",
     ),
     "optim.name": ("adamw", "adam", "sgd"),
     "optim.scheduler": ("cosine", "step", "none"),
+    "optim.class_weights": ("none", "inverse_sqrt"),
     "train.task": TASKS,
     "train.device": ("auto", "cpu", "cuda"),
 }
@@ -291,6 +314,8 @@ def _validate(cfg: Config) -> None:
         "train.voxel_size",
         "train.time_budget_s",
         "train.num_threads",
+        "train.steps",
+        "optim.warmup",
         "optim.lr",
         "optim.grad_clip",
     ]
@@ -324,6 +349,11 @@ def _validate(cfg: Config) -> None:
             "whole-scan evaluation has no test-time augmentation; use votes 1")
     if cfg.data.eval_batch_size is not None and cfg.data.eval_batch_size < 1:
         raise ConfigError("data.eval_batch_size must be >= 1")
+    length = cfg.train.steps or cfg.train.epochs
+    if cfg.optim.warmup >= length:
+        unit = "train.steps" if cfg.train.steps else "train.epochs"
+        raise ConfigError(f"optim.warmup={cfg.optim.warmup} must be shorter than "
+                          f"{unit}={length}")
 
 
 def config_from_dict(d: dict[str, Any] | None) -> Config:
@@ -450,6 +480,17 @@ def set_dotted(d: dict[str, Any], parts: list[str], raw: str, item: str) -> None
     node[parts[-1]] = value
 
 
+def _check_one_length(d: dict[str, Any]) -> None:
+    """A config file (with its overrides) sets ``train.steps`` or
+    ``train.epochs``, not both (a stored config holds both: the default is kept)."""
+    train = d.get("train") or {}
+    if isinstance(train, dict) and train.get("steps") and "epochs" in train:
+        raise ConfigError(
+            f"train.steps={train['steps']} and train.epochs={train['epochs']} are "
+            "both set: a run is measured in one of them; keep train.steps (with "
+            "train.eval_every in steps) or train.epochs, not both")
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None
 ) -> Config:
@@ -476,7 +517,9 @@ def load_config(
         if not isinstance(d, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections")
     try:
-        return config_from_dict(apply_overrides(d, overrides))
+        d = apply_overrides(d, overrides)
+        _check_one_length(d)
+        return config_from_dict(d)
     except ConfigError as e:
         where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}{e}") from None

@@ -21,19 +21,10 @@ at once, then writes the tables and the figure of
   ``sweep.log`` its output; ``DIR/sweep.json`` records the sweep itself (so
   ``--report-only`` can re-aggregate without the config list).
 
-LiDAR recipe configs (``train/lidar/plain.yaml``, ``local_global.yaml``,
-``axial.yaml``...; see :func:`pointsam.engine.lidar.is_lidar_recipe`) sweep the
-same way: each run is ``pointsam train`` on the recipe
-(:func:`~pointsam.engine.lidar.run_lidar`), ``train.seed``, ``train.out_dir``
-and ``train.num_threads`` are the recipe's own keys, the up-front check loads
-each config with :func:`~pointsam.engine.lidar.load_lidar_config` and checks
-its frame files and model (:func:`~pointsam.engine.lidar.check_lidar_build`),
-and the tables report test mIoU and OA on the real test frame with the step
-chosen on the held-out region. A recipe run writes ``last.pt`` at each
-held-out evaluation, so a killed recipe run continues from there
-(``--resume``), as a trainer run does. A sweep that
-mixes recipe configs with trainer configs is refused: their runs are scored
-on different data and counted in different units (steps, epochs).
+LiDAR configs (``train/lidar/*.yaml``) are trainer configs like any other
+(``data.name: lidar_frames``, ``train.steps``): their tables report test mIoU
+and OA on every point of the test frames, with the step chosen on the
+held-out region.
 """
 
 from __future__ import annotations
@@ -85,8 +76,6 @@ class SweepRun:
         seed: ``train.seed`` of the run.
         out_dir: ``DIR/runs/<name>/seed<seed>``.
         overrides: The sweep's ``--set key=value`` strings.
-        recipe: The config is a LiDAR recipe config (set by :func:`plan_sweep`
-            from the file: :func:`~pointsam.engine.lidar.is_lidar_recipe`).
     """
 
     name: str
@@ -94,32 +83,22 @@ class SweepRun:
     seed: int
     out_dir: Path
     overrides: tuple[str, ...] = ()
-    recipe: bool = False
 
     @property
     def run_overrides(self) -> list[str]:
-        """The sweep's overrides plus the run's seed, folder and one thread
-        (and, for the trainer, no progress bar: the recipe has none)."""
+        """The sweep's overrides plus the run's seed, folder, one thread and no
+        progress bar."""
         return [*self.overrides, f"train.seed={self.seed}",
                 f"train.out_dir={self.out_dir}", "train.num_threads=1",
-                *(() if self.recipe else ("train.progress=false",))]
+                "train.progress=false"]
 
-    def load(self) -> Config | dict[str, Any]:
-        """The run's config, exactly as its process will load it.
-
-        A recipe config is the checked dict of
-        :func:`~pointsam.engine.lidar.load_lidar_config`.
-        """
-        if self.recipe:
-            from .lidar import load_lidar_config
-
-            return load_lidar_config(self.config, self.run_overrides)
+    def load(self) -> Config:
+        """The run's config, exactly as its process will load it."""
         return load_config(self.config, self.run_overrides)
 
     def config_dict(self) -> dict[str, Any]:
         """:meth:`load` as a nested dict (as a run's ``summary.json`` holds it)."""
-        cfg = self.load()
-        return cfg if isinstance(cfg, dict) else config_to_dict(cfg)
+        return config_to_dict(self.load())
 
     @property
     def summary_path(self) -> Path:
@@ -169,24 +148,13 @@ def plan_sweep(configs: Sequence[str | Path], seeds: Sequence[int], out: str | P
                              f"and {p}): the tables name configs by file stem")
         names[p.stem] = p
     out = Path(out).resolve()
-    from .lidar import is_lidar_recipe_file
-
-    recipe = {name: is_lidar_recipe_file(p) for name, p in names.items()}
     return [SweepRun(name, p.resolve() if p.exists() else p, s,
-                     out / "runs" / name / f"seed{s}", tuple(overrides), recipe[name])
+                     out / "runs" / name / f"seed{s}", tuple(overrides))
             for name, p in names.items() for s in seeds]
 
 
-def _build_check(cfg: Config | dict[str, Any]) -> str:
-    """Build the dataset, task and model of ``cfg`` (no training); its task.
-
-    A recipe config: its frame files and model
-    (:func:`~pointsam.engine.lidar.check_lidar_build`).
-    """
-    if isinstance(cfg, dict):
-        from .lidar import check_lidar_build
-
-        return check_lidar_build(cfg)
+def _build_check(cfg: Config) -> str:
+    """Build the dataset, task and model of ``cfg`` (no training); its task."""
     from .builders import build_dataset, build_model, build_task
 
     ds = build_dataset(cfg, "train")
@@ -200,8 +168,7 @@ def check_plan(runs: Sequence[SweepRun], *, build: bool = True) -> str:
     """Check every config of a plan before anything runs; return the shared task.
 
     Each config must load with the overrides (and, with ``build``, its datasets,
-    task and model must build); all must share one task and be of one kind
-    (all LiDAR recipe configs or none); a finished or partial run already in a
+    task and model must build); all must share one task; a finished or partial run already in a
     run folder must hold the same config.
 
     Raises:
@@ -215,19 +182,10 @@ def check_plan(runs: Sequence[SweepRun], *, build: bool = True) -> str:
     for name, r in by_name.items():
         try:
             cfg = r.load()
-            tasks[name] = _build_check(cfg) if build else (
-                "semseg" if isinstance(cfg, dict) else cfg.train.task or "?")
+            tasks[name] = _build_check(cfg) if build else (cfg.train.task or "?")
         except Exception as e:  # a config that does not load or build
             problems.append(f"{r.config}: {type(e).__name__}: {e}")
-    recipes = [n for n, r in by_name.items() if r.recipe]
-    if recipes and len(recipes) < len(by_name):
-        others = [n for n in by_name if n not in recipes]
-        problems.append(
-            f"LiDAR recipe configs ({', '.join(recipes)}) cannot be swept with "
-            f"trainer configs ({', '.join(others)}): the recipe scores every point "
-            "of a real frame and counts steps, the trainer scores a test split and "
-            "counts epochs; sweep them separately")
-    elif len(set(tasks.values()) - {"?"}) > 1:
+    if len(set(tasks.values()) - {"?"}) > 1:
         problems.append("the configs do not share one task ("
                         + ", ".join(f"{n}: {t}" for n, t in tasks.items())
                         + "); sweep each task separately")
@@ -490,7 +448,7 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
         meta = {"configs": [{"name": n, "path": str(p)} for n, p in
                             dict((r.name, r.config) for r in runs).items()],
                 "seeds": seeds, "overrides": overrides, "baseline": base,
-                "task": task, "lidar_recipe": runs[0].recipe, "jobs": args.jobs,
+                "task": task, "jobs": args.jobs,
                 "cpu_count": os.cpu_count(), "command": command}
         meta_path.write_text(json.dumps(meta, indent=2) + "\n")
         t0 = time.time()

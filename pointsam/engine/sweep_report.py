@@ -8,8 +8,8 @@ report gives:
   (:math:`n - 1` in the denominator) over seeds of each metric of the task,
   the parameter count, the training time (wall-clock of training + validation,
   summed over resumes) and the epochs chosen on validation (the steps, for
-  runs that count steps: the LiDAR recipe's ``summary.json`` says
-  ``"unit": "step"``, and its columns are then ``best_steps``, ``steps_run``...);
+  runs that count steps, ``train.steps``: their ``summary.json`` says
+  ``"unit": "step"``, and the columns are then ``best_steps``, ``steps_run``...);
 - per seed, every number;
 - against the baseline :math:`b`, the paired differences
   :math:`d_s = m_{c,s} - m_{b,s}` over the seeds both finished, their mean
@@ -276,10 +276,10 @@ def _markdown(rows: list[dict[str, Any]], results: list[SeedResult],
               seeds: Sequence[int], command: str, jobs: int | None,
               unit: str = "epoch") -> str:
     metrics = METRICS.get(task, ())
-    if unit == "step":  # the LiDAR recipe
-        scored = ("Test metrics in percent over every point of the real test "
-                  "frame, evaluated once with the weights of the step chosen on "
-                  "the held-out region of the training frame")
+    if unit == "step":  # train.steps runs (LiDAR frames)
+        scored = ("Test metrics in percent over every point of the test split, "
+                  "evaluated once with the weights of the step chosen on the "
+                  "validation split")
     else:
         scored = ("Test-split metrics in percent, each run's test split evaluated "
                   "once with the checkpoint chosen on its validation carve-out")
@@ -496,7 +496,7 @@ def write_report(out: str | Path, names: Sequence[str], seeds: Sequence[int],
     units = sorted({r.unit for r in results})
     if len(units) != 1:
         raise ValueError(f"the runs under {out / 'runs'} count both epochs and steps "
-                         "(trainer and LiDAR recipe runs): report them separately")
+                         "(train.epochs and train.steps runs): report them separately")
     unit = units[0]
     rows = _aggregate(results, names, baseline, task, unit)
     paths = [out / "results.md", out / "results.csv", out / "results_seeds.csv",

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -34,7 +35,8 @@ from .metrics import (
     restrict_to_category,
 )
 
-__all__ = ["Task", "ClsTask", "PartSegTask", "SemSegTask", "make_task", "newest_scan"]
+__all__ = ["Task", "ClsTask", "PartSegTask", "SemSegTask", "make_task", "newest_scan",
+           "class_weights"]
 
 
 class Task:
@@ -152,24 +154,35 @@ def newest_scan(logits: Tensor, data: Any) -> tuple[Tensor, Tensor]:
 
 
 class SemSegTask(Task):
-    """Semantic segmentation with an ignore label."""
+    """Semantic segmentation with an ignore label and optional class weights.
+
+    ``class_weight`` [C] weighs each class's points in the cross-entropy (see
+    :func:`class_weights`); the metrics never use it.
+    """
 
     name, score_key = "semseg", "miou"
 
     def __init__(
-        self, num_classes: int, *, ignore_index: int = -1, label_smoothing: float = 0.0
+        self, num_classes: int, *, ignore_index: int = -1, label_smoothing: float = 0.0,
+        class_weight: Tensor | None = None,
     ) -> None:
         super().__init__(num_classes, label_smoothing=label_smoothing)
         self.ignore_index = ignore_index
+        if class_weight is not None and class_weight.shape != (num_classes,):
+            raise ValueError(f"class_weight must be [{num_classes}], got "
+                             f"{list(class_weight.shape)}")
+        self.class_weight = class_weight
 
     def loss(self, logits: Tensor, data: Any) -> Tensor:
         logits, y = newest_scan(logits, data)
         _check_logits(logits, y.numel(), self.num_classes, "semantic segmentation")
         if bool((y == self.ignore_index).all()):
             return logits.sum() * 0.0  # keeps the graph (and DDP) happy
+        w = self.class_weight
         return F.cross_entropy(
             logits.float(),
             y,
+            weight=w.to(logits.device) if w is not None else None,
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
         )
@@ -192,6 +205,23 @@ class SemSegTask(Task):
 
     def meta(self) -> dict[str, Any]:
         return {**super().meta(), "ignore_index": self.ignore_index}
+
+
+def class_weights(counts: Tensor, power: float = 0.5, cap: float = 10.0) -> Tensor:
+    r"""Loss weights :math:`w_c \propto n_c^{-p}`, mean 1 over seen classes, <= cap.
+
+    ``counts`` [C] are the labelled points per class of the train split; a
+    class with no point gets weight 0 (it never appears in a target).
+
+    Example:
+        >>> class_weights(torch.tensor([100, 25, 0])).tolist()
+        [0.6666666865348816, 1.3333333730697632, 0.0]
+    """
+    n = counts.double()
+    w = torch.where(n > 0, n.clamp(min=1) ** -power, torch.zeros_like(n))
+    seen = n > 0
+    w = w / w[seen].mean() if seen.any() else w
+    return w.clamp(max=cap).float()
 
 
 def make_task(meta: dict[str, Any], *, label_smoothing: float = 0.0) -> Task:

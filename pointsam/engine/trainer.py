@@ -167,7 +167,8 @@ class Trainer(TrainerState):
         self.scheduler = self._build_scheduler()
         self.amp = cfg.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.epoch = 0
+        self.epoch = 0  # epochs, or validation rounds of a train.steps run
+        self.step = 0  # optimiser steps of a train.steps run
         self.train_time = 0.0  # seconds of training so far, over resumes
         self.stopped_early = False
         self.history: list[dict[str, Any]] = []
@@ -194,16 +195,28 @@ class Trainer(TrainerState):
         )
 
     def _build_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
-        o = self.cfg.optim
+        """The one schedule: ``optim.warmup`` epochs (steps with ``train.steps``)
+        of torch's ``LinearLR``, then ``optim.scheduler``, in ``SequentialLR``.
+
+        It steps once per epoch, or once per optimiser step with ``train.steps``.
+        """
+        from torch.optim import lr_scheduler as S
+
+        o, t = self.cfg.optim, self.cfg.train
+        length = t.steps or t.epochs
+        main: S.LRScheduler
         if o.scheduler == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=self.cfg.train.epochs, eta_min=o.min_lr
-            )
-        if o.scheduler == "step":
-            return torch.optim.lr_scheduler.StepLR(self.optimizer, o.step_size, o.gamma)
-        return torch.optim.lr_scheduler.ConstantLR(
-            self.optimizer, factor=1.0, total_iters=0
-        )
+            main = S.CosineAnnealingLR(self.optimizer, T_max=max(1, length - o.warmup),
+                                       eta_min=o.min_lr)
+        elif o.scheduler == "step":
+            main = S.StepLR(self.optimizer, o.step_size, o.gamma)
+        else:
+            main = S.ConstantLR(self.optimizer, factor=1.0, total_iters=0)
+        if o.warmup <= 0:
+            return main
+        warm = S.LinearLR(self.optimizer, start_factor=1.0 / o.warmup,
+                          end_factor=1.0, total_iters=o.warmup)
+        return S.SequentialLR(self.optimizer, [warm, main], milestones=[o.warmup])
 
     def _loaders(self) -> None:
         from torch_geometric.loader import DataLoader
@@ -241,32 +254,40 @@ class Trainer(TrainerState):
     # -------------------------------------------------------------- loops
     def train_epoch(self) -> dict[str, Any]:
         """One pass over the train split; returns the loss and the train metric."""
+        self.train_sampler.set_epoch(self.epoch)
+        out = self._train_batches(
+            self.train_loader, self.cfg.train.max_batches,
+            f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", per_step=False)
+        self.scheduler.step()
+        return out
+
+    def _train_batches(self, batches: Any, limit: int, desc: str, *,
+                       per_step: bool) -> dict[str, Any]:
+        """Train on ``batches`` (at most ``limit``; 0: all); the schedule steps
+        after each batch when ``per_step`` (``train.steps`` runs)."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
         self.net.train()
-        self.train_sampler.set_epoch(self.epoch)
         metrics = self.task.new_metrics()
         loss_sum = torch.zeros(2, dtype=torch.float64)
         bar = tqdm(
-            self.train_loader,
-            desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}",
-            leave=False,
-            file=sys.stderr,
+            batches, desc=desc, leave=False, file=sys.stderr,
+            total=limit or None,
             disable=not (cfg.train.progress and self.info.is_main),
         )
         for i, data in enumerate(worker_errors(bar)):
-            if cfg.train.max_batches and i >= cfg.train.max_batches:
-                break
             data = drop_unused_features(self.model, data.to(self.device))
             with autocast(self.device, self.amp):
                 logits = self.net(data)
             loss = self.task.loss(logits.float(), data)
             if not torch.isfinite(loss):
+                where = (f"step {self.step + i + 1}" if per_step else
+                         f"epoch {self.epoch + 1}, step {i + 1} (of this epoch)")
                 raise TrainingDiverged(
-                    f"training diverged: the loss is {float(loss.detach())} at epoch "
-                    f"{self.epoch + 1}, step {i + 1} (of this epoch); try a smaller "
-                    f"optim.lr (now {cfg.optim.lr:g}), optim.grad_clip (e.g. 1.0)"
+                    f"training diverged: the loss is {float(loss.detach())} at "
+                    f"{where}; try a smaller optim.lr (now {cfg.optim.lr:g}), "
+                    "optim.grad_clip (e.g. 1.0)"
                     + (" or train.amp=false" if self.amp else "")
                 )
             self.optimizer.zero_grad(set_to_none=True)
@@ -276,6 +297,8 @@ class Trainer(TrainerState):
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if per_step:
+                self.scheduler.step()
             c = self.task.count(data)
             loss_sum += torch.tensor([float(loss.detach()) * c, c], dtype=torch.float64)
             self.task.update(metrics, logits.detach().float(), data)
@@ -287,7 +310,8 @@ class Trainer(TrainerState):
                         self.task.score_key: f"{score:.3f}",
                     }
                 )
-        self.scheduler.step()
+            if limit and i + 1 >= limit:  # before the next batch is drawn
+                break
         metrics.reduce()
         all_reduce_sum(loss_sum)
         out = {
@@ -329,32 +353,42 @@ class Trainer(TrainerState):
         base, start = self.train_time, self._clock()
         key = self.task.score_key
         done = 0
-        while self.epoch < t.epochs:
+        stream = self._step_stream() if t.steps else None
+        while (self.step < t.steps) if t.steps else (self.epoch < t.epochs):
             if stop_after is not None and done >= stop_after:
                 return {"stopped_at_epoch": self.epoch}
             if self._over_budget():
                 if self.info.is_main:
+                    where = (f"step {self.step}/{t.steps}" if t.steps else
+                             f"epoch {self.epoch}/{t.epochs}")
                     print(
                         f"[pointsam] time budget of {t.time_budget_s:.0f} s reached "
-                        f"after epoch {self.epoch}/{t.epochs} "
-                        f"({self.train_time:.0f} s)",
+                        f"after {where} ({self.train_time:.0f} s)",
                         file=sys.stderr,
                     )
                 self.stopped_early = True
                 break
             tick = time.time()
-            tr = self.train_epoch()
+            if stream is not None:  # a round of eval_every steps, then validation
+                n = min(t.eval_every, t.steps - self.step)
+                tr = self._train_batches(
+                    stream, n, f"steps {self.step + 1}-{self.step + n}/{t.steps}",
+                    per_step=True)
+                self.step += n
+                validate = True
+            else:
+                tr = self.train_epoch()
+                validate = (self.epoch + 1) % t.eval_every == 0 \
+                    or self.epoch + 1 == t.epochs
             self.epoch += 1
             done += 1
-            row: dict[str, Any] = {
-                "epoch": self.epoch,
-                "lr": self.optimizer.param_groups[0]["lr"],
-            }
+            row: dict[str, Any] = {"epoch": self.epoch}
+            if t.steps:
+                row["step"] = self.step
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
             row.update({f"train_{k}": v for k, v in tr.items()})
             improved = False
-            if "val" in self.eval_loaders and (
-                self.epoch % t.eval_every == 0 or self.epoch == t.epochs
-            ):
+            if "val" in self.eval_loaders and validate:
                 va = self.evaluate("val")
                 row.update(
                     {f"val_{k}": v for k, v in va.items() if not isinstance(v, list)}
@@ -363,6 +397,7 @@ class Trainer(TrainerState):
                 if not math.isnan(score) and score > self.best.get(key, -math.inf):
                     self.best = {
                         "epoch": self.epoch,
+                        **({"step": self.step} if t.steps else {}),
                         key: score,
                         "val_loss": va["loss"],
                     }
@@ -388,6 +423,26 @@ class Trainer(TrainerState):
                 self._save("best.pt")
             self._save("last.pt")
         return self.finish(train_time=self.train_time)
+
+    def _step_stream(self) -> Any:
+        """The train split as an endless stream of batches from step
+        ``self.step`` on (:class:`~pointsam.engine.distributed.StepSampler`): a
+        resumed run draws exactly the batches an uninterrupted one would."""
+        from torch_geometric.loader import DataLoader
+
+        from .distributed import StepSampler
+
+        d, info = self.cfg.data, self.info
+        per_rank = max(1, d.batch_size // info.world_size)
+        sampler = StepSampler(len(self.datasets["train"]), seed=self.cfg.train.seed,
+                              rank=info.rank, world_size=info.world_size,
+                              start=self.step * per_rank)
+        # its own generator: creating the iterator draws a worker base seed,
+        # which must not come from (and shift) the global RNG a resume restores
+        gen = torch.Generator().manual_seed(self.cfg.train.seed + 7919 * info.rank)
+        return iter(DataLoader(self.datasets["train"], batch_size=per_rank,
+                               sampler=sampler, num_workers=d.num_workers,
+                               generator=gen))
 
     #: The clock of the time budget (a seam for tests).
     _clock = staticmethod(time.perf_counter)
@@ -418,8 +473,10 @@ class Trainer(TrainerState):
             "dataset_sizes": {
                 k: len(v) for k, v in self.datasets.items() if v is not None
             },
-            "selection": f"best validation {self.task.score_key} "
-            f"(val carved from train, seed {self.cfg.data.split_seed})",
+            "selection": f"best validation {self.task.score_key} ("
+            + ("the dataset's own val split)"
+               if "val" in getattr(_underlying(self.datasets["train"]), "splits", ())
+               else f"val carved from train, seed {self.cfg.data.split_seed})"),
             "best": self.best,
             "test": {
                 "split": self.cfg.data.test_split,
@@ -431,6 +488,8 @@ class Trainer(TrainerState):
             "train_time_s": self.train_time if train_time is None else train_time,
             "time_budget_s": t.time_budget_s,
             "epochs_run": self.epoch,
+            **({"unit": "step", "steps_planned": t.steps, "steps_run": self.step}
+               if t.steps else {}),
             "stopped_by_time_budget": self.stopped_early,
             "world_size": self.info.world_size,
             "device": str(self.device),

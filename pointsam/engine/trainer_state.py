@@ -51,7 +51,7 @@ class TrainerState:
     """Checkpoint state of a :class:`~pointsam.engine.trainer.Trainer` (a mixin).
 
     It reads the trainer's ``cfg``, ``task``, ``model``, ``model_args``,
-    ``optimizer``, ``scheduler``, ``scaler``, ``epoch``, ``train_time``,
+    ``optimizer``, ``scheduler``, ``scaler``, ``epoch``, ``step``, ``train_time``,
     ``history``, ``best``, ``datasets``, ``device``, ``info`` and ``logger``.
     """
 
@@ -73,6 +73,7 @@ class TrainerState:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
+            "step": self.step,
             "train_time_s": self.train_time,
             "rng": get_rng_state(),
             "history": self.history,
@@ -114,6 +115,7 @@ class TrainerState:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
+        self.step = int(state.get("step", 0))  # train.steps runs (older: absent)
         self.train_time = float(state.get("train_time_s", 0.0))  # older: absent
         self.history = list(state["history"])
         self.best = dict(state["best"])

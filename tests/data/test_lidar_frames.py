@@ -9,12 +9,12 @@ from pointsam.data import CloudFormatError
 from pointsam.data.kitti import class_names
 from pointsam.data.lidar_frames import (
     LidarCrops,
-    class_weights,
     map_synthetic_labels,
     read_learning_frame,
     split_region,
 )
 from pointsam.data.synthetic.lidar import LIDAR_CLASSES, SYNTHETIC_TO_SEMANTICKITTI
+from pointsam.engine.tasks import class_weights
 
 DEMO = "open3d_ml_demo_data/examples/demo_data"
 
