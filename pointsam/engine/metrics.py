@@ -214,7 +214,21 @@ class PartSegMetrics(Metric):
 
 
 class SemSegMetrics(Metric):
-    r"""Per-class IoU, mIoU and overall accuracy with an ignore label.
+    r"""Per-class IoU, mIoU and overall accuracy with an ignore label: the one
+    definition of the project (every semantic-segmentation number it reports).
+
+    .. math::
+        \mathrm{IoU}_c = \frac{TP_c}{TP_c + FP_c + FN_c}, \qquad
+        \mathrm{mIoU} = \frac{1}{|V|} \sum_{c \in V} \mathrm{IoU}_c, \quad
+        V = \{c : TP_c + FP_c + FN_c > 0\}
+
+    over every point whose label is not ``ignore_index``. A class neither in the
+    ground truth nor predicted is left out of the mean (its IoU is NaN); a class
+    predicted but absent from the ground truth counts with IoU 0. This is
+    torchmetrics' ``MulticlassJaccardIndex(average="macro")`` (tested against
+    it). On a whole benchmark every class occurs and it equals the SemanticKITTI
+    API's mean over all classes; on one scan the API would also count the
+    absent classes as 0. OA is the share of scored points predicted right.
 
     Example:
         >>> m = SemSegMetrics(3, ignore_index=-1)

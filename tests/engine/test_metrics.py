@@ -121,3 +121,32 @@ def test_partseg_rejects_out_of_range_input():
     assert m.count.sum() == 0  # nothing was added by the rejected updates
     update([0, 0, 1])  # pred 0 1 1: parts 0 and 1 each I=1, U=2
     assert m.compute()["instance_miou"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_semseg_miou_equals_torchmetrics_jaccard(seed):
+    """The one mIoU against an independent implementation: torchmetrics'
+    MulticlassJaccardIndex (macro), whose convention is ours: a class with no
+    true, no predicted point (TP + FP + FN = 0) is left out of the mean; a class
+    predicted but absent from the ground truth counts with IoU 0."""
+    tm = pytest.importorskip("torchmetrics.classification")
+    from pointsam.engine.metrics import SemSegMetrics
+
+    g = torch.Generator().manual_seed(seed)
+    c = 7
+    target = torch.randint(0, 5, (4000,), generator=g)  # classes 5, 6 absent
+    target[torch.rand(4000, generator=g) < 0.1] = -1  # unlabeled
+    pred = torch.where(torch.rand(4000, generator=g) < 0.6, target.clamp(min=0),
+                       torch.randint(0, 6, (4000,), generator=g))  # 5 predicted
+    m = SemSegMetrics(c, ignore_index=-1)
+    for chunk in range(4):  # accumulated over batches
+        sl = slice(chunk * 1000, (chunk + 1) * 1000)
+        m.update(pred[sl], target[sl])
+    got = m.compute()
+    ref = tm.MulticlassJaccardIndex(c, average="macro", ignore_index=-1)(pred, target)
+    per = tm.MulticlassJaccardIndex(c, average="none", ignore_index=-1)(pred, target)
+    acc = tm.MulticlassAccuracy(c, average="micro", ignore_index=-1)(pred, target)
+    assert got["miou"] == pytest.approx(float(ref), abs=1e-6)
+    assert got["oa"] == pytest.approx(float(acc), abs=1e-6)
+    assert got["iou"][5] == 0.0 and math.isnan(got["iou"][6])  # predicted-only, none
+    assert got["iou"][:6] == pytest.approx(per[:6].tolist(), abs=1e-6)
