@@ -102,9 +102,14 @@ def map_synthetic_labels(y: Tensor) -> Tensor:
     return lut[y]
 
 
-def split_region(data: Data, axis: int, below: float) -> tuple[Data, Data]:
-    """``(rest, held_out)``: the points with ``pos[:, axis] < below`` held out."""
-    m = data.pos[:, axis] < below
+def split_region(data: Data, axis: int, below: float | None = None, *,
+                 above: float | None = None) -> tuple[Data, Data]:
+    """``(rest, held_out)``: the points with ``pos[:, axis] < below`` (or
+    ``> above``) held out; give exactly one of ``below`` and ``above``."""
+    if (below is None) == (above is None):
+        raise ValueError("give one of below and above")
+    v = data.pos[:, axis]
+    m = v < below if below is not None else v > above
     return T.subset_points(data.clone(), ~m), T.subset_points(data.clone(), m)
 
 
@@ -245,8 +250,9 @@ class LidarFrames(PointDataset):
         train_frames: Frame ids whose crops train.
         test_frames: Frame ids of the test split.
         val_frames: Further whole frames of the val split. (default: none)
-        holdout: ``{"axis": 0 | 1 | 2, "below": metres}``: the region of every
-            train frame that validates and never trains (default: none).
+        holdout: ``{"axis": 0 | 1 | 2, "below": metres}`` (or ``"above"``):
+            the region of every train frame with ``pos[:, axis] < below`` (``>
+            above``), which validates and never trains (default: none).
         num_samples: Crops in one pass of the train split. (default: 4096)
         synthetic_scenes: :class:`~pointsam.data.SyntheticLidar` scenes mixed
             into the crops. (default: 0)
@@ -286,13 +292,15 @@ class LidarFrames(PointDataset):
             raise ValueError("LidarFrames needs at least one train frame "
                              "(train_frames)")
         if holdout is not None and not (
-                isinstance(holdout, dict) and set(holdout) == {"axis", "below"}
+                isinstance(holdout, dict) and len(holdout) == 2 and "axis" in holdout
                 and holdout["axis"] in (0, 1, 2)
                 and not isinstance(holdout["axis"], bool)
-                and isinstance(holdout["below"], (int, float))):
-            raise ValueError("holdout must be {axis: 0|1|2, below: metres} (the "
-                             f"held-out region is pos[:, axis] < below), got "
-                             f"{holdout!r}")
+                and ({"below", "above"} & set(holdout))
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                        for k, v in holdout.items() if k != "axis")):
+            raise ValueError("holdout must be {axis: 0|1|2, below: metres} or {axis: "
+                             "0|1|2, above: metres} (the held-out region is "
+                             f"pos[:, axis] < below, or > above), got {holdout!r}")
         self.root, self.split, self.transform = Path(root), split, transform
         self.classes = class_names()
         self.train_frames, self.test_frames = list(train_frames), list(test_frames)
@@ -311,7 +319,7 @@ class LidarFrames(PointDataset):
                 scan = self._frame(fid)
                 if holdout is not None:
                     r, h = split_region(scan, int(holdout["axis"]),
-                                        float(holdout["below"]))
+                                        holdout.get("below"), above=holdout.get("above"))
                     if r.pos.size(0) == 0 or h.pos.size(0) == 0:
                         raise ValueError(
                             f"holdout {holdout} leaves frame {fid} with "

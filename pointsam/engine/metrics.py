@@ -36,6 +36,7 @@ __all__ = [
     "ClsMetrics",
     "PartSegMetrics",
     "SemSegMetrics",
+    "box_iou",
     "restrict_to_category",
     "category_part_mask",
 ]
@@ -272,3 +273,33 @@ class SemSegMetrics(Metric):
             "oa": float(tp.sum() / total) if total > 0 else float("nan"),
             "iou": [float(v) for v in iou],
         }
+
+
+def box_iou(pred: Tensor, y: Tensor, scored: Tensor, cls: int) -> dict[str, float]:
+    r"""IoU of class ``cls`` against box-derived truth (:mod:`pointsam.data.kitti_boxes`).
+
+    Over the scored points :math:`S` (where the boxes say for every point
+    whether it is of a boxed class),
+
+    .. math::
+        \mathrm{IoU} = \frac{|\{i \in S: y_i = c, \hat y_i = c\}|}
+        {|\{i \in S: y_i = c \text{ or } \hat y_i = c\}|},
+
+    the IoU of :class:`SemSegMetrics` for one class, on the points the truth
+    covers (NaN when neither the truth nor the prediction has the class). Also
+    returns the counts, so that frames pool by summing.
+
+    Example:
+        >>> r = box_iou(torch.tensor([0, 0, 1, 0]), torch.tensor([0, -1, 0, 0]),
+        ...             torch.tensor([True, True, True, False]), 0)
+        >>> r["iou"], r["tp"], r["union"]
+        (0.3333333333333333, 1, 3)
+    """
+    if not (pred.shape == y.shape == scored.shape):
+        raise ValueError(f"pred, y and scored must have one shape, got "
+                         f"{list(pred.shape)}, {list(y.shape)}, {list(scored.shape)}")
+    t = (y == cls) & scored
+    p = (pred == cls) & scored
+    tp, union = int((t & p).sum()), int((t | p).sum())
+    return {"iou": tp / union if union else float("nan"), "tp": tp, "union": union,
+            "truth": int(t.sum()), "predicted": int(p.sum())}
