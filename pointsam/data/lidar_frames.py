@@ -215,6 +215,25 @@ class LidarCrops(torch.utils.data.Dataset):
                 f"voxel={self.voxel_size}, real_fraction={self.real_fraction})")
 
 
+def _box_scan(path: str | os.PathLike[str]) -> Data:
+    """A box-labelled scan for training crops: ``pos`` and ``y`` (car, person,
+    bicyclist inside their boxes, -1 elsewhere)."""
+    from .kitti_boxes import read_kitti_object, read_squeezeseg
+
+    f = Path(path)
+    if f.suffix == ".npy":
+        d = read_squeezeseg(f)
+    elif f.suffix == ".bin" and f.parent.name == "velodyne":
+        top = f.parent.parent
+        d = read_kitti_object(f, top / "label_2" / f"{f.stem}.txt",
+                              top / "calib" / f"{f.stem}.txt")
+    else:
+        raise ValueError(f"box_scans: {f} is neither a SqueezeSeg .npy nor a KITTI "
+                         "object .../velodyne/NNNNNN.bin (with label_2/ and calib/ "
+                         "beside velodyne/)")
+    return Data(pos=d.pos, y=d.y)
+
+
 def synthetic_scans(n: int, seed: int) -> list[Data]:
     """``n`` :class:`~pointsam.data.SyntheticLidar` scenes in SemanticKITTI's
     train ids (:data:`SYNTHETIC_TO_SEMANTICKITTI`), without intensity (the real
@@ -256,6 +275,12 @@ class LidarFrames(PointDataset):
         num_samples: Crops in one pass of the train split. (default: 4096)
         synthetic_scenes: :class:`~pointsam.data.SyntheticLidar` scenes mixed
             into the crops. (default: 0)
+        box_scans: Real scans of other drives whose boxes label cars, people
+            and cyclists (:mod:`~pointsam.data.kitti_boxes`): a KITTI object
+            ``.../velodyne/NNNNNN.bin`` (its ``label_2`` and ``calib`` beside) or
+            a SqueezeSeg ``.npy``. They join the real scans of the crops with
+            only their box points labelled; every other point is ignored, never
+            taken as background. (default: none)
         real_fraction, radius, max_points, voxel_size: As :class:`LidarCrops`.
         seed: Seed of the crops and of the synthetic scenes.
 
@@ -275,6 +300,7 @@ class LidarFrames(PointDataset):
                  train_frames: Sequence[str] = (), test_frames: Sequence[str] = (),
                  val_frames: Sequence[str] = (), holdout: dict | None = None,
                  num_samples: int = 4096, synthetic_scenes: int = 0,
+                 box_scans: Sequence[str] = (),
                  real_fraction: float = 0.5, radius: float = 20.0,
                  max_points: int = 8192, voxel_size: float = 0.1,
                  seed: int = 0, transform: Callable[[Data], Data] | None = None) -> None:
@@ -334,6 +360,7 @@ class LidarFrames(PointDataset):
                 raise ValueError(f"the train frames {self.train_frames} hold no "
                                  "labelled point outside the held-out region")
             synth = synthetic_scans(int(synthetic_scenes), int(seed))
+            rest += [_box_scan(f) for f in box_scans]
             self._crops: LidarCrops | None = LidarCrops(
                 rest, synth, num_samples=num_samples, real_fraction=real_fraction,
                 radius=radius, max_points=max_points, voxel_size=voxel_size,

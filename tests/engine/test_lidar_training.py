@@ -254,3 +254,26 @@ def test_tiny_lidar_sweep_end_to_end(tmp_path, shared_data):
         assert rows[n]["steps_run"] == "3" and rows[n]["steps_planned"] == "3"
     md = (out / "results.md").read_text()
     assert "| step chosen | steps run |" in md and "every point of the test split" in md
+
+
+@pytest.mark.dataset
+def test_box_scans_train_their_classes_only(shared_data):
+    """A box-labelled scan of another drive joins the crops' real scans with only
+    its box points labelled (car, person, cyclist); the rest is ignored."""
+    from pointsam.data import LidarFrames
+
+    sq = shared_data / "squeezeseg_kitti_lidar2d/data/samples"
+    k = shared_data / "kitti_object_sample/training/velodyne/004139.bin"
+    files = sorted(sq.glob("*.npy"))[:1]
+    if not files or not k.is_file():
+        pytest.skip("the box-labelled scans are not there")
+    kw = dict(train_frames=["000700"], test_frames=["000750"],
+              holdout={"axis": 0, "above": 13.3})
+    plain = LidarFrames(shared_data / FRAMES, **kw)
+    boxed = LidarFrames(shared_data / FRAMES, box_scans=[str(files[0]), str(k)], **kw)
+    assert len(boxed._crops.real) == 3
+    extra = boxed.class_counts() - plain.class_counts()
+    assert extra[0] == 1858 + 296 and extra[5] == 1303 and extra[6] == 40
+    assert int(extra.sum()) == 1858 + 296 + 1303 + 40  # nothing else is labelled
+    with pytest.raises(ValueError, match="neither a SqueezeSeg"):
+        LidarFrames(shared_data / FRAMES, box_scans=["scan.ply"], **kw)
