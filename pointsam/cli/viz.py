@@ -41,8 +41,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="write the interactive viewer: one self-contained offline "
                    "HTML file (every map, heads, labels, click for neighbours)")
     p.add_argument("--html-max-points", type=int, default=None, metavar="N",
-                   help="subsample the viewer's display to N points (the page "
-                   "says so; default: every point)")
+                   help="the viewer's display budget: a cloud of more points is "
+                   "shown as a random subsample of N (the page says so; the "
+                   "model still runs on every point). Default: 200,000; 0: every "
+                   "point, refused with the memory it needs when the machine "
+                   "lacks it")
     p.add_argument("--layer", default=None,
                    help="only this attention layer (module name, prefix or glob)")
     p.add_argument("--query", type=int, default=None,
@@ -136,6 +139,18 @@ def load_source(source: str, cfg: Any, num_points: int | None = None,
     return data
 
 
+def _html_max_points(n: int | None) -> int | None:
+    """``--html-max-points``: the default budget, or ``None`` (0: every point)."""
+    from pointsam.viz.scene import DEFAULT_MAX_POINTS
+
+    if n is None:
+        return DEFAULT_MAX_POINTS
+    if n < 0:
+        raise ValueError(f"--html-max-points must be positive (0: every point), "
+                         f"got {n}")
+    return n or None
+
+
 def run(args: argparse.Namespace) -> int:
     """Handle ``pointsam viz``: write the pictures and print their paths."""
     import torch
@@ -154,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
                              "directory (created if missing) for the PNGs and PLYs")
     size = _parse_size(args.size)
     views = [v.strip() for v in args.views.split(",") if v.strip()]
+    max_points = _html_max_points(args.html_max_points)
     model, task, cfg, meta = load_model_arg(args)
     data = load_source(args.source, cfg, args.num_points,
                        args.bin_columns)
@@ -172,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= cat < num_cat:
             raise ValueError(f"--category must be in 0..{num_cat - 1}, got {cat}")
         data.category = torch.tensor([cat])
+    if args.html is not None:  # before the figures: a refusal costs nothing
+        from pointsam.viz.html import check_viewer_memory
+
+        check_viewer_memory(model, data, max_points)
     paths = [] if args.out is None else visualize(
         model, data, args.out, layer=args.layer, query=args.query,
         class_names=meta.get("class_names") or None, task=task.name, size=size,
@@ -180,10 +200,11 @@ def run(args: argparse.Namespace) -> int:
     if args.html is not None:
         from pointsam.viz.html import to_html  # every layer: the page has a selector
 
+        shown = args.model if args.model is not None else Path(args.checkpoint).name
         paths.append(to_html(
             model, data, args.html, class_names=meta.get("class_names") or None,
-            query=args.query, max_points=args.html_max_points,
-            title=f"{Path(args.checkpoint).name} on {Path(args.source).name}"))
+            query=args.query, max_points=max_points, check_memory=False,
+            title=f"{shown} on {Path(args.source).name}"))
     for p in paths:
         print(p)
     if args.out is not None and not any(

@@ -67,7 +67,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from ..nn import MultiHeadPointAttention, TemporalAttention
+from ..models.base import PointModel
 from ..nn.base import record_attention
 from ..nn.network import tracing
 from .fold import fold_batch_norms
@@ -86,25 +86,17 @@ class ExportError(ValueError):
     """A model or option that cannot be exported: names the op and the way around."""
 
 
-def _check_exportable(model: nn.Module) -> None:
-    for name, m in model.named_modules():
-        if isinstance(m, MultiHeadPointAttention):
-            raise ExportError(
-                f"{name}: MultiHeadPointAttention ('mhsa') cannot be exported: it "
-                f"pads the clouds to a size read from the data inside forward "
-                f"(int(counts.max())); use attention='local_global' (local + pooled "
-                f"global attention) for an exportable model")
-        if isinstance(m, TemporalAttention):
-            raise ExportError(
-                f"{name}: TemporalAttention cannot be exported: a multi-scan "
-                f"model picks its scans from `frame` with boolean masks and "
-                f"searches the past scans' neighbours inside forward, so it has no "
-                f"plan()/network() split; run it eagerly (pointsam eval, or "
-                f"model(batch) in Python)")
-    bb = getattr(model, "backbone", model)
-    if not (hasattr(bb, "plan") and hasattr(bb, "network")):
-        raise ExportError(f"{type(bb).__name__} has no plan()/network() split; only "
-                          f"PointNet2 and DGCNN backbones export")
+def _check_exportable(model: nn.Module) -> PointModel:
+    """``model`` as a :class:`~pointsam.models.PointModel` whose network exports;
+    an :class:`ExportError` with its declared reason otherwise."""
+    if not isinstance(model, PointModel):
+        raise ExportError(f"{type(model).__name__} is not a pointsam model "
+                          "(PointModel, with a plan()/network() split); only the "
+                          "registered models export")
+    why = model.export_blocker
+    if why:
+        raise ExportError(why)
+    return model
 
 
 def _attention_names(model: nn.Module, x: Tensor | None, pos: Tensor,
@@ -195,7 +187,7 @@ class FixedSizeModel(nn.Module):
         super().__init__()
         self.model, self.num_points = model, int(num_points)
         self.has_x, self.has_category = has_x, has_category
-        self.per_point = type(model).__name__ != "PointClassifier"
+        self.per_point = model.per_point
         self.attention = list(attention)
 
     def forward(self, pos: Tensor, *args: Tensor) -> Any:
@@ -220,17 +212,18 @@ def plan_inputs(model: nn.Module, pos: Tensor, batch: Tensor | None = None, *,
                 x: Tensor | None = None, category: Tensor | None = None
                 ) -> tuple[list[str], list[Tensor]]:
     """Input names and tensors of the exported network for one batch."""
-    bb = getattr(model, "backbone", model)
+    model = _check_exportable(model)
     with torch.no_grad():
         plan = model.plan(pos, batch)
     keys = sorted(plan)
     names, tensors = ["pos"], [pos]
-    if getattr(bb, "in_channels", 0):
+    has_x, has_cat = _takes(model)
+    if has_x:
         if x is None:
-            raise ValueError(f"the model takes features x [N, {bb.in_channels}]")
+            raise ValueError(f"the model takes features x [N, {model.in_channels}]")
         names.append("x")
         tensors.append(x)
-    if getattr(bb, "num_categories", 0):
+    if has_cat:
         if category is None:
             raise ValueError("part segmentation needs category [B]")
         names.append("category")
@@ -260,9 +253,7 @@ def _dynamic_shapes(names: Sequence[str], tensors: Sequence[Tensor]) -> list[Any
 def _meta(model: nn.Module, names: Sequence[str], outputs: Sequence[str],
           model_name: str | None, model_args: Mapping[str, Any] | None,
           extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    bb = getattr(model, "backbone", model)
-    task = "cls" if type(model).__name__ == "PointClassifier" else (
-        "partseg" if getattr(bb, "num_categories", 0) else "semseg")
+    task = _check_exportable(model).task
     return {"model_name": model_name, "model_args": dict(model_args or {}),
             "inputs": list(names), "outputs": list(outputs), "task": task,
             **dict(extra or {})}
@@ -297,10 +288,9 @@ def _prepare(model: nn.Module, example: Mapping[str, Tensor] | None,
 
 
 def _takes(model: nn.Module) -> tuple[bool, bool]:
-    """Whether the model takes features ``x`` and a ``category``."""
-    bb = getattr(model, "backbone", model)
-    return (bool(getattr(bb, "in_channels", 0)),
-            bool(getattr(bb, "num_categories", 0)))
+    """Whether the model takes features ``x`` and a ``category`` (declared)."""
+    m = _check_exportable(model)
+    return m.in_channels > 0, m.num_categories > 0
 
 
 def _attention_outputs(model: nn.Module, x: Tensor | None, pos: Tensor,
@@ -318,12 +308,12 @@ def _prepare_fixed(model: nn.Module, example: Mapping[str, Tensor] | None,
                    ) -> tuple[nn.Module, list[str], list[Tensor], list[str],
                               list[Any], dict[str, Any]]:
     ops.check_positive_int(num_points, "num_points")
-    why = getattr(model, "no_end_to_end", None)
+    why = _check_exportable(model).end_to_end_blocker
     if why:
         raise ExportError(f"{type(model).__name__} cannot be exported end to end: "
                           f"{why}")
     has_x, has_cat = _takes(model)
-    bb = getattr(model, "backbone", model)
+    c_in = _check_exportable(model).in_channels
     if example is not None:
         ex = dict(example)
         if ex["pos"].dim() != 3 or ex["pos"].size(1) != num_points:
@@ -333,13 +323,13 @@ def _prepare_fixed(model: nn.Module, example: Mapping[str, Tensor] | None,
         g = torch.Generator().manual_seed(0)
         ex = {"pos": torch.rand(2, num_points, 3, generator=g) * 2 - 1}
         if has_x:
-            ex["x"] = torch.rand(2, num_points, bb.in_channels, generator=g)
+            ex["x"] = torch.rand(2, num_points, c_in, generator=g)
         if has_cat:
             ex["category"] = torch.zeros(2, dtype=torch.long)
     names, tensors = ["pos"], [ex["pos"]]
     if has_x:
         if ex.get("x") is None:
-            raise ValueError(f"the model takes features x [B, N, {bb.in_channels}]")
+            raise ValueError(f"the model takes features x [B, N, {c_in}]")
         names.append("x")
         tensors.append(ex["x"])
     if has_cat:
@@ -468,7 +458,9 @@ def export_onnx(model: nn.Module, path: str | Path,
     (:func:`fold_batch_norms`; ONNX Runtime does not fuse that pair itself:
     15% of ``pointnet2_lite_cls``'s time at 32 x 1024 points); ``model`` is not
     changed. A given ``program`` is used as it is (:func:`export_program` folds
-    by default).
+    by default). The metadata records the SHA-256 of the weights
+    (``"weights_sha256"``, :meth:`OnnxModel.weights_sha256`), which
+    :class:`OnnxModel` verifies at load (``verify_weights=False`` skips it).
     """
     import os
 
@@ -499,8 +491,9 @@ def export_onnx(model: nn.Module, path: str | Path,
     path = Path(path)
     prog.save(str(path))
     proto = onnx.load(str(path))
-    meta = _meta(model, names, outputs, model_name, model_args,
-                 {**extra, **dict(extra_meta or {})})
+    meta = _meta(model, names, outputs, model_name, model_args,  # + the weights' hash
+                 {**extra, **dict(extra_meta or {}),
+                  "weights_sha256": OnnxModel.weights_sha256(proto)})
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     onnx.save(proto, str(path))
@@ -516,12 +509,12 @@ def example_cloud(model: nn.Module, num_points: int | Sequence[int] = (1100, 100
     pos = torch.rand(sum(sizes), 3, generator=g) * 2 - 1
     batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
     num_clouds = len(sizes)
-    bb = getattr(model, "backbone", model)
     out = {"pos": pos, "batch": batch}
-    c = getattr(bb, "in_channels", 0)
-    if c:
-        out["x"] = torch.rand(pos.size(0), c, generator=g)
-    if getattr(bb, "num_categories", 0):
+    has_x, has_cat = _takes(model)
+    if has_x:
+        out["x"] = torch.rand(pos.size(0), _check_exportable(model).in_channels,
+                              generator=g)
+    if has_cat:
         out["category"] = torch.zeros(num_clouds, dtype=torch.long)
     return out
 

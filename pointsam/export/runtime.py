@@ -3,6 +3,7 @@ an ``.onnx`` or ``.pt2`` file behind the one prediction path, :func:`predict_onn
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,33 @@ class OnnxModel:
     3)` with a ``batch`` of B clouds of N points each (one cloud when ``batch``
     is ``None``). A cloud of another size is refused (:attr:`num_points` says
     which size the graph takes).
+
+    **The file is checked before it is trusted**, each failure one
+    :class:`ExportError` line that names what the file is: a missing file
+    (``FileNotFoundError``), an empty one, a zip archive (a ``.pt2`` program
+    or a torch checkpoint), a pickle, text, or bytes that do not parse as an
+    ONNX protobuf (truncated, when they start like one); a graph without
+    pointsam's metadata, or whose inputs, outputs or ``logits`` (rank of the
+    metadata's task, width of its classes) are not the ones the metadata
+    describes (a foreign graph carrying a copy of it); and weights that differ
+    from the hash :func:`~pointsam.export.export_onnx` recorded
+    (``"weights_sha256"``, :meth:`weights_sha256`; a file written before the
+    hash was recorded is not checked).
+
+    Args:
+        path: The ``.onnx`` file.
+        threads: ONNX Runtime's intra-op threads (default: its own choice).
+        model: The pointsam model for the plan (default: built from the
+            metadata's registry name).
+        verify_weights: Check the weights against the recorded hash (needs the
+            ``onnx`` package). Whoever edits a graph on purpose (quantises it,
+            prunes it, fine-tunes it in another tool) passes ``False``; the
+            graph checks still apply. (default: ``True``)
     """
 
     def __init__(self, path: str | Path, *, threads: int | None = None,
-                 model: nn.Module | None = None) -> None:
+                 model: nn.Module | None = None, verify_weights: bool = True) -> None:
+        self._sniff(Path(path))
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -42,14 +66,24 @@ class OnnxModel:
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts,
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # ONNX Runtime's own errors: name what the file is
+            raise self._load_error(Path(path), e) from None
         raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
         if raw is None:
             raise ExportError(f"{path} was not written by pointsam export (no "
                               f"'{META_KEY}' metadata)")
-        self.meta = json.loads(raw)
+        try:
+            self.meta = json.loads(raw)
+        except ValueError:
+            raise ExportError(f"{path}: its '{META_KEY}' metadata is not JSON (a "
+                              "damaged or hand-written file)") from None
         self.path = str(path)
+        self._check_graph()
+        if verify_weights and self.meta.get("weights_sha256"):
+            self._verify_weights()
         self.end_to_end = bool(self.meta.get("end_to_end"))
         #: the points per cloud of an end-to-end graph (``None``: any)
         self.num_points: int | None = self.meta.get("num_points")
@@ -65,6 +99,122 @@ class OnnxModel:
 
             model = create_model(self.meta["model_name"], **self.meta["model_args"])
         self.model = model.eval()
+
+    @staticmethod
+    def weights_sha256(proto: Any) -> str:
+        """SHA-256 of an ``onnx.ModelProto``'s weights: each initializer of the
+        main graph, in the order of their names, as its name and its raw bytes."""
+        from onnx import numpy_helper
+
+        h = hashlib.sha256()
+        for t in sorted(proto.graph.initializer, key=lambda t: t.name):
+            h.update(t.name.encode() + b"\0")
+            h.update(t.raw_data or numpy_helper.to_array(t).tobytes())
+        return h.hexdigest()
+
+    @staticmethod
+    def _sniff(path: Path) -> None:
+        """Refuse, naming it, a file that cannot be an ONNX model (first bytes)."""
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such ONNX file")
+        if path.is_dir():
+            raise ExportError(f"{path} is a directory, not an ONNX file")
+        with path.open("rb") as f:
+            head = f.read(8)
+        if not head:
+            raise ExportError(f"{path} is empty (0 bytes), not an ONNX model (an "
+                              "interrupted export or copy?); export it again "
+                              "(pointsam export CHECKPOINT --format onnx)")
+        if head.startswith(b"PK\x03\x04"):
+            import zipfile
+
+            try:
+                names = zipfile.ZipFile(path).namelist()
+            except (zipfile.BadZipFile, OSError):
+                raise ExportError(f"{path} is a damaged or truncated zip archive "
+                                  "(a .pt2 program or a torch checkpoint?), not an "
+                                  "ONNX model") from None
+            if any(n.endswith(("/archive_format", "/models/model.json"))
+                   for n in names):
+                raise ExportError(f"{path} is a .pt2 program (a torch.export "
+                                  "archive), not an ONNX model: predict with "
+                                  f"--pt2 {path}")
+            if any(n.endswith("data.pkl") for n in names):
+                raise ExportError(f"{path} is a torch checkpoint (a torch.save zip "
+                                  "archive), not an ONNX model: predict with it as "
+                                  "CHECKPOINT, or export it first (pointsam export "
+                                  f"{path} --format onnx --out model.onnx)")
+            raise ExportError(f"{path} is a zip archive, not an ONNX model")
+        if head[:1] == b"\x80":
+            raise ExportError(f"{path} is a pickle (a legacy torch.save file?), not "
+                              "an ONNX model")
+
+    @staticmethod
+    def _load_error(path: Path, e: Exception) -> Exception:
+        """One line for ONNX Runtime's refusal of a file that passed :meth:`_sniff`."""
+        with path.open("rb") as f:
+            head = f.read(64)
+        if type(e).__name__ in ("InvalidProtobuf", "InvalidArgument"):
+            if head[:1] == b"\x08":  # field 1, ir_version: how every ONNX file starts
+                return ExportError(
+                    f"{path} starts like an ONNX model but does not parse "
+                    f"({path.stat().st_size:,} bytes): truncated or corrupted; "
+                    "export it again")
+            text = head.split(b"\n")[0][:40]
+            if text and all(32 <= c < 127 or c == 9 for c in text):
+                return ExportError(f"{path} is a text file (it starts with "
+                                   f"{text.decode()!r}), not an ONNX model")
+            return ExportError(f"{path} is not an ONNX model (not an ONNX protobuf; "
+                               f"it starts with {head[:8]!r})")
+        msg = str(e).split("failed:", 1)[-1].strip().splitlines() or [""]
+        return ExportError(f"{path}: ONNX Runtime cannot load it: {msg[0][:300]}")
+
+    def _check_graph(self) -> None:
+        """The graph is the one the metadata describes: inputs, outputs, and the
+        rank and width of ``logits`` against the task and its classes."""
+        meta, path = self.meta, self.path
+        foreign = ("; the graph is not the one pointsam exported with this "
+                   "metadata (a foreign or edited graph)")
+        names = [i.name for i in self.session.get_inputs()]
+        want = meta.get("inputs")
+        if want is not None and sorted(want) != sorted(names):
+            raise ExportError(f"{path}: the graph takes inputs {names}, its metadata "
+                              f"names {list(want)}{foreign}")
+        outs = {o.name: o for o in self.session.get_outputs()}
+        want = meta.get("outputs") or ["logits"]
+        if sorted(want) != sorted(outs) or "logits" not in outs:
+            raise ExportError(f"{path}: the graph gives outputs {list(outs)}, its "
+                              f"metadata names {list(want)}{foreign}")
+        shape = list(outs["logits"].shape)
+        task = meta.get("task")
+        rank = 3 if meta.get("end_to_end") and task not in (None, "cls") else 2
+        if task is not None and len(shape) != rank:
+            raise ExportError(f"{path}: its logits have shape {shape}, not the "
+                              f"{rank} dimensions of a {task} model{foreign}")
+        rec = (meta.get("prediction") or {}).get("meta") or {}
+        classes = rec.get("num_classes", (meta.get("model_args") or {}).get(
+            "num_classes"))
+        width = shape[-1] if shape else None
+        if isinstance(width, int) and classes is not None and width != int(classes):
+            raise ExportError(f"{path}: its logits have {width} columns, but its "
+                              f"metadata describes a {task} model of {classes} "
+                              f"classes{foreign}")
+
+    def _verify_weights(self) -> None:
+        try:
+            import onnx
+        except ImportError:
+            raise ExportError(f"{self.path}: checking its weights needs the onnx "
+                              "package (pip install 'pointsam[export]'), or load it "
+                              "with OnnxModel(path, verify_weights=False)") from None
+        want = self.meta["weights_sha256"]
+        got = self.weights_sha256(onnx.load(self.path))
+        if got != want:
+            raise ExportError(
+                f"{self.path}: its weights are not the ones exported (sha256 "
+                f"{got[:12]}..., the metadata records {want[:12]}...): the file was "
+                "damaged or edited after `pointsam export`. Export it again; a graph "
+                "edited on purpose loads with OnnxModel(path, verify_weights=False)")
 
     def _clouds(self, t: Tensor, batch: Tensor | None, what: str) -> Tensor:
         """``t`` as B clouds of N points, [B, N, C]; a clear error otherwise."""

@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from .scene import Scene, build_scene, scene_from_model
+from .scene import DEFAULT_MAX_POINTS, Scene, build_scene, scene_from_model
 
-__all__ = ["to_html", "show", "scene_to_json"]
+__all__ = ["to_html", "show", "scene_to_json", "viewer_memory",
+           "check_viewer_memory", "available_memory"]
 
 
 def _nd(a: np.ndarray) -> dict[str, Any]:
@@ -120,9 +121,113 @@ def _plotlyjs() -> str:
     return get_plotlyjs()
 
 
+#: Bytes per input point of the model's forward pass under the recorder, on
+#: top of the recorded weights (activations, neighbour tables, the scene's
+#: positions), and peak bytes per recorded byte (the weights, and the
+#: unchunked computation that makes them): fitted to ``pointnet2_lite_semseg``
+#: at 100k points (none/cbam/local/local_global/axial: 0.85/1.05/2.2/11.8/3.0
+#: KB a point measured, 1.2/1.2/2.0/12.9/3.9 estimated).
+_RUN_BYTES, _RECORD_FACTOR = 1200, 4
+#: Peak bytes per *shown* point of the scene, the JSON and the page: measured
+#: 0.6 KB (local_global, 300k shown: scene 50 MB, page 172 MB at peak, of which
+#: ~90 MB do not depend on the size), doubled.
+_SHOWN_BYTES = 1024
+#: Points of the probe forward pass that measures the recorded bytes a point.
+_PROBE_POINTS = 8192
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the machine can still give: ``MemAvailable`` of
+    ``/proc/meminfo``, else the available pages of ``os.sysconf``; ``None``
+    when neither is known."""
+    import os
+
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _per_point(data: Any, idx: Any) -> Any:
+    """``data`` with every per-point tensor field restricted to the rows ``idx``."""
+    from torch import Tensor
+
+    n, sub = data.pos.size(0), data.clone()
+    for key, v in data.items():
+        if isinstance(v, Tensor) and v.dim() > 0 and v.size(0) == n:
+            sub[key] = v[idx]
+    return sub
+
+
+def viewer_memory(model: Any, data: Any,
+                  max_points: int | None = DEFAULT_MAX_POINTS) -> int:
+    r"""Estimated peak bytes of :func:`scene_from_model` and the page on ``data``.
+
+    .. math::
+        n \, (R + F r) + S \min(n, M)
+
+    for :math:`n` input points and :math:`M` = ``max_points``: the forward
+    pass under the recorder costs :math:`R` = 1200 bytes a point plus
+    :math:`F` = 4 times the :math:`r` bytes a point that the model records
+    (measured by a forward pass on a random subset of 8192 points: 0 for a
+    plain backbone, ~2.9 KB for ``local_global``); the scene, the JSON and
+    the page cost :math:`S` = 1024 bytes a shown point. The constants were
+    measured on ``pointnet2_lite_semseg`` (``bench/viewer_memory.py``); the
+    estimate is within ~25% of the measured peak for every attention kind.
+    """
+    import torch
+    from torch import Tensor
+
+    from .gallery import run_model
+
+    n = data.pos.size(0)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(n, generator=g)[:_PROBE_POINTS].sort().values  # [P]
+    _, _, rec, _ = run_model(model, _per_point(data, idx))
+    seen = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+            for d in rec.values() for t in d.values() if isinstance(t, Tensor)}
+    per_point = sum(seen.values()) / len(idx)  # recorded bytes a point
+    shown = n if max_points is None else min(n, max_points)
+    return int(n * (_RUN_BYTES + _RECORD_FACTOR * per_point) + _SHOWN_BYTES * shown)
+
+
+def _size(b: int) -> str:
+    return f"{b / 2**30:.1f} GiB" if b >= 2**30 else f"{b / 2**20:.0f} MiB"
+
+
+def check_viewer_memory(model: Any, data: Any,
+                        max_points: int | None = DEFAULT_MAX_POINTS) -> None:
+    """Refuse (``ValueError``, with the memory it would need) a viewer of
+    ``data`` that the machine has no memory for (:func:`viewer_memory` against
+    :func:`available_memory`). A cloud of at most 8192 points is not checked."""
+    n = data.pos.size(0)
+    if n <= _PROBE_POINTS:
+        return
+    avail = available_memory()
+    if avail is None:
+        return
+    need = viewer_memory(model, data, max_points)
+    if need > avail:
+        shown = n if max_points is None else min(n, max_points)
+        raise ValueError(
+            f"the viewer of {n:,} points ({shown:,} shown) would need about "
+            f"{_size(need)} of memory, and {_size(avail)} is "
+            "available: show fewer points (max_points; pointsam viz "
+            "--html-max-points N) or run the model on fewer (pointsam viz "
+            "--num-points N)")
+
+
 def _scene(source: Any, data: Any, inputs: Any, kwargs: dict[str, Any]) -> Scene:
     from torch import nn
 
+    check = kwargs.pop("check_memory", True)
     if isinstance(source, Scene):
         if kwargs:
             raise TypeError(f"options {sorted(kwargs)} do not apply to a ready Scene")
@@ -131,6 +236,9 @@ def _scene(source: Any, data: Any, inputs: Any, kwargs: dict[str, Any]) -> Scene
         if data is None:
             raise ValueError("to_html(model, data): give the cloud (a PyG Data) to run "
                              "the model on")
+        if check:
+            check_viewer_memory(source, data,
+                                kwargs.get("max_points", DEFAULT_MAX_POINTS))
         return scene_from_model(source, data, **kwargs)
     if isinstance(source, Mapping):
         if inputs is None or data is None:
@@ -158,9 +266,14 @@ def to_html(source: Any, data: Any = None, out: str | Path | None = None, *,
         inputs: ``capture_inputs(model)`` result, with a record.
         point_size: Initial marker size in pixels (default: from the size).
         **kwargs: Options of :func:`~pointsam.viz.scene.build_scene`:
-            ``max_points`` (display subsample, off by default),
-            ``click_budget_mb``, ``query``, ``labels``, ``pred``,
-            ``class_names``, ``layers``, ``title``, ``cloud``.
+            ``max_points`` (display subsample of each cloud, default
+            :data:`~pointsam.viz.scene.DEFAULT_MAX_POINTS`, 200,000; ``None``:
+            every point; the page states it), ``click_budget_mb``, ``query``,
+            ``labels``, ``pred``, ``class_names``, ``layers``, ``title``,
+            ``cloud``; with a model, ``check_memory`` (default ``True``:
+            a cloud the machine has no memory to view is refused, with the
+            memory it would need, before the model runs;
+            :func:`check_viewer_memory`).
 
     Returns:
         The path written, or the page.
@@ -177,19 +290,34 @@ def to_html(source: Any, data: Any = None, out: str | Path | None = None, *,
         (True, False)
     """
     scene = _scene(source, data, inputs, kwargs)
-    page = _asset("viewer.html")
+    pieces = _page(scene, point_size)
+    if out is None:
+        return "".join(pieces)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:  # piece by piece: no page-sized copy
+        for piece in pieces:
+            f.write(piece)
+    return path
+
+
+def _page(scene: Scene, point_size: float | None) -> list[str]:
+    """The page as pieces: the template's text between its keys, and the values.
+
+    Joining them would copy the whole page (twice its size in memory: plotly.js
+    holds non-ASCII characters, so Python stores the page two bytes a
+    character); :func:`to_html` writes them one by one instead.
+    """
+    template = _asset("viewer.html")
     parts = {"{{TITLE}}": _html.escape(scene.title), "{{PLOTLYJS}}": _plotlyjs(),
              "{{SCENE}}": scene_to_json(scene, point_size),
              "{{VIEWERJS}}": _asset("viewer.js")}
-    for k, v in parts.items():  # one pass each; the values never hold the keys
-        head, _, tail = page.partition(k)
-        page = head + v + tail
-    if out is None:
-        return page
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    at = sorted((template.index(k), k) for k in parts)  # each key once
+    pieces, start = [], 0
+    for i, k in at:
+        pieces += [template[start:i], parts[k]]
+        start = i + len(k)
+    return pieces + [template[start:]]
 
 
 def show(source: Any, data: Any = None, *, height: int = 620, inputs: Any = None,

@@ -24,11 +24,19 @@ other [N, ...]                     mean per point
 
 Points live in *clouds*: cloud 0 is the input; a layer that ran on subsampled
 points (a deeper stage) gets its own. ``max_points`` subsamples a cloud for
-display (a seeded random subset, the same for every map of that cloud);
-``click_budget_mb`` caps the bytes of the click tables (shared evenly): past
-it, the weights of a subset of query rows are kept and a click takes the
-nearest stored query.
+display (a seeded random subset, the same for every map of that cloud;
+default :data:`DEFAULT_MAX_POINTS`); ``click_budget_mb`` caps the bytes of the
+click tables (shared evenly): past it, the weights of a subset of query rows
+are kept and a click takes the nearest stored query.
 The page states both.
+
+**Memory.** Building a scene holds the recorded weights once (views, no
+copies of a whole cloud's weights) plus what is shown, so its memory is
+linear in the points and, past the budget, bounded by it; the page is bounded
+by the budget. What dominates a large scan is the model's forward pass under
+the recorder, linear in the points the model runs on (measured with
+``bench/viewer_memory.py``); :func:`pointsam.viz.html.check_viewer_memory`
+refuses a cloud the machine has no memory to view before the model runs.
 """
 
 from __future__ import annotations
@@ -44,7 +52,18 @@ from torch import Tensor
 from .colors import to_numpy
 from .maps import LayerInputs, layer_points, repeated_weight
 
-__all__ = ["Scene", "build_scene"]
+__all__ = ["Scene", "build_scene", "scene_from_model", "DEFAULT_MAX_POINTS"]
+
+#: The viewer's default display budget: points shown per cloud. It is above
+#: every object cloud and a whole 64-beam scan (~120k points: shown whole), so
+#: only larger scans are subsampled; it keeps the page near 50 MB (49 MB
+#: measured for a 1M-point scan with local_global, against 71 MB unbounded)
+#: and within what plotly's WebGL scatter draws interactively (README: a
+#: 123k-point page paints in 8-9 s in software WebGL on 2 cores). A larger
+#: cloud is shown as a seeded random subsample that the page states; the model
+#: still runs on every point.
+DEFAULT_MAX_POINTS = 200_000
+
 
 
 @dataclass
@@ -71,6 +90,24 @@ class Scene:
     notes: list[str] = field(default_factory=list)
     query: int = 0
     title: str = "pointsam attention"
+
+
+def _rows(batch: np.ndarray | None, cloud: int) -> slice | np.ndarray | None:
+    """The rows of cloud ``cloud``: ``None`` (every row), a slice (contiguous
+    rows, as in a sorted batch) or indices; the first two index without a copy."""
+    if batch is None:
+        return None
+    idx = np.flatnonzero(batch == cloud)
+    if len(idx) == len(batch):
+        return None
+    if len(idx) and idx[-1] - idx[0] + 1 == len(idx):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def _take(a: np.ndarray, idx: slice | np.ndarray | None) -> np.ndarray:
+    """The rows ``idx`` of ``a`` (:func:`_rows`); a view unless ``idx`` is indices."""
+    return a if idx is None else a[idx]
 
 
 def _heads(w: np.ndarray) -> np.ndarray:
@@ -118,7 +155,8 @@ class _Builder:
     def scalar(self, layer: str, name: str, ci: int, w: np.ndarray,
                value_label: str, vmin: float | None = None,
                vmax: float | None = None) -> None:
-        vals = self.shown(ci, w.reshape(len(w), -1))  # [n, H]
+        v = self.shown(ci, w)  # only the shown rows are copied
+        vals = v.reshape(len(v), -1)  # [n, H]
         self.add(layer=layer, name=name, kind="scalar", cloud=ci,
                  values=_heads(vals).astype(np.float32), value_label=value_label,
                  vmin=vmin, vmax=vmax)
@@ -187,7 +225,8 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
                 class_names: Sequence[str] | None = None,
                 branch_names: Mapping[str, Sequence[str]] | None = None,
                 layers: Sequence[str] | None = None, query: int | None = None,
-                max_points: int | None = None, click_budget_mb: float = 16.0,
+                max_points: int | None = DEFAULT_MAX_POINTS,
+                click_budget_mb: float = 16.0,
                 title: str = "pointsam attention", seed: int = 0) -> Scene:
     r"""Collect every captured map of cloud ``cloud`` for the viewer.
 
@@ -204,7 +243,8 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
         layers: Only these module names (default: every recorded one).
         query: Initial query point (default: the one nearest the centroid).
         max_points: Subsample each cloud to at most this many points for
-            display (default: show every point).
+            display (default: :data:`DEFAULT_MAX_POINTS`; ``None``: every
+            point).
         click_budget_mb: Bytes (MiB) of all click tables together (shared
             evenly); a table over its share keeps a random subset of query rows.
         title: Page title.
@@ -220,29 +260,30 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
     if max_points is not None and max_points < 1:
         raise ValueError(f"max_points must be positive, got {max_points}")
     batch_in = None if batch is None else to_numpy(batch).astype(np.int64)
-    sel = np.arange(len(pos_in)) if batch_in is None else np.flatnonzero(batch_in == cloud)
-    if len(sel) == 0:
+    sel = _rows(batch_in, cloud)
+    pos_c = _take(pos_in, sel)  # [n, 3]
+    if len(pos_c) == 0:
         raise ValueError(f"cloud {cloud} has no points")
     b = _Builder(pos_in, batch_in, cloud, max_points, click_budget_mb * 2**20, seed)
     b.scene.title = title
     b.scene.class_names = list(class_names or [])
-    c0 = b.cloud_of(pos_in[sel], "input")
-    centroid = pos_in[sel].mean(0)
-    q = int(np.argmin(((pos_in[sel] - centroid) ** 2).sum(1))) if query is None \
+    c0 = b.cloud_of(pos_c, "input")
+    q = int(np.argmin(((pos_c - pos_c.mean(0)) ** 2).sum(1))) if query is None \
         else int(query)
-    if not 0 <= q < len(sel):
-        raise ValueError(f"query {q} is out of range for {len(sel)} points")
+    if not 0 <= q < len(pos_c):
+        raise ValueError(f"query {q} is out of range for {len(pos_c)} points")
     shown0 = b.scene.clouds[c0]["shown"]
     if shown0 is not None:  # the nearest shown point stands in for the query
-        q = int(np.argmin(((pos_in[sel][shown0] - pos_in[sel][q]) ** 2).sum(1)))
+        q = int(np.argmin(((pos_c[shown0] - pos_c[q]) ** 2).sum(1)))
     b.scene.query = q
     for lab, nm in ((labels, "true labels"), (pred, "predicted labels")):
         if lab is not None:
             a = to_numpy(lab).reshape(-1)
             if len(a) != len(pos_in):
                 raise ValueError(f"{nm} have {len(a)} entries for {len(pos_in)} points")
+            a = _take(a, sel)
             b.add(layer="labels", name=nm, kind="labels", cloud=c0,
-                  labels=b.shown(c0, a[sel].astype(np.int32)))
+                  labels=b.shown(c0, a).astype(np.int32))
     branch_names = branch_names or {}
     names = list(record) if layers is None else list(layers)
     for name in names:
@@ -252,7 +293,7 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
             if key in ("nbr_idx", "nbr_mask", "centres", "assign") or \
                     not t.is_floating_point() or repeated_weight(record, name, t):
                 continue
-            w = to_numpy(t, np.float32)
+            w = to_numpy(t).astype(np.float32, copy=False)  # a view of the record
             if key == "channel" and w.ndim == 2:
                 b.add(layer=label, name="channel gate", kind="bars", cloud=c0,
                       bars=w[min(cloud, w.shape[0] - 1)].astype(np.float32),
@@ -267,22 +308,24 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
                 idx = np.arange(len(p)) if bt is None else np.flatnonzero(bt == cloud)
                 ci = b.cloud_of(p[idx], label)
                 rows = w[cloud, :, :len(idx), :len(idx)].transpose(1, 2, 0)  # [n, n, H]
+                # every row's columns are 0..n-1: a broadcast view, not n^2 indices
                 b.click(label, "full attention row (click)", ci, "row", rows,
-                        idx=np.tile(np.arange(len(idx)), (len(idx), 1)))
+                        idx=np.broadcast_to(np.arange(len(idx)), (len(idx), len(idx))))
                 continue
             loc = layer_points(name, w.shape[0], inputs, pos_in, batch_in)
             if loc is None:
                 continue
             p, bt = loc
-            idx = np.arange(len(p)) if bt is None else np.flatnonzero(bt == cloud)
-            if len(idx) == 0:
+            idx = _rows(bt, cloud)
+            p, w = _take(p, idx), _take(w, idx)  # [n, 3], [n, ...]
+            if len(p) == 0:
                 continue
-            same = len(p) == len(pos_in) and np.array_equal(p[idx], pos_in[sel])
-            ci = c0 if same else b.cloud_of(p[idx], label)
+            same = len(p) == len(pos_c) and np.array_equal(p, pos_c)
+            ci = c0 if same else b.cloud_of(p, label)
             if key == "point" and w.ndim == 2 and w.shape[1] == 1:
-                b.scalar(label, "point gate", ci, w[idx], "point gate m (sigmoid)")
+                b.scalar(label, "point gate", ci, w, "point gate m (sigmoid)")
             elif key == "axis" and w.ndim == 2 and w.shape[1] == 3:
-                v = np.clip(np.nan_to_num(w[idx]), 0, None)
+                v = np.clip(np.nan_to_num(w), 0, None)
                 s = v.sum(1, keepdims=True)
                 rgb = np.where(s > 0, v / np.where(s > 0, s, 1), 1 / 3)
                 b.add(layer=label, name="axis weights (x,y,z = R,G,B)", kind="rgb",
@@ -290,33 +333,35 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
                 for a, ax in enumerate("xyz"):
                     b.scalar(label, f"axis weight {ax}", ci, v[:, a], "axis weight")
             elif w.ndim == 3 and "nbr_idx" in d and d["nbr_idx"].shape[:2] == t.shape[:2]:
-                nbr = to_numpy(d["nbr_idx"]).astype(np.int64)  # [n_layer, K]
-                if "nbr_mask" in d:
-                    nbr = np.where(to_numpy(d["nbr_mask"]).astype(bool), nbr, -1)
-                inv = np.full(len(p), -1, dtype=np.int64)
-                inv[idx] = np.arange(len(idx))  # layer index -> cloud index
-                nb = np.where(nbr[idx] >= 0, inv[np.clip(nbr[idx], 0, None)], -1)
+                nbr = _take(to_numpy(d["nbr_idx"]), idx).astype(np.int64, copy=False)
+                if "nbr_mask" in d:  # [n, K]
+                    nbr = np.where(_take(to_numpy(d["nbr_mask"]), idx).astype(bool),
+                                   nbr, -1)
+                if idx is not None:  # layer index -> cloud index
+                    inv = np.full(len(loc[0]), -1, dtype=np.int64)
+                    inv[idx] = np.arange(len(p))
+                    nbr = np.where(nbr >= 0, inv[np.clip(nbr, 0, None)], -1)
                 kind = "axial tube" if ".branches." in name and "axial" in name.lower() \
                     else "neighbours"
                 b.click(label, f"{kind} of the query (click)", ci, "neighbour",
-                        w[idx], idx=nb)
+                        w, idx=nbr)
             elif w.ndim == 3 and "centres" in d:
                 cen = to_numpy(d["centres"], np.float64)
                 m_max = w.shape[1]
                 counts = np.bincount(bt, minlength=cloud + 1) if bt is not None \
-                    else np.array([len(p)])
+                    else np.array([len(p)])  # p: this cloud's points
                 m_b = np.minimum(counts, m_max)
                 off = int(m_b[:cloud].sum())
                 cb = cen[off:off + int(m_b[cloud])]  # [M_b, 3]
                 if len(cb) == 0:
                     continue
-                if "assign" in d and d["assign"].numel() == len(p):
-                    asg = to_numpy(d["assign"]).astype(np.int64)[idx] - off
+                if "assign" in d and d["assign"].numel() == len(loc[0]):
+                    asg = _take(to_numpy(d["assign"]), idx).astype(np.int64) - off
                 else:
-                    d2 = ((p[idx][:, None, :] - cb[None]) ** 2).sum(-1)  # [n, M_b]
+                    d2 = ((p[:, None, :] - cb[None]) ** 2).sum(-1)  # [n, M_b]
                     asg = np.argmin(d2, axis=1)
                 b.click(label, "global token weights of the query (click)", ci,
-                        "token", w[idx, :len(cb)], assign=asg, centres=cb)
+                        "token", w[:, :len(cb)], assign=asg, centres=cb)
             elif key in ("a", "fusion", "laff") and w.ndim == 3:
                 m = w.shape[2]
                 parent = name.rsplit(".", 1)[0] if "." in name else ""
@@ -328,20 +373,20 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
                     ["x", "y", "z"] if m == 3 and "ax" in name.lower() else
                     [f"branch {i}" for i in range(m)])
                 for i in range(m):
-                    b.scalar(label, f"LAFF weight of {nb[i]}", ci, w[idx, :, i],
+                    b.scalar(label, f"LAFF weight of {nb[i]}", ci, w[:, :, i],
                              "LAFF weight (softmax)")
             elif key == "a" and w.ndim == 4:
                 for lv in range(w.shape[1]):
                     b.scalar(label, f"LAFF weight of level {lv + 1}", ci,
-                             w[idx, lv, :, 1], "LAFF weight")
+                             w[:, lv, :, 1], "LAFF weight")
             elif w.ndim <= 2:
-                b.scalar(label, f"mean {key}", ci,
-                         w[idx].reshape(len(idx), -1).mean(1), f"mean {key}")
+                b.scalar(label, f"mean {key}", ci, w.reshape(len(w), -1).mean(1),
+                         f"mean {key}")
     b.finish()
     if not any(m["kind"] not in ("labels",) for m in b.scene.maps):
         b.scene.notes.append("no attention weights were recorded (a plain backbone?)")
     # the cloud itself, coloured by height: something to look at in any case
-    b.scalar("input", "height (z)", c0, pos_in[sel][:, 2], "z")
+    b.scalar("input", "height (z)", c0, pos_c[:, 2], "z")
     return b.scene
 
 

@@ -75,7 +75,7 @@ def test_pointnet2_cls_end_to_end_equals_eager(shared_data, tmp_path):
     # what `pointsam export --end-to-end --num-points N` records: a model
     # evaluated at 512 points, predicted at the graph's N
     record = prediction_record(config_from_dict({"data": {"num_points": 512}}),
-                               {"task": "cls", "num_classes": 40}, num_points=N)
+                               {"task": "cls", "num_classes": 10}, num_points=N)
     sess = _check("pointnet2_lite_cls", None, shared_data, tmp_path,
                   extra_meta={"prediction": record})
     model = _model("pointnet2_lite_cls", None)
