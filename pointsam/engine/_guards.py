@@ -15,13 +15,15 @@ class TrainingDiverged(FloatingPointError):
 
 
 def uses_features(model: nn.Module) -> bool:
-    """Whether ``model`` reads ``x``: a pointsam model reads it only when its
-    backbone was built with ``in_channels > 0``; any other model is assumed to."""
-    model = getattr(model, "module", model)  # DDP
-    backbone = getattr(model, "backbone", None)
-    if backbone is None:
-        return True
-    return int(getattr(backbone, "in_channels", 0) or 0) > 0
+    """Whether ``model`` reads ``x``: a :class:`~pointsam.models.PointModel` says
+    so (``in_channels > 0``); any other model is assumed to."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from pointsam.models import PointModel
+
+    if isinstance(model, DistributedDataParallel):
+        model = model.module
+    return model.in_channels > 0 if isinstance(model, PointModel) else True
 
 
 def drop_unused_features(model: nn.Module, data: Any) -> Any:

@@ -41,6 +41,7 @@ Example:
 
 from . import heads, shapenet_parts
 from .attention import ATTENTION, build_attention
+from .base import PointModel
 from .dgcnn import DGCNN, EdgeConv, feature_knn
 from .heads import ClsHead, PointClassifier, PointSegmenter, SegHead
 from .lidar import GroundHeightSegmenter, height_above_ground
@@ -50,6 +51,7 @@ from .registry import create_model, list_models, register_model
 from .temporal_lidar import TemporalLidarSegmenter
 
 __all__ = [
+    "PointModel",
     "create_model", "list_models", "register_model", "PointNet2", "DGCNN",
     "EdgeConv", "SetAbstraction", "FeaturePropagation", "feature_knn", "heads",
     "ClsHead", "SegHead", "PointClassifier", "PointSegmenter", "ATTENTION",

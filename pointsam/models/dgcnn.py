@@ -300,6 +300,11 @@ class DGCNN(nn.Module):
             parts.append(fused)
             return torch.cat(parts, dim=-1)  # [N, C_out]
 
+    @property
+    def min_points(self) -> int:
+        """The neighbourhood size of the first EdgeConv's kNN."""
+        return int(self.k)
+
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, k={self.k}, "
                 f"dilation={self.dilation}, static_graph={self.static_graph}, "

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from .. import ops
 from ..nn.common import block_elements, fold_batch_norm, run_folded
 from ..nn.network import tracing
+from .base import PointModel
 
 __all__ = ["ClsHead", "SegHead", "PointClassifier", "PointSegmenter", "unpack"]
 
@@ -220,8 +221,8 @@ def _check_dtype(model: nn.Module, pos: Tensor, x: Tensor | None) -> None:
                             "or the model (model.to(dtype))")
 
 
-def _features(model: nn.Module, x: Tensor | None, n: int) -> Tensor | None:
-    c = getattr(model.backbone, "in_channels", 0)
+def _features(model: PointModel, x: Tensor | None, n: int) -> Tensor | None:
+    c = model.in_channels
     if c == 0:
         if x is not None and not getattr(model, "_warned_unused_x", False):
             model._warned_unused_x = True  # once per model
@@ -237,7 +238,7 @@ def _features(model: nn.Module, x: Tensor | None, n: int) -> Tensor | None:
     return x
 
 
-class PointClassifier(nn.Module):
+class PointClassifier(PointModel):
     r"""A backbone that pools each cloud to one feature, plus a :class:`ClsHead`.
 
     ``forward(data)`` takes a PyG ``Data``/``Batch`` (``pos``, ``batch``, ``x``
@@ -253,6 +254,8 @@ class PointClassifier(nn.Module):
         torch.Size([2, 3])
     """
 
+    task = "cls"
+
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.backbone, self.head = backbone, head
@@ -261,6 +264,18 @@ class PointClassifier(nn.Module):
         for m in (self.backbone, self.head):
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.backbone.in_channels)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.head.num_classes)
+
+    @property
+    def min_points(self) -> int:
+        return int(self.backbone.min_points)
 
     def forward(self, data: Any = None, **tensors: Tensor) -> Tensor:
         x, pos, batch, _, b = unpack(data, **tensors)
@@ -280,7 +295,7 @@ class PointClassifier(nn.Module):
         return self.head(self.backbone.network(x, pos, plan, category=category))
 
 
-class PointSegmenter(nn.Module):
+class PointSegmenter(PointModel):
     r"""A backbone with per-point output, plus a :class:`SegHead`.
 
     For part segmentation (``num_categories > 0``) the input must carry
@@ -307,8 +322,16 @@ class PointSegmenter(nn.Module):
                 m.reset_parameters()
 
     @property
+    def task(self) -> str:  # type: ignore[override]
+        return "partseg" if self.num_categories else "semseg"
+
+    @property
     def num_categories(self) -> int:
-        return int(getattr(self.backbone, "num_categories", 0))
+        return int(self.backbone.num_categories)
+
+    in_channels = PointClassifier.in_channels
+    num_classes = PointClassifier.num_classes
+    min_points = PointClassifier.min_points
 
     def forward(self, data: Any = None, **tensors: Tensor) -> Tensor:
         x, pos, batch, category, b = unpack(data, **tensors)

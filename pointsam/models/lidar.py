@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from pointsam import ops
 
+from .base import PointModel
 from .heads import unpack
 from .registry import create_model, register_model
 
@@ -123,7 +124,7 @@ def height_above_ground(pos: Tensor, batch: Tensor | None = None, *,
     return torch.cat(parts)  # [N]
 
 
-class GroundHeightSegmenter(nn.Module):
+class GroundHeightSegmenter(PointModel):
     r"""A segmenter fed with the height above the local ground, nothing else.
 
     .. math::
@@ -148,8 +149,9 @@ class GroundHeightSegmenter(nn.Module):
         torch.Size([300, 3])
     """
 
+    task = "semseg"
     #: Why an end-to-end export (plan in the graph, ``num_points=N``) is refused.
-    no_end_to_end = ("its input feature, the height above the local ground, is a "
+    end_to_end_reason = ("its input feature, the height above the local ground, is a "
                      "per-cell quantile over a grid sized by the scan's extent "
                      "(data-dependent shapes), computed in Python; export the "
                      "network with the plan in Python (without --end-to-end), "
@@ -163,6 +165,14 @@ class GroundHeightSegmenter(nn.Module):
     def reset_parameters(self) -> None:
         if hasattr(self.net, "reset_parameters"):
             self.net.reset_parameters()
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.num_classes
+
+    @property
+    def min_points(self) -> int:
+        return self.net.min_points
 
     def extra_repr(self) -> str:
         return f"cell={self.cell}, quantile={self.quantile}"

@@ -189,6 +189,11 @@ class PointNet2(nn.Module):
             if m is not self and hasattr(m, "reset_parameters"):
                 m.reset_parameters()
 
+    @property
+    def min_points(self) -> int:
+        """The neighbourhood size of the first set abstraction (its largest scale)."""
+        return max(self.stages[0].ks)
+
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
                 f"stages={len(self.stages)}, grouping={self.grouping!r}, "

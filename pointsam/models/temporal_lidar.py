@@ -50,6 +50,7 @@ from pointsam import ops
 from pointsam.nn import TemporalAttention
 from pointsam.nn.common import MLP
 
+from .base import PointModel
 from .heads import unpack
 from .lidar import height_above_ground
 from .registry import create_model, register_model
@@ -57,7 +58,7 @@ from .registry import create_model, register_model
 __all__ = ["TemporalLidarSegmenter", "pointnet2_lite_temporal_lidarseg"]
 
 
-class TemporalLidarSegmenter(nn.Module):
+class TemporalLidarSegmenter(PointModel):
     r"""Segments the newest scan of a multi-scan sample, attending to past scans.
 
     See the module docstring for the math. The past scans must already be in
@@ -90,6 +91,8 @@ class TemporalLidarSegmenter(nn.Module):
         torch.Size([300, 4])
     """
 
+    task = "semseg"
+
     def __init__(self, net: nn.Module, *, channels: int = 32, num_past: int = 2,
                  num_heads: int = 4, k: int = 16, cell: float = 4.0,
                  quantile: float = 0.05) -> None:
@@ -97,7 +100,7 @@ class TemporalLidarSegmenter(nn.Module):
         ops.check_positive_int(channels, "channels")
         if isinstance(num_past, bool) or not isinstance(num_past, int) or num_past < 0:
             raise ValueError(f"num_past must be an integer >= 0, got {num_past!r}")
-        self.net, self.channels, self.num_past = net, channels, num_past
+        self.net, self.channels, self._num_past = net, channels, num_past
         self.cell, self.quantile = float(cell), float(quantile)
         self.embed = MLP([1, channels, channels])
         self.temporal: TemporalAttention | None = None
@@ -112,6 +115,26 @@ class TemporalLidarSegmenter(nn.Module):
             self.temporal.reset_parameters()
         if hasattr(self.net, "reset_parameters"):
             self.net.reset_parameters()
+
+    @property
+    def num_past(self) -> int:
+        return self._num_past
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.num_classes
+
+    @property
+    def min_points(self) -> int:
+        return self.net.min_points
+
+    @property
+    def export_blocker(self) -> str | None:
+        return ("TemporalLidarSegmenter (and its single-scan twin, num_past=0) "
+                "cannot be exported: it picks its scans from `frame` with boolean "
+                "masks and searches the past scans' neighbours inside forward, so "
+                "it has no plan()/network() split; run it eagerly (pointsam eval, "
+                "or model(batch) in Python)")
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, num_past={self.num_past}, "

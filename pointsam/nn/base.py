@@ -106,6 +106,8 @@ class PointModule(nn.Module):
     - :attr:`extra_inputs`: the keyword inputs of forward besides the standard
       ones (TemporalAttention: ``past_x``, ``past_pos``, ``past_batch``); a
       wrapper passes a keyword only to the modules that declare it.
+    - :attr:`export_blocker` (class level): why a network holding the module
+      cannot be exported, or ``None``.
 
     Wrappers (AttentionBlock, MultiBranchAttention) set ``accepts_neighbours``
     and ``extra_inputs`` per instance, from what they wrap. A module that is not
@@ -130,6 +132,9 @@ class PointModule(nn.Module):
     #: names of the tables :meth:`plan_geometry` returns (empty: the module only
     #: uses the caller's table, or none)
     geometry_keys: ClassVar[tuple[str, ...]] = ()
+    #: why a network holding this module cannot be exported (``None``: it can);
+    #: read by :attr:`pointsam.models.PointModel.export_blocker`
+    export_blocker: ClassVar[str | None] = None
 
     def plan_geometry(self, pos: Tensor, batch: Tensor,
                       batch_size: int) -> dict[str, Tensor]:

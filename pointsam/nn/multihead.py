@@ -70,6 +70,11 @@ class MultiHeadPointAttention(PointModule):
         (torch.Size([24, 32]), torch.Size([2, 4, 14, 14]))
     """
 
+    export_blocker = ("cannot be exported: it pads the clouds to a size read from the "
+                      "data inside forward (int(counts.max())); use "
+                      "attention='local_global' (local + pooled global attention) for "
+                      "an exportable model")
+
     def __init__(self, channels: int, *, num_heads: int = 8, max_points: int = 8192,
                  pos_encoding: bool = True, bias: bool = True, fused: bool = True,
                  device: torch.device | str | None = None,

@@ -117,6 +117,11 @@ class TemporalAttention(PointModule):
     """
 
     extra_inputs = frozenset({"past_x", "past_pos", "past_batch"})
+    export_blocker = ("cannot be exported: a multi-scan model picks its scans from "
+                      "`frame` with boolean masks and searches the past scans' "
+                      "neighbours inside forward, so it has no plan()/network() "
+                      "split; run it eagerly (pointsam eval, or model(batch) in "
+                      "Python)")
 
     def __init__(self, channels: int, *, num_heads: int = 8, k: int = 16,
                  num_frames: int | None = None, hidden_channels: int | None = None,
