@@ -73,6 +73,26 @@ def _pcd(n_header: int, n_data: int) -> bytes:
     return head.encode() + np.ones((n_data, 3), "<f4").tobytes()
 
 
+def _binf(env, name: str, arr: np.ndarray) -> Path:
+    p = env.dir / name
+    arr.astype("<f4").tofile(p)
+    return p
+
+
+def _far_scan() -> np.ndarray:
+    """A 4-column scan 5 km from the origin: no width reads a sensor frame."""
+    g = np.random.default_rng(0)
+    return np.hstack([g.uniform(5000, 5080, (64, 3)), g.uniform(0, 1, (64, 1))])
+
+
+def _several_widths() -> np.ndarray:
+    """40 points x y z in [0, 3] m, r g b in [0, 1]: read as 4, 5 or 6 columns,
+    every value is a plausible coordinate or intensity, and 40 rows are too few
+    for the row phases to tell the widths apart."""
+    g = np.random.default_rng(0)
+    return np.hstack([g.uniform(0, 3, (40, 3)), g.uniform(0, 1, (40, 3))])
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A folder, a pointnet2_lite_cls checkpoint (12 classes, untrained, with the
@@ -344,6 +364,13 @@ CASES = [
     ("data", "unknown-suffix", lambda env: read_cloud(
         _write(env.dir / "c.vtk", "x")), ValueError,
      "unknown point-cloud suffix '.vtk'"),
+    ("data", "bin-no-sensor-like-width", lambda env: read_cloud(
+        _binf(env, "far.bin", _far_scan())), CloudFormatError,
+     "no reading as float32 columns looks like a sensor scan (4 columns: 99% of "
+     "the points within"),
+    ("data", "bin-several-plausible-widths", lambda env: read_cloud(
+        _binf(env, "several.bin", _several_widths())), CloudFormatError,
+     "cannot tell how many float32 columns it holds, 3 readings look like a scan"),
     ("data", "off-is-a-mesh", lambda env: read_cloud(
         _write(env.dir / "m.off", "OFF\n0 0 0\n")), ValueError,
      "an OFF file is a mesh"),
@@ -403,8 +430,20 @@ CASES = [
                                                "--resume", "--overwrite"),
      ValueError, "give one of them"),
     ("cli", "train-out-dir-is-a-file", _cli(
-        "train", _file("f.yaml", "train: {out_dir: taken.txt}\n")), RunDirError,
+        "train", _file("f.yaml", "data: {name: synthetic_shapes}\n"
+                       "train: {out_dir: taken.txt}\n")), RunDirError,
      "exists and is not a folder"),
+    ("cli", "train-config-without-data", _cli(
+        "train", _file("m.yaml", "model: {name: pointnet2_lite_cls}\n")),
+     ConfigError, "m.yaml has no data section: a config names the dataset it "
+     "trains on"),
+    ("cli", "train-config-without-data-name", _cli(
+        "train", _file("n.yaml", "data: {batch_size: 4}\n")),
+     ConfigError, "n.yaml has no data.name: a config names the dataset"),
+    ("cli", "predict-bin-of-several-widths", _cli(
+        "predict", _ck, lambda env: str(_binf(env, "several.bin", _several_widths())),
+        "--out", "o.ply"), CloudFormatError,
+     "3 readings look like a scan (4 columns: plausible"),
     ("cli", "train-empty-config", _cli("train", _file("e.yaml", "")), ConfigError,
      "is empty"),
 ]
@@ -466,13 +505,15 @@ def _xyzrgb(path, n=64, seed=0):
     return path
 
 
-def test_six_column_bin_read_with_four_warns(tmp_path):
+def test_six_column_bin_is_read_as_six(tmp_path):
+    import warnings
+
     p = _xyzrgb(tmp_path / "rgb.bin")
-    with pytest.warns(UserWarning, match=r"read as 4 float32 columns .* is it x y z "
-                      r"r g b\? Pass bin_columns=6"):
-        read_cloud(p)
-    d = read_cloud(p, bin_columns=6)
-    assert d.pos.shape == (64, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = read_cloud(p)  # as 4 columns the 4th would take y (< 0): refused
+    assert d.pos.shape == (64, 3) and d.x.shape == (64, 3)
+    assert read_cloud(p, bin_columns=6).pos.tolist() == d.pos.tolist()
 
 
 def test_four_column_bin_does_not_warn(tmp_path):
@@ -495,12 +536,13 @@ def test_predict_says_how_it_read_the_columns(env, tmp_path, capsys):
     assert "read 4 columns: x y z remission (200 points)" in capsys.readouterr().out
 
 
-def test_cli_warning_is_one_line(env, tmp_path, capsys):
-    p = _xyzrgb(tmp_path / "rgb.bin", n=128)
-    assert main(["predict", env.ck, str(p), "--out", str(tmp_path / "p.ply")]) == 0
+def test_cli_warning_is_one_line(env, tmp_path, capsys, shared_data):
+    # a street scan given to an object classifier (trained on 64-point shapes)
+    scan = shared_data / "kitti_object_sample/training/velodyne/004139.bin"
+    assert main(["predict", env.ck, str(scan), "--out", str(tmp_path / "p.ply")]) == 0
     err = capsys.readouterr().err.splitlines()
-    assert [ln for ln in err if "bin_columns=6" in ln] == [
-        ln for ln in err if ln.startswith("pointsam: warning: ")] and len(err) == 1
+    assert len(err) == 1 and err[0].startswith(
+        "pointsam: warning: this cloud looks like a LiDAR scene"), err
 
 
 def test_eval_of_an_old_checkpoint_without_class_names_warns(env, capsys):

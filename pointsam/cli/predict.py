@@ -1,4 +1,4 @@
-"""``pointsam predict (CHECKPOINT | --model NAME | --onnx M.onnx | --pt2 M.pt2) FILE
+r"""``pointsam predict (CHECKPOINT | --model NAME | --onnx M.onnx | --pt2 M.pt2) FILE
 --out OUT.ply``.
 
 ``--onnx`` runs a ``pointsam export`` ONNX file in ONNX Runtime, ``--pt2`` a
@@ -6,6 +6,14 @@
 All four sources go through the one prediction path,
 :func:`~pointsam.engine.predict.predict_cloud`: the cloud is prepared by the
 run's evaluation transform whatever runs the network.
+
+The readers return a file as it is; the shipped models expect the canonical
+frame, z up (their cards say so). ``--up-axis x|y`` turns a cloud of another
+convention z up first, by the proper rotation of
+:class:`~pointsam.data.transforms.UpAxisToZ` (y up: +90 deg about x,
+:math:`(x, y, z) \mapsto (x, -z, y)`; x up: -90 deg about y,
+:math:`(x, y, z) \mapsto (-z, y, x)`); the output PLY keeps the file's own
+coordinates.
 """
 
 from __future__ import annotations
@@ -53,8 +61,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--bin-columns",
         type=int,
         default=None,
-        help="float32 values per point of a .bin scan (default: 4, KITTI; "
-        "5 for nuScenes *.pcd.bin; 6 for xyzrgb)",
+        help="float32 values per point of a .bin scan (default: judged from "
+        "the data among 4 KITTI, 5 nuScenes, 6 Waymo/xyzrgb; refused when "
+        "it cannot be told)",
+    )
+    pr.add_argument(
+        "--up-axis",
+        choices=("x", "y", "z"),
+        default="z",
+        help="the cloud's up axis; x or y turns it z up (the frame the models "
+        "expect) by a proper rotation, y: (x, y, z) -> (x, -z, y), "
+        "x: (x, y, z) -> (-z, y, x) (default: z, as read)",
     )
     pr.add_argument(
         "--max-points",
@@ -140,9 +157,17 @@ def run(args: argparse.Namespace) -> int:
     data = read_cloud(args.file, bin_columns=args.bin_columns)
     _check_size(args, data, num_classes=task.num_classes)
     print(describe_columns(data))
+    pos = data.pos.numpy().copy()  # the file's coordinates, for the output
+    up = getattr(args, "up_axis", "z")
+    if up != "z":
+        from pointsam.data.transforms import UpAxisToZ, has_normals
+
+        rot = UpAxisToZ(up, normals="x" if has_normals(data) else None)
+        data = rot(data)
+        print(f"turned {up} up to z up: (x, y, z) -> "
+              + ("(x, -z, y)" if up == "y" else "(-z, y, x)"))
     res = predict_cloud(model, task, cfg, data, category=args.category,
                         runner=runner)
-    pos = data.pos.numpy()
     names = meta.get("class_names") or []
     if task_name == "cls":
         label = res["label"]

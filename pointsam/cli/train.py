@@ -6,6 +6,9 @@ run (a second run into it is refused, naming the process that holds it), and a
 new run into a folder that holds a previous run is refused unless ``--resume``
 or ``--overwrite`` (see :mod:`pointsam.engine.rundir`).
 
+A config names its data (``data.name``, in the file or through ``--set``):
+one without it is refused rather than trained on the default synthetic set.
+
 Every run goes through the one trainer, LiDAR frames included
 (``train/lidar/*.yaml``: ``data.name: lidar_frames``, ``train.steps``).
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--resume continues the run in OUT_DIR and --overwrite "
                          "replaces it: give one of them")
     cfg = load_config(args.config, args.overrides)
+    _check_names_data(args.config, args.overrides)
     try:
         trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
         if trainer.info.is_main:
@@ -77,6 +81,28 @@ def run(args: argparse.Namespace) -> int:
     if trainer.info.is_main:
         print_summary(summary, Path(cfg.train.out_dir))
     return 0
+
+
+def _check_names_data(path: str, overrides: list[str]) -> None:
+    """Refuse a config that names no dataset (``data.name``) in the file or in
+    ``--set``: its defaults would train on synthetic shapes into runs/default."""
+    import yaml
+
+    from pointsam.engine.builders import DATASETS
+    from pointsam.engine.config import ConfigError
+
+    d = yaml.safe_load(Path(path).read_text()) or {}  # load_config checked it
+    data = d.get("data") if isinstance(d, dict) else None
+    if (isinstance(data, dict) and data.get("name")) or any(
+            o.split("=", 1)[0].strip() == "data.name" for o in overrides):
+        return
+    what = "no data section" if not isinstance(data, dict) else "no data.name"
+    raise ConfigError(
+        f"{path} has {what}: a config names the dataset it trains on, e.g. "
+        "`data: {name: modelnet10, root: ...}` (known: "
+        f"{', '.join(DATASETS)}; see train/*.yaml), or --set data.name=NAME; "
+        "without it the defaults would train on synthetic_shapes into "
+        "runs/default")
 
 
 def print_summary(summary: dict[str, Any], out: Path) -> None:

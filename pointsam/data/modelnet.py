@@ -19,7 +19,8 @@ from ._common import (
     save_npy_atomic,
 )
 from .base import PointDataset
-from .io import read_cloud, read_off, read_xyz, sample_surface
+from .io import read_cloud, read_normal_resampled, read_off, sample_surface
+from .transforms import has_normals
 
 __all__ = ["ModelNet", "MODELNET10_CLASSES", "MODELNET40_CLASSES"]
 
@@ -87,21 +88,9 @@ def _shape_class(shape_id: str) -> str:
 
 
 def _normals_of(d: Data) -> Tensor | None:
-    """The normals among a point file's features, [N, 3], or ``None``.
-
-    Named fields (``nx ny nz``, from PLY/PCD) are used as they are; unnamed
-    columns (``.txt``/``.xyz``/``.npy``: x y z then features) count as normals when
-    columns 3-5 are unit vectors (|n| within 0.01 of 1 on 99% of the points).
-    """
-    if d.x is None or d.x.size(1) < 3:
-        return None
-    if d.fields[:3] == ["nx", "ny", "nz"]:
-        return d.x[:, :3]
-    if not d.fields:
-        norm = d.x[:, :3].norm(dim=1)  # [N]
-        if float(((norm - 1).abs() < 1e-2).float().mean()) >= 0.99:
-            return d.x[:, :3]
-    return None
+    """The normals among a point file's features, [N, 3], or ``None``
+    (:func:`~pointsam.data.transforms.has_normals` decides)."""
+    return d.x[:, :3] if has_normals(d) else None
 
 
 class ModelNet(PointDataset):
@@ -124,7 +113,10 @@ class ModelNet(PointDataset):
     ``"normal_resampled"``
         PointNet++'s ``modelnet40_normal_resampled``: ``<class>/<shape>.txt`` with
         ``x,y,z,nx,ny,nz`` rows, ``modelnet{10,40}_shape_names.txt`` and the split
-        lists ``modelnet{10,40}_{train,test}.txt`` (or ``file_list``).
+        lists ``modelnet{10,40}_{train,test}.txt`` (or ``file_list``). The files
+        are y up; points and normals are turned z up like the other formats,
+        :math:`(x, y, z) \mapsto (x, -z, y)` (+90 deg about x, a proper
+        rotation: :func:`~pointsam.data.io.read_normal_resampled`).
     ``"hdf5"``
         ``modelnet40_ply_hdf5_2048``: ``{train,test}_files.txt`` naming
         ``ply_data_*.h5`` (the ``data/modelnet40_ply_hdf5_2048/`` prefix is
@@ -134,7 +126,10 @@ class ModelNet(PointDataset):
     For ``"off"`` and ``"points"`` the root may be the folder holding the class
     folders, or one above it (``ModelNet10/``, ``ModelNet10/pcd/`` are searched).
 
-    Each sample: ``pos`` [N, 3] float32 (raw units; add
+    ``"off"``, ``"points"`` and ``"normal_resampled"`` come in the canonical
+    frame of the OFF meshes, z up. ``"hdf5"`` is returned as stored (no sample
+    here to check its frame; PointNet's own augmentation turns it about y,
+    which suggests y up). Each sample: ``pos`` [N, 3] float32 (raw units; add
     :class:`~pointsam.data.transforms.NormalizeScale`), ``x`` [N, 3] unit normals
     when the format has them and ``use_normals``, ``y`` [1] class id in the
     official class order (:attr:`classes`).
@@ -431,18 +426,11 @@ class ModelNet(PointDataset):
                 y=label,
             )
         if self.format == "normal_resampled":
-            arr = read_xyz(f, delimiter=",")
-            if arr.shape[1] < 6:
-                raise CloudFormatError(
-                    f"{f}: expected 6 columns x,y,z,nx,ny,nz, found {arr.shape[1]}"
-                )
+            pos, nrm = read_normal_resampled(f)  # z up, [N, 3] each
             if self.num_points is not None:
-                arr = arr[: self.num_points]
+                pos, nrm = pos[: self.num_points], nrm[: self.num_points]
             return make_data(
-                arr[:, :3],
-                source=f,
-                x=arr[:, 3:6] if self.use_normals else None,
-                y=label,
+                pos, source=f, x=nrm if self.use_normals else None, y=label
             )
         d = read_cloud(f)
         out = make_data(d.pos.numpy(), source=f, y=label)

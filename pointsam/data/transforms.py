@@ -39,6 +39,9 @@ __all__ = [
     "NormalizeScale",
     "FixedPoints",
     "RandomRotate",
+    "UpAxisToZ",
+    "UP_AXIS_ROTATIONS",
+    "has_normals",
     "RandomScale",
     "RandomShift",
     "Jitter",
@@ -255,6 +258,81 @@ class RandomRotate(_Random):
 
     def __repr__(self) -> str:
         return f"RandomRotate(axis={self.axis!r}, degrees={self.degrees})"
+
+
+#: The proper rotations (determinant +1) that turn the named up axis into +z:
+#: ``"x"``: -90 deg about y, :math:`(x, y, z) \mapsto (-z, y, x)`;
+#: ``"y"``: +90 deg about x, :math:`(x, y, z) \mapsto (x, -z, y)`;
+#: ``"z"``: the identity. Rows are the new x, y, z.
+UP_AXIS_ROTATIONS: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "x": ((0.0, 0.0, -1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)),
+    "y": ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0)),
+    "z": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+}
+
+
+def has_normals(data: Data, key: str = "x") -> bool:
+    """Whether the first three columns of ``data[key]`` are normals.
+
+    Named fields (``data.fields`` starting ``nx ny nz``, from PLY/PCD) say so;
+    unnamed columns (``.txt``/``.xyz``/``.npy``) count as normals when they are
+    unit vectors (:math:`|n|` within 0.01 of 1 on 99% of the points).
+    """
+    f = getattr(data, key, None)
+    if not isinstance(f, Tensor) or f.dim() != 2 or f.size(1) < 3:
+        return False
+    fields = list(getattr(data, "fields", None) or [])
+    if fields[:3] == ["nx", "ny", "nz"]:
+        return True
+    if fields:
+        return False
+    norm = f[:, :3].float().norm(dim=1)  # [N]
+    return float(((norm - 1).abs() < 1e-2).float().mean()) >= 0.99
+
+
+class UpAxisToZ:
+    r"""Rotate a cloud whose up axis is ``axis`` into the canonical frame, z up.
+
+    :math:`p_i \leftarrow R\,p_i` with the proper rotation
+    :math:`R` = :data:`UP_AXIS_ROTATIONS` ``[axis]`` (:math:`\det R = +1`, so
+    no mirror image): y up turns by +90 deg about x,
+    :math:`(x, y, z) \mapsto (x, -z, y)`; x up by -90 deg about y,
+    :math:`(x, y, z) \mapsto (-z, y, x)`. Normals (``normals`` key) are
+    rotated by the same :math:`R`.
+
+    Args:
+        axis: The cloud's up axis, ``"x"``, ``"y"`` or ``"z"`` (identity).
+        normals: Field whose first 3 columns are normals, or ``None``.
+
+    Shapes:
+        - **input:** pos :math:`(N, 3)`, optional normals :math:`(N, 3 + C)`
+        - **output:** the same shapes, rotated
+
+    Example:
+        >>> d = UpAxisToZ("y")(Data(pos=torch.tensor([[0., 1, 0], [0, 0, 1]])))
+        >>> d.pos.tolist()
+        [[0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]
+    """
+
+    def __init__(self, axis: str = "y", *, normals: str | None = None) -> None:
+        if axis not in UP_AXIS_ROTATIONS:
+            raise ValueError(f"up axis must be 'x', 'y' or 'z', got {axis!r}")
+        self.axis, self.normals = axis, normals
+
+    def matrix(self) -> Tensor:
+        """The rotation :math:`R`, [3, 3]."""
+        return torch.tensor(UP_AXIS_ROTATIONS[self.axis])
+
+    def __call__(self, data: Data) -> Data:
+        if self.axis == "z":
+            return data
+        r = self.matrix().to(data.pos.dtype)
+        data.pos = data.pos @ r.T  # [N, 3]
+        _rotate_normals(data, self.normals, r)
+        return data
+
+    def __repr__(self) -> str:
+        return f"UpAxisToZ({self.axis!r})"
 
 
 class RandomScale(_Random):

@@ -75,10 +75,9 @@ def test_bin_columns_nuscenes_waymo_s3dis(shared_data):
     assert d.pos.shape == (100, 3) and d.fields == ["intensity", "ring"]
     assert set(d.x[:, 1].tolist()) == set(float(i) for i in range(32))
     assert float(d.x[:, 0].max()) <= 255 and float(d.pos.abs().max()) < 100
-    # Waymo in KITTI format is 800 x 6: read as 4 columns its timestamps land in
-    # pos, which the default refuses; bin_columns=6 reads it
-    with pytest.raises(CloudFormatError, match="bin_columns"):
-        read_cloud(shared_data / WAYMO)
+    # Waymo in KITTI format is 800 x 6: read as 4 or 5 columns its timestamps
+    # (~1.5e15) land in pos, so 6 is the one sensor-like width (and bin_columns=6)
+    assert read_cloud(shared_data / WAYMO).x.shape == (800, 3)
     w = read_cloud(shared_data / WAYMO, bin_columns=6)
     assert w.pos.shape == (800, 3) and w.x.shape == (800, 3)
     assert float(w.pos.abs().max()) < 100
