@@ -142,6 +142,9 @@ class LidarCrops(torch.utils.data.Dataset):
         synthetic: More scans, already mapped to the same train ids.
         num_samples: Length of the dataset (items are independent draws).
         real_fraction: Share of crops drawn from ``real``. (default: 0.5)
+        boxed: Scans labelled only where boxes say so (other points -1).
+        box_fraction: Share of crops drawn from ``boxed``, before the real /
+            synthetic choice. (default: 0)
         radius: Cylinder radius in metres. (default: 20)
         max_points: Points per crop at most. (default: 8192)
         voxel_size: Voxel edge in metres (0: none). (default: 0.1)
@@ -156,16 +159,21 @@ class LidarCrops(torch.utils.data.Dataset):
     def __init__(self, real: Sequence[Data], synthetic: Sequence[Data] = (), *,
                  num_samples: int = 1000, real_fraction: float = 0.5,
                  radius: float = 20.0, max_points: int = 8192,
-                 voxel_size: float = 0.1, augment: bool = True, seed: int = 0) -> None:
+                 voxel_size: float = 0.1, augment: bool = True, seed: int = 0,
+                 boxed: Sequence[Data] = (), box_fraction: float = 0.0) -> None:
         if not real and not synthetic:
             raise ValueError("LidarCrops needs at least one scan")
+        if not 0 <= box_fraction < 1:
+            raise ValueError(f"box_fraction must be in [0, 1), got {box_fraction}")
+        self.boxed = list(boxed)
+        self.box_fraction = box_fraction if self.boxed else 0.0
         if not 0 <= real_fraction <= 1:
             raise ValueError(f"real_fraction must be in [0, 1], got {real_fraction}")
         if not real:
             real_fraction = 0.0
         elif not synthetic:
             real_fraction = 1.0
-        for d in list(real) + list(synthetic):
+        for d in list(real) + list(synthetic) + self.boxed:
             if getattr(d, "y", None) is None or d.y.numel() != d.pos.size(0):
                 raise ValueError("every scan needs per-point labels y [N]")
         self.real, self.synthetic = list(real), list(synthetic)
@@ -180,6 +188,8 @@ class LidarCrops(torch.utils.data.Dataset):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(i))
         use_real = float(torch.rand(1, generator=g)) < self.real_fraction
         pool = self.real if use_real else self.synthetic
+        if self.boxed and float(torch.rand(1, generator=g)) < self.box_fraction:
+            pool = self.boxed  # a box-labelled scan of another drive
         scan = pool[int(torch.randint(len(pool), (1,), generator=g))]
         pos = scan.pos
         c = pos[int(torch.randint(pos.size(0), (1,), generator=g))]  # [3]
@@ -205,7 +215,7 @@ class LidarCrops(torch.utils.data.Dataset):
 
     def class_counts(self) -> Tensor:
         """Labelled points per train id over all scans (real and synthetic) [19]."""
-        ys = torch.cat([d.y for d in self.real + self.synthetic])
+        ys = torch.cat([d.y for d in self.real + self.synthetic + self.boxed])
         ys = ys[ys >= 0]
         return torch.bincount(ys, minlength=NUM_LEARNING_CLASSES)
 
@@ -281,6 +291,7 @@ class LidarFrames(PointDataset):
             a SqueezeSeg ``.npy``. They join the real scans of the crops with
             only their box points labelled; every other point is ignored, never
             taken as background. (default: none)
+        box_fraction: Share of the crops drawn from ``box_scans``. (default: 0.25)
         real_fraction, radius, max_points, voxel_size: As :class:`LidarCrops`.
         seed: Seed of the crops and of the synthetic scenes.
 
@@ -300,7 +311,7 @@ class LidarFrames(PointDataset):
                  train_frames: Sequence[str] = (), test_frames: Sequence[str] = (),
                  val_frames: Sequence[str] = (), holdout: dict | None = None,
                  num_samples: int = 4096, synthetic_scenes: int = 0,
-                 box_scans: Sequence[str] = (),
+                 box_scans: Sequence[str] = (), box_fraction: float = 0.25,
                  real_fraction: float = 0.5, radius: float = 20.0,
                  max_points: int = 8192, voxel_size: float = 0.1,
                  seed: int = 0, transform: Callable[[Data], Data] | None = None) -> None:
@@ -360,11 +371,11 @@ class LidarFrames(PointDataset):
                 raise ValueError(f"the train frames {self.train_frames} hold no "
                                  "labelled point outside the held-out region")
             synth = synthetic_scans(int(synthetic_scenes), int(seed))
-            rest += [_box_scan(f) for f in box_scans]
+            boxed = [_box_scan(f) for f in box_scans]
             self._crops: LidarCrops | None = LidarCrops(
                 rest, synth, num_samples=num_samples, real_fraction=real_fraction,
                 radius=radius, max_points=max_points, voxel_size=voxel_size,
-                seed=seed)
+                seed=seed, boxed=boxed, box_fraction=box_fraction)
             self._scans: list[Data] = []
         else:
             self._crops = None

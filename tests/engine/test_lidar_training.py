@@ -271,7 +271,12 @@ def test_box_scans_train_their_classes_only(shared_data):
               holdout={"axis": 0, "above": 13.3})
     plain = LidarFrames(shared_data / FRAMES, **kw)
     boxed = LidarFrames(shared_data / FRAMES, box_scans=[str(files[0]), str(k)], **kw)
-    assert len(boxed._crops.real) == 3
+    assert len(boxed._crops.real) == 1 and len(boxed._crops.boxed) == 2
+    assert boxed._crops.box_fraction == 0.25
+    from_boxes = sum(int((boxed[i].y >= 0).sum() == 0) == 0 and
+                     bool(((boxed[i].y == 0) | (boxed[i].y < 0)).all())
+                     for i in range(40))
+    assert 0 < from_boxes < 40  # some crops come from the boxed scans
     extra = boxed.class_counts() - plain.class_counts()
     assert extra[0] == 1858 + 296 and extra[5] == 1303 and extra[6] == 40
     assert int(extra.sum()) == 1858 + 296 + 1303 + 40  # nothing else is labelled
