@@ -1,4 +1,8 @@
-"""``pointsam bench [NAME ...] [--list] [--quick]``: runs ``python -m bench.NAME``."""
+"""``pointsam bench [NAME ...] [--list] [--quick]``: runs ``python -m bench.NAME``.
+
+The benchmarks are scripts of the source checkout (``bench/``, beside the
+package), not part of the installed package: the command needs an editable
+install of a clone and says so otherwise."""
 
 from __future__ import annotations
 
@@ -42,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
         else []
     )
     if not scripts:
-        print(f"pointsam bench: no benchmark scripts found in {root}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(
+            f"no benchmark scripts in {root}: the benchmarks live in the source "
+            "checkout's bench/ folder, which an installed wheel does not carry; "
+            "run `pointsam bench` from an editable install of a git clone "
+            "(bash run.sh setup), or `python -m bench.NAME` in the clone")
     if args.list:
         for s in scripts:
             print(s.stem)

@@ -184,6 +184,12 @@ def fold_batch_norm(lin: nn.Linear, norm: nn.Module) -> tuple[Tensor, Tensor] | 
         s = \gamma / \sqrt{\sigma^2 + \epsilon}
 
     computed in at least float32, then cast to the weights' dtype.
+
+    The formula of :func:`torch.nn.utils.fusion.fuse_linear_bn_weights`, which
+    is not used because it needs an affine norm (``bn_w``, ``bn_b`` not
+    ``None``: ``BatchNorm1d(affine=False)`` would fail), computes in the weights'
+    own dtype (float16 weights would fold in float16) and returns
+    ``nn.Parameter`` s that require grad; folding here feeds tracing only.
     """
     if type(norm) is not nn.BatchNorm1d or norm.training \
             or norm.running_mean is None or norm.running_var is None:
