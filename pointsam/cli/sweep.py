@@ -1,16 +1,23 @@
 """``pointsam sweep CONFIG ... --seeds 0 1 2 --out DIR``: configs x seeds, tabulated.
 
-The orchestration and the report live in :mod:`pointsam.engine.sweep` and
-:mod:`pointsam.engine.sweep_report`; this module is the command's parser.
+The orchestration (planning, checking and running the children) and the
+report live in :mod:`pointsam.engine.sweep` and
+:mod:`pointsam.engine.sweep_report`; this module is the command: its parser and
+:func:`cmd_sweep`, which composes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "cmd_sweep"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -43,6 +50,78 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep (or only its report); 0 when every run finished."""
-    from pointsam.engine.sweep import cmd_sweep
-
     return cmd_sweep(args)
+
+
+def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
+    """Run ``pointsam sweep`` from parsed arguments; 0 when every run finished."""
+    from pointsam.engine.sweep import (
+        SweepError,
+        baseline_name,
+        check_plan,
+        plan_sweep,
+        read_summary,
+        run_sweep,
+    )
+    from pointsam.engine.sweep_report import fmt_duration, write_report
+
+    out = Path(args.out)
+    meta_path = out / "sweep.json"
+    configs, seeds, overrides = list(args.configs), list(args.seeds), list(args.overrides)
+    baseline = args.baseline
+    if not configs:
+        if not (args.report_only and meta_path.is_file()):
+            raise SweepError("no config given: pointsam sweep CONFIG [CONFIG ...] "
+                             "(only --report-only on an existing DIR may omit them)")
+        meta = json.loads(meta_path.read_text())
+        configs = [c["path"] for c in meta["configs"]]
+        seeds, overrides = meta["seeds"], meta["overrides"]
+        baseline = baseline or meta.get("baseline")
+    runs = plan_sweep(configs, seeds, out, overrides)
+    base = baseline_name(runs, baseline)
+    command = "pointsam sweep " + shlex.join(
+        [str(c) for c in configs] + ["--seeds", *map(str, seeds)]
+        + [a for o in overrides for a in ("--set", o)]
+        + (["--baseline", base] if base != runs[0].name else [])
+        + ["--jobs", str(args.jobs), "--out", str(args.out)])
+    if not args.report_only:
+        task = check_plan(runs)
+        if args.dry_run:
+            for r in runs:
+                state = ("finished" if read_summary(r.summary_path) else
+                         "resume" if (r.out_dir / "last.pt").is_file() else "new")
+                log(f"[{state}] {shlex.join(r.command(state == 'resume'))}")
+            return 0
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {"configs": [{"name": n, "path": str(p)} for n, p in
+                            dict((r.name, r.config) for r in runs).items()],
+                "seeds": seeds, "overrides": overrides, "baseline": base,
+                "task": task, "jobs": args.jobs,
+                "cpu_count": os.cpu_count(), "command": command}
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+        t0 = time.time()
+        outcomes = run_sweep(runs, args.jobs, log=log)
+        failed = [o.run.label for o in outcomes if o.status == "failed"]
+        busy = [o.run.label for o in outcomes if o.status == "busy"]
+        log(f"[sweep] finished in {fmt_duration(time.time() - t0)}"
+            + (f"; {len(failed)} run(s) failed: " + ", ".join(failed) if failed else "")
+            + (f"; {len(busy)} run(s) left to the process(es) training them: "
+               + ", ".join(busy) if busy else ""))
+    jobs = args.jobs
+    if meta_path.is_file():  # as the runs were made
+        meta = json.loads(meta_path.read_text())
+        jobs = meta.get("jobs", jobs)
+        if args.report_only:
+            command = meta.get("command", command)
+    names = list(dict.fromkeys(r.name for r in runs))
+    from pointsam.viz.sweep_figure import sweep_figure
+
+    paths = write_report(out, names, seeds, base, command=command, jobs=jobs,
+                         draw=sweep_figure)
+    log("[sweep] wrote " + ", ".join(str(p) for p in paths))
+    missing = [r for r in runs if read_summary(r.summary_path) is None]
+    if missing:
+        log(f"[sweep] {len(missing)} run(s) have no summary yet: "
+            + ", ".join(r.label for r in missing))
+    return 1 if missing and not args.report_only else 0
+

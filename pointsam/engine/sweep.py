@@ -44,7 +44,7 @@ from typing import Any
 from .checkpoint import RESUME_FREE
 from .config import Config, config_diff, config_to_dict, load_config
 from .rundir import lock_holder
-from .sweep_report import fmt_duration, metrics_text, read_summary, write_report
+from .sweep_report import fmt_duration, metrics_text, read_summary
 
 __all__ = [
     "SweepError",
@@ -53,7 +53,7 @@ __all__ = [
     "check_plan",
     "run_sweep",
     "read_summary",
-    "cmd_sweep",
+    "baseline_name",
 ]
 
 #: Keys a finished or partial run may differ in from the planned config: they
@@ -403,8 +403,9 @@ def _log_tail(path: Path) -> str:
     return lines[-1][-300:] if lines else "empty log"
 
 
-# ------------------------------------------------------------------ the command
-def _baseline_name(runs: Sequence[SweepRun], baseline: str | None) -> str:
+def baseline_name(runs: Sequence[SweepRun], baseline: str | None) -> str:
+    """The run name of ``--baseline`` (a config's stem or path; default: the
+    first config)."""
     names = list(dict.fromkeys(r.name for r in runs))
     if baseline is None:
         return names[0]
@@ -413,64 +414,3 @@ def _baseline_name(runs: Sequence[SweepRun], baseline: str | None) -> str:
             return r.name
     raise SweepError(f"--baseline {baseline!r} is none of the configs: "
                      + ", ".join(names))
-
-
-def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
-    """Run ``pointsam sweep`` from parsed arguments; 0 when every run finished."""
-    out = Path(args.out)
-    meta_path = out / "sweep.json"
-    configs, seeds, overrides = list(args.configs), list(args.seeds), list(args.overrides)
-    baseline = args.baseline
-    if not configs:
-        if not (args.report_only and meta_path.is_file()):
-            raise SweepError("no config given: pointsam sweep CONFIG [CONFIG ...] "
-                             "(only --report-only on an existing DIR may omit them)")
-        meta = json.loads(meta_path.read_text())
-        configs = [c["path"] for c in meta["configs"]]
-        seeds, overrides = meta["seeds"], meta["overrides"]
-        baseline = baseline or meta.get("baseline")
-    runs = plan_sweep(configs, seeds, out, overrides)
-    base = _baseline_name(runs, baseline)
-    command = "pointsam sweep " + shlex.join(
-        [str(c) for c in configs] + ["--seeds", *map(str, seeds)]
-        + [a for o in overrides for a in ("--set", o)]
-        + (["--baseline", base] if base != runs[0].name else [])
-        + ["--jobs", str(args.jobs), "--out", str(args.out)])
-    if not args.report_only:
-        task = check_plan(runs)
-        if args.dry_run:
-            for r in runs:
-                state = ("finished" if read_summary(r.summary_path) else
-                         "resume" if (r.out_dir / "last.pt").is_file() else "new")
-                log(f"[{state}] {shlex.join(r.command(state == 'resume'))}")
-            return 0
-        out.mkdir(parents=True, exist_ok=True)
-        meta = {"configs": [{"name": n, "path": str(p)} for n, p in
-                            dict((r.name, r.config) for r in runs).items()],
-                "seeds": seeds, "overrides": overrides, "baseline": base,
-                "task": task, "jobs": args.jobs,
-                "cpu_count": os.cpu_count(), "command": command}
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-        t0 = time.time()
-        outcomes = run_sweep(runs, args.jobs, log=log)
-        failed = [o.run.label for o in outcomes if o.status == "failed"]
-        busy = [o.run.label for o in outcomes if o.status == "busy"]
-        log(f"[sweep] finished in {fmt_duration(time.time() - t0)}"
-            + (f"; {len(failed)} run(s) failed: " + ", ".join(failed) if failed else "")
-            + (f"; {len(busy)} run(s) left to the process(es) training them: "
-               + ", ".join(busy) if busy else ""))
-    jobs = args.jobs
-    if meta_path.is_file():  # as the runs were made
-        meta = json.loads(meta_path.read_text())
-        jobs = meta.get("jobs", jobs)
-        if args.report_only:
-            command = meta.get("command", command)
-    names = list(dict.fromkeys(r.name for r in runs))
-    paths = write_report(out, names, seeds, base,
-                         command=command, jobs=jobs)
-    log("[sweep] wrote " + ", ".join(str(p) for p in paths))
-    missing = [r for r in runs if read_summary(r.summary_path) is None]
-    if missing:
-        log(f"[sweep] {len(missing)} run(s) have no summary yet: "
-            + ", ".join(r.label for r in missing))
-    return 1 if missing and not args.report_only else 0

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import META_KEY, ExportError, plan_inputs
+from .checks import META_KEY, ExportError
+from .wrappers import plan_inputs
 
 __all__ = ["OnnxModel", "OnnxRunner", "ProgramRunner", "load_exported", "predict_onnx"]
 
@@ -366,7 +367,7 @@ def load_exported(path: str | Path, *, threads: int | None = None
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such exported model file")
     if path.suffix.lower() == ".pt2":
-        from . import load_program
+        from .program import load_program
 
         program, info = load_program(path)
         runner: nn.Module | None = None

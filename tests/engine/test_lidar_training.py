@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from pointsam.cli import main
-from pointsam.cli.sweep import add_parser
+from pointsam.cli.sweep import add_parser, cmd_sweep
 from pointsam.engine.config import ConfigError, load_config
-from pointsam.engine.sweep import check_plan, cmd_sweep, plan_sweep
+from pointsam.engine.sweep import check_plan, plan_sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tiny import one_thread  # noqa: E402,F401

@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pointsam.cli.sweep import add_parser
+from pointsam.cli.sweep import add_parser, cmd_sweep
 from pointsam.engine.sweep import (
     SweepError,
     check_plan,
-    cmd_sweep,
     plan_sweep,
 )
-from pointsam.engine.sweep_report import mean_std, paired_difference, short_names
+from pointsam.engine.sweep_report import mean_std, paired_difference
+from pointsam.viz.sweep_figure import short_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tiny import one_thread  # noqa: E402,F401

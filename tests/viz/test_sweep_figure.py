@@ -8,7 +8,7 @@ import math
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from pointsam.engine.sweep_report import figure
+from pointsam.viz.sweep_figure import sweep_figure
 
 NAMES = ["modelnet10_pointnet2_lite"] + [
     f"modelnet10_pointnet2_lite_{a}"
@@ -65,7 +65,7 @@ def test_clustered_markers_get_separate_names_and_the_legend_fits():
            (0.908, 109e3, 456), (0.536, 478.9e3, 320), (0.810, 209.6e3, 417),
            (0.570, 333.6e3, 276)]
     rows = _rows(pts)
-    fig = figure(rows, "cls")
+    fig = sweep_figure(rows, "oa", "OA")
     _check(fig, rows)
     # the moved names keep a line back to their marker
     moved = [t for t in fig.axes[0].texts if t.arrow_patch is not None]
@@ -74,7 +74,7 @@ def test_clustered_markers_get_separate_names_and_the_legend_fits():
 
 def test_a_name_at_the_right_edge_is_written_on_the_left():
     rows = _rows([(0.93, 185e3, 497), (0.92, 188e3, 402), (0.935, 413e3, 1102)])
-    fig = figure(rows, "cls")
+    fig = sweep_figure(rows, "oa", "OA")
     _check(fig, rows)
     fig.canvas.draw()
     r = fig.canvas.get_renderer()
@@ -92,4 +92,4 @@ def test_a_name_is_not_written_over_another_configurations_error_bar():
     rows = _rows(pts, time_std=[239, 85, 118, 11, 960, 53, 474])
     for r, sd in zip(rows, [0.57, 0.34, 1.38, 0.50, 0.45, 0.17, 0.25]):
         r["oa_std"] = sd / 100
-    _check(figure(rows, "cls"), rows)
+    _check(sweep_figure(rows, "oa", "OA"), rows)
