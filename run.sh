@@ -5,6 +5,7 @@
 #   bash run.sh test     set up, then run the test suite
 #   bash run.sh test-numerics   the numerics-heavy tests again under MKL summation
 #                        orders of other CPUs (MKL_CBWR=AVX2, then COMPATIBLE)
+#   bash run.sh typecheck   mypy (pinned) over the packages pyproject.toml lists
 #   bash run.sh setup    set up only
 #
 # Set-up: Debian packages Open3D needs (when root with apt), a .venv beside this
@@ -74,5 +75,6 @@ case "$cmd" in
       MKL_CBWR=$cbwr "$VENV/bin/python" -m pytest -n 2 -q -p no:cacheprovider \
         tests/nn tests/ops tests/models tests/export pointsam/nn pointsam/ops "$@"
     done ;;
-  *) echo "usage: bash run.sh {demo|test|test-numerics|setup} [args...]"; exit 2 ;;
+  typecheck) setup; exec "$VENV/bin/python" -m mypy "$@" ;;
+  *) echo "usage: bash run.sh {demo|test|test-numerics|typecheck|setup} [args...]"; exit 2 ;;
 esac

@@ -21,7 +21,7 @@ class GridSample(NamedTuple):
     pos: Tensor  #: [M, 3] one point per occupied voxel
     batch: Tensor  #: [M] cloud of each voxel, sorted
     cluster: Tensor  #: [N] voxel of every input point, in 0..M-1
-    index: Tensor  #: [M] the first input point (lowest index) of each voxel
+    index: Tensor  # type: ignore[assignment]  # [M] first input point of each voxel (shadows tuple.index: the public name stays)
 
 
 def grid_subsample(pos: Tensor, size: float, batch: Tensor | None = None, *,
