@@ -68,7 +68,7 @@ def _kitti_colors(n: int) -> list[list[float]]:
 
 
 def pack_run(run: str | Path, name: str, out: str | Path | None = None,
-             *, command: str = "") -> Path:
+             *, command: str = "", notes: str = "") -> Path:
     r"""Pack a finished ``pointsam train`` run as a shipped model and its card.
 
     Reads ``run/best.pt`` (the one checkpoint format) and ``run/summary.json``,
@@ -77,7 +77,9 @@ def pack_run(run: str | Path, name: str, out: str | Path | None = None,
     would exceed 5 MB; written atomically) and ``<out>/<name>.md`` (the model
     card: use, input, training data and command, selection, test metrics per
     class, classes, licence). ``out`` defaults to the package's
-    ``pretrained/`` folder; ``command`` is the training command the card shows.
+    ``pretrained/`` folder; ``command`` is the training command the card shows;
+    ``notes`` (markdown) goes into the card as its "Notes" section (the training
+    data's provenance, the frame the model expects, caveats).
 
     Raises:
         FileNotFoundError: no ``best.pt`` or ``summary.json`` in ``run``.
@@ -121,13 +123,14 @@ def pack_run(run: str | Path, name: str, out: str | Path | None = None,
         raise ValueError(f"{name}: {path.stat().st_size} bytes > 5 MB even in float16")
     card = path.with_suffix(".md")
     tmp = card.with_name(f".{card.name}.tmp")
-    tmp.write_text(_card(name, state, summ, command or "pointsam train CONFIG"))
+    tmp.write_text(_card(name, state, summ, command or "pointsam train CONFIG",
+                         notes))
     tmp.replace(card)
     return path
 
 
-def _card(name: str, state: dict[str, Any], summ: dict[str, Any], command: str
-          ) -> str:
+def _card(name: str, state: dict[str, Any], summ: dict[str, Any], command: str,
+          notes: str = "") -> str:
     """The model card of :func:`pack_run` (markdown)."""
     cfg, test = state["config"], summ["test"]
     att = state["args"].get("attention") or "none (plain)"
@@ -163,12 +166,16 @@ def _card(name: str, state: dict[str, Any], summ: dict[str, Any], command: str
               f"Test split, evaluated once: **{score} "
               f"{100 * float(test.get(score, float('nan'))):.1f}%**"
               + (f", OA {100 * float(test['oa']):.1f}%" if "oa" in test and
-                 score != "oa" else "") + "."]
+                 score != "oa" else "")
+              + (f", mAcc {100 * float(test['macc']):.1f}%" if "macc" in test
+                 else "") + "."]
     iou = test.get("iou")
     if isinstance(iou, list) and len(iou) == len(classes):
         lines += ["", "| class | IoU % |", "|---|---:|"]
         lines += [f"| {c} | " + ("absent |" if v is None or v != v else f"{100 * v:.1f} |")
                   for c, v in zip(classes, iou)]
+    if notes:
+        lines += ["", "## Notes", "", notes.strip()]
     lines += ["", "## Classes", "", ", ".join(f"{i} {c}" for i, c in
                                               enumerate(classes)), "", "## Licence", ""]
     if d["name"] in _LIDAR_DATA:

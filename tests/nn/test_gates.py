@@ -32,16 +32,19 @@ def channel_ref(gate, x, batch):
 
 
 def point_ref(gate, x, pos, batch):
-    """PointGate point by point: a_i = sum_j K(p_j - p_i) . s_j over the brute-force
-    k nearest points of i's cloud (i included)."""
+    """PointGate point by point (eval): a_i = mean_j K(p_j - p_i) . s_j over the
+    brute-force k nearest points of i's cloud (i included), then the batch norm's
+    running statistics and affine, then the sigmoid."""
     s = torch.stack([x.mean(1), x.max(1).values], -1)
+    bn = gate.norm
     m = torch.empty(x.size(0), 1)
     for i in range(x.size(0)):
         same = (batch == batch[i]).nonzero().flatten()
         d = (pos[same] - pos[i]).norm(dim=1)
-        nb = same[d.argsort()[: gate.k]]
-        a = sum(gate.kernel(pos[j] - pos[i]) @ s[j] for j in nb.tolist())
-        m[i, 0] = torch.sigmoid(a)
+        nb = same[d.argsort()[: gate.k]].tolist()
+        a = sum(gate.kernel(pos[j] - pos[i]) @ s[j] for j in nb) / len(nb)
+        z = (a - bn.running_mean[0]) / torch.sqrt(bn.running_var[0] + bn.eps)
+        m[i, 0] = torch.sigmoid(bn.weight[0] * z + bn.bias[0])
     return x * m, m
 
 
@@ -77,7 +80,12 @@ def test_channel_gate_equals_reference(cloud):
 @pytest.mark.parametrize("k", [6, 16])  # 16 > the 12 points of cloud 0
 def test_point_gate_equals_reference(cloud, k):
     x, pos, batch = cloud
-    gate = PointGate(16, k=k)
+    gate = PointGate(16, k=k).eval()
+    with torch.no_grad():  # non-trivial statistics and affine
+        gate.norm.running_mean.fill_(0.3)
+        gate.norm.running_var.fill_(2.0)
+        gate.norm.weight.fill_(1.5)
+        gate.norm.bias.fill_(-0.2)
     out, attn = gate(x, pos, batch, return_attention=True)
     ref_out, ref_m = point_ref(gate, x, pos, batch)
     assert torch.allclose(attn["point"], ref_m, atol=1e-5)
@@ -99,7 +107,7 @@ def test_point_gate_uses_given_table(cloud):
     out, attn = gate(x, pos, batch, idx, return_attention=True)
     s = torch.stack([x.mean(1), x.max(1).values], -1)
     a = (gate.kernel(torch.zeros(1, 3)) * s).sum(-1, keepdim=True)
-    assert torch.allclose(attn["point"], torch.sigmoid(a), atol=1e-6)
+    assert torch.allclose(attn["point"], torch.sigmoid(gate.norm(a)), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -228,3 +236,21 @@ def test_device_matches_cpu(cloud, name, device):
     assert torch.allclose(out.cpu(), ref, atol=1e-4)
     for key in ref_attn:
         assert torch.allclose(attn[key].cpu(), ref_attn[key], atol=1e-5)
+
+
+def test_point_gate_is_not_stuck_open_on_positive_features():
+    """Post-ReLU features (all positive, mean ~1, max ~3, as in a trained
+    PointNet++) summed over k neighbours drove the old gate's logit to 5-16:
+    m = 1 everywhere, no gradient. With the neighbour mean and the batch norm
+    before the sigmoid the gate spreads and its kernel gets a gradient."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(400, 64, generator=g) * 1.5 + 0.5)
+    pos = torch.randn(400, 3, generator=g)
+    gate = PointGate(64, k=16).train()
+    _, attn = gate(x, pos, return_attention=True)
+    m = attn["point"].flatten()
+    lo, hi = torch.quantile(m, torch.tensor([0.05, 0.95])).tolist()
+    assert hi - lo > 0.3, (lo, hi)
+    m.sum().backward()
+    grad = gate.kernel.lins[0].weight.grad
+    assert grad is not None and float(grad.abs().max()) > 1e-4
