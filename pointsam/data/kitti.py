@@ -30,6 +30,8 @@ __all__ = [
     "SemanticKITTI",
     "semantic_kitti_config",
     "learning_map_lut",
+    "MOVING_LEARNING_MAP",
+    "MOVING_CLASS_NAMES",
     "read_poses",
     "read_calib",
 ]
@@ -44,22 +46,47 @@ def semantic_kitti_config() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def learning_map_lut() -> np.ndarray:
+#: The multi-scan benchmark's moving classes (``semantic-kitti-all.yaml`` of the
+#: semantic-kitti-api): raw id -> train id after the 19 static classes.
+MOVING_LEARNING_MAP: dict[int, int] = {
+    252: 19,  # moving-car
+    253: 20,  # moving-bicyclist
+    254: 21,  # moving-person
+    255: 22,  # moving-motorcyclist
+    256: 23,  # moving-on-rails -> moving-other-vehicle
+    257: 23,  # moving-bus -> moving-other-vehicle
+    258: 24,  # moving-truck
+    259: 23,  # moving-other-vehicle
+}
+#: Names of train ids 19..24 with ``moving_classes=True``.
+MOVING_CLASS_NAMES = ("moving-car", "moving-bicyclist", "moving-person",
+                      "moving-motorcyclist", "moving-other-vehicle", "moving-truck")
+
+
+def learning_map_lut(moving_classes: bool = False) -> np.ndarray:
     r"""Raw SemanticKITTI label -> train id, int64 [max raw + 1].
 
     Train id = ``learning_map[raw] - 1`` in 0..18; the yaml's class 0 (unlabeled,
     outlier, other-structure, other-object) and raw ids absent from the map give
-    :data:`~pointsam.data.IGNORE_INDEX` (-1).
+    :data:`~pointsam.data.IGNORE_INDEX` (-1). The single-scan map folds a moving
+    object into its static class (moving-car -> car); ``moving_classes=True``
+    keeps them apart as the multi-scan benchmark does (raw 252-259 -> 19..24,
+    :data:`MOVING_LEARNING_MAP`).
 
     Example:
         >>> lut = learning_map_lut()
         >>> lut[[0, 10, 40, 252]].tolist()  # unlabeled, car, road, moving-car
         [-1, 0, 8, 0]
+        >>> learning_map_lut(moving_classes=True)[[10, 252, 257, 258]].tolist()
+        [0, 19, 23, 24]
     """
     lm = semantic_kitti_config()["learning_map"]
     lut = np.full(max(lm) + 1, IGNORE_INDEX, dtype=np.int64)
     for raw, v in lm.items():
         lut[raw] = v - 1 if v > 0 else IGNORE_INDEX
+    if moving_classes:
+        for raw, v in MOVING_LEARNING_MAP.items():
+            lut[raw] = v
     return lut
 
 
@@ -119,7 +146,12 @@ class SemanticKITTI(PointDataset):
 
     Raw labels go through the learning map of the official ``semantic-kitti.yaml``
     (shipped as package data) to train ids 0..18 (:attr:`classes`), unlabeled
-    classes to -1. Splits follow the yaml: train 00-07, 09, 10; val 08; test 11-21
+    classes to -1. With ``moving_classes=True`` (the multi-scan benchmark,
+    ``semantic-kitti-all.yaml``; LiDAR-MOS's moving/static split is its union)
+    the moving objects keep their own classes 19..24 (moving-car,
+    moving-bicyclist, moving-person, moving-motorcyclist, moving-other-vehicle,
+    moving-truck: :data:`MOVING_LEARNING_MAP`), 25 classes in all; the Open3D-ML
+    ``npy`` frames are already mapped to the 19 and cannot take it. Splits follow the yaml: train 00-07, 09, 10; val 08; test 11-21
     (no labels). ``sequences`` overrides the split.
 
     Each sample: ``pos`` [N, 3] (sensor frame of the newest scan), ``x`` [N, 1]
@@ -144,6 +176,7 @@ class SemanticKITTI(PointDataset):
         num_scans: Scans per sample (1 = single scan).
         format: ``"auto"``, ``"kitti"`` or ``"npy"``.
         remap: Map raw labels to train ids (``False`` keeps raw ids in ``y``).
+        moving_classes: Keep moving objects apart (25 classes, see above).
         transform: Applied to each sample on access.
     """
 
@@ -161,8 +194,12 @@ class SemanticKITTI(PointDataset):
         num_scans: int = 1,
         format: str = "auto",
         remap: bool = True,
+        moving_classes: bool = False,
         transform: Callable[[Data], Data] | None = None,
     ) -> None:
+        if not isinstance(moving_classes, bool):
+            raise ValueError(f"moving_classes must be True or False, got "
+                             f"{moving_classes!r}")
         if split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         if format not in ("auto", "kitti", "npy"):
@@ -185,12 +222,17 @@ class SemanticKITTI(PointDataset):
             )
         self.format, self.split, self.num_scans = format, split, num_scans
         self.remap, self.transform = remap, transform
-        self.classes = class_names()
-        self.lut = learning_map_lut()
+        self.moving_classes = moving_classes
+        self.classes = class_names() + (MOVING_CLASS_NAMES if moving_classes else ())
+        self.lut = learning_map_lut(moving_classes)
         self.scans: list[tuple[str, Path, Path | None]] = []  # (seq, bin, label)
         if format == "npy":
             if num_scans != 1:
                 raise ValueError("num_scans > 1 needs the kitti layout with poses")
+            if moving_classes:
+                raise ValueError("moving_classes needs the raw SemanticKITTI labels "
+                                 "(the kitti layout): the Open3D-ML npy frames are "
+                                 "already mapped to the 19 static classes")
             pdir = self.root / "points"
             for f in sorted(pdir.glob("*.npy")):
                 lab = self.root / "labels" / f.name
@@ -321,7 +363,7 @@ class SemanticKITTI(PointDataset):
 
     @property
     def num_classes(self) -> int:
-        """Number of train classes (19)."""
+        """Number of train classes (19, or 25 with ``moving_classes``)."""
         return len(self.classes)
 
     def __repr__(self) -> str:

@@ -137,3 +137,38 @@ def test_malformed_scans_name_the_file(tmp_path):
     np.array([7] * 10, np.uint32).tofile(tmp_path / "sequences/00/labels/000000.label")
     np.zeros((10, 4), np.float32).tofile(binf)
     assert SemanticKITTI(tmp_path, sequences=["00"])[0].y.eq(-1).all()  # 7: unknown
+
+
+def test_moving_classes_on_the_real_sample(shared_data):
+    """The real 50-point scan (static classes only) reads the same with the
+    multi-scan benchmark's 25 classes."""
+    root = shared_data / SEQ
+    plain = SemanticKITTI(root, sequences=["00"])[0]
+    ds = SemanticKITTI(root, sequences=["00"], moving_classes=True)
+    assert ds.num_classes == 25 and ds.classes[19] == "moving-car"
+    assert ds.classes[19:] == ("moving-car", "moving-bicyclist", "moving-person",
+                               "moving-motorcyclist", "moving-other-vehicle",
+                               "moving-truck")
+    assert torch.equal(ds[0].y, plain.y)
+
+
+def test_moving_classes_in_a_sequence_with_poses(tmp_path):
+    """Raw 252-259 keep their moving classes (semantic-kitti-all.yaml), in every
+    scan of a multi-scan sample; without moving_classes they fold into car,
+    person, other-vehicle, truck."""
+    g = np.random.default_rng(1)
+    raw = np.array([10, 252, 253, 254, 255, 256, 257, 258, 259, 30, 0, 40])
+    scans = [np.c_[g.uniform(-5, 5, (12, 3)), np.zeros(12)] for _ in range(2)]
+    labels = [raw + (7 << 16), raw]
+    _write_sequence(tmp_path, scans, labels, [np.eye(4), np.eye(4)])
+    ds = SemanticKITTI(tmp_path, sequences=[0], num_scans=2, moving_classes=True)
+    d = ds[1]
+    want = [0, 19, 20, 21, 22, 23, 23, 24, 23, 5, -1, 8]
+    assert d.y[d.frame == 0].tolist() == want and d.y[d.frame == 1].tolist() == want
+    folded = SemanticKITTI(tmp_path, sequences=[0])[0].y.tolist()
+    assert folded == [0, 0, 6, 5, 7, 4, 4, 3, 4, 5, -1, 8]
+    (tmp_path / "sequences" / "00" / "poses.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="poses.txt"):
+        SemanticKITTI(tmp_path, sequences=[0], num_scans=2, moving_classes=True)
+    with pytest.raises(ValueError, match="moving_classes must be True or False"):
+        SemanticKITTI(tmp_path, sequences=[0], moving_classes="yes")
