@@ -10,6 +10,7 @@ from .axial import AxialAttention
 from .base import (
            AttentionRecord,
            PointModule,
+           WeightKind,
            channels_of,
            is_gate,
            record_attention,
@@ -29,7 +30,7 @@ from .multihead import MultiHeadPointAttention
 from .temporal import TemporalAttention
 
 __all__ = ["PointModule", "AttentionRecord", "record_attention", "channels_of",
-           "takes_neighbours", "is_gate"]
+           "takes_neighbours", "is_gate", "WeightKind"]
 # helpers extend __all__ below
 __all__ += ["MLP", "check_inputs", "neighbours", "LAFF", "LAFFMultiLevel"]
 __all__ += ["LocalAttention", "GlobalPooledAttention", "LocalGlobalAttention",

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from .base import PointModule
+from .base import PointModule, WeightKind
 from .laff import LAFF
 from .local_attention import LocalAttention
 from .network import network_tables
@@ -74,6 +74,11 @@ class AxialAttention(PointModule):
     """
 
     accepts_neighbours = False  # builds its own tubes, refuses a shared table
+    weight_kinds = {"x": WeightKind.AXIS_TUBE, "y": WeightKind.AXIS_TUBE,
+                    "z": WeightKind.AXIS_TUBE,  # [N, K, H] each
+                    "laff": WeightKind.FUSION,  # [N, H, 3]
+                    "axis": WeightKind.AXIS}  # [N, 3]
+    branch_names = _AXES
 
     def __init__(self, in_channels: int, out_channels: int | None = None, *,
                  num_heads: int = 8, k: int = 16, stretch: float = 4.0,

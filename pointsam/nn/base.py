@@ -11,6 +11,7 @@ without editing the model, use :func:`record_attention` (re-exported as
     with record_attention(model) as rec:
         model(batch)
     rec["backbone.stages.1.attn"]["point"]   # [N, 1]
+    rec.kinds["backbone.stages.1.attn"]      # {"point": WeightKind.POINT_GATE}
 
 How it works: the context maps each :class:`PointModule` of ``model`` to its
 qualified name and installs itself in a :class:`contextvars.ContextVar`. A module's
@@ -18,6 +19,12 @@ forward asks :meth:`PointModule.wants_attention` whether its weights are wanted
 (``return_attention`` or an active recorder that knows the module); if so it
 computes them and hands them to :meth:`PointModule.emit`. Forward never changes
 module state: the recorder lives outside the modules.
+
+Every module declares what each weight it returns *is*
+(:attr:`PointModule.weight_kinds`, a :class:`WeightKind` per key), and the
+recorder keeps the declarations next to the weights, so that whoever draws
+them (:mod:`pointsam.viz.kinds`) reads the kind instead of guessing it from
+the weight's name or shape.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from enum import Enum
+from types import MappingProxyType
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -33,7 +42,57 @@ from torch import Tensor, nn
 from .. import ops
 
 __all__ = ["PointModule", "AttentionRecord", "record_attention", "channels_of",
-           "takes_neighbours", "is_gate"]
+           "takes_neighbours", "is_gate", "WeightKind"]
+
+
+class WeightKind(str, Enum):
+    r"""What a returned weight is: the vocabulary of :attr:`PointModule.weight_kinds`.
+
+    Shapes with :math:`N` points, :math:`B` clouds, :math:`H` heads;
+    "next to it" means a key of the same dict (for a composite's re-exported
+    ``branches.<i>.attn``, ``branches.<i>.nbr_idx``).
+
+    - ``NEIGHBOUR``: :math:`(N, K, H)`, row i the weights of point i over its
+      neighbours, the ``nbr_idx`` :math:`(N, K)` next to it (LocalAttention).
+    - ``AXIS_TUBE``: :math:`(N, K, H)`, the same over one axis tube of
+      AxialAttention (the tube's table is recorded by the branch that ran it).
+    - ``AXIS``: :math:`(N, 3)`, how much point i relies on x, y, z (sums to 1).
+    - ``TOKEN``: :math:`(N, M_{max}, H)`, row i over the global tokens of i's
+      cloud, with ``centres`` :math:`(S, 3)` and ``assign`` :math:`(N)` next to
+      it (GlobalPooledAttention).
+    - ``FUSION``: :math:`(N, H, m)`, LAFF weights over the m fused inputs
+      (sum to 1 over m), named by :attr:`PointModule.branch_names`.
+    - ``LEVELS``: :math:`(N, L-1, H, 2)`, LAFFMultiLevel: per step, the weights
+      of the lower levels (0) and the new level (1).
+    - ``CHANNEL_GATE``: :math:`(B, C)`, a channel gate per cloud.
+    - ``POINT_GATE``: :math:`(N, 1)`, a gate per point.
+    - ``FULL``: :math:`(B, H, N_{max}, N_{max})`, full self-attention matrix of
+      each cloud (MultiHeadPointAttention).
+    - ``TEMPORAL``: :math:`(N, T k, H)`, rows over the k nearest points of each
+      of T past scans (TemporalAttention).
+    - ``CROSS_MODAL``: :math:`(N, T_{max}, H)`, rows over the tokens of
+      another modality of the point's sample (CrossModalAttention).
+    - ``TABLE``: not a weight: an index or position table that a weight next
+      to it refers to (``nbr_idx``, ``centres``, ``assign``).
+
+    Example:
+        >>> WeightKind.POINT_GATE == "point_gate"
+        True
+    """
+
+    NEIGHBOUR = "neighbour"
+    AXIS_TUBE = "axis_tube"
+    AXIS = "axis"
+    TOKEN = "token"
+    FUSION = "fusion"
+    LEVELS = "levels"
+    CHANNEL_GATE = "channel_gate"
+    POINT_GATE = "point_gate"
+    FULL = "full"
+    TEMPORAL = "temporal"
+    CROSS_MODAL = "cross_modal"
+    TABLE = "table"
+
 
 _RECORDER: contextvars.ContextVar[AttentionRecord | None] = contextvars.ContextVar(
     "pointsam_attention_recorder", default=None
@@ -45,13 +104,19 @@ class AttentionRecord(Mapping[str, dict[str, Tensor]]):
 
     A read-only mapping ``module name -> {weight name -> Tensor}``. When a module
     runs more than once inside the context, the last call wins and every call is
-    kept in :attr:`calls` (``name -> list of dicts``).
+    kept in :attr:`calls` (``name -> list of dicts``). The recording module's
+    declarations come with its weights: :attr:`kinds` (``name -> {weight name
+    -> WeightKind}``, its :attr:`~PointModule.weight_kinds`) and
+    :attr:`branch_names` (``name -> names of its fused inputs``, where it
+    declares them).
     """
 
     def __init__(self, names: dict[int, str], detach: bool = True) -> None:
         self._names = names
         self._detach = detach
         self.calls: dict[str, list[dict[str, Tensor]]] = {}
+        self.kinds: dict[str, dict[str, WeightKind]] = {}
+        self.branch_names: dict[str, tuple[str, ...]] = {}
 
     def knows(self, module: nn.Module) -> bool:
         return id(module) in self._names
@@ -62,6 +127,14 @@ class AttentionRecord(Mapping[str, dict[str, Tensor]]):
             return
         item = {k: (v.detach() if self._detach else v) for k, v in attn.items()}
         self.calls.setdefault(name, []).append(item)
+        if isinstance(module, PointModule):
+            self.kinds[name] = dict(module.weight_kinds)
+            if module.branch_names:
+                self.branch_names[name] = tuple(module.branch_names)
+
+    def kind(self, name: str, key: str) -> WeightKind | None:
+        """The declared kind of weight ``key`` of module ``name`` (``None``: undeclared)."""
+        return self.kinds.get(name, {}).get(key)
 
     def __getitem__(self, name: str) -> dict[str, Tensor]:
         return self.calls[name][-1]
@@ -108,12 +181,17 @@ class PointModule(nn.Module):
       wrapper passes a keyword only to the modules that declare it.
     - :attr:`export_blocker` (class level): why a network holding the module
       cannot be exported, or ``None``.
+    - :attr:`weight_kinds`: the :class:`WeightKind` of every key of the dict
+      that ``return_attention=True`` returns (and the recorder records),
+      declared next to the code that returns them; :attr:`branch_names`: the
+      names of the inputs its ``FUSION`` weights mix, in order.
 
-    Wrappers (AttentionBlock, MultiBranchAttention) set ``accepts_neighbours``
-    and ``extra_inputs`` per instance, from what they wrap. A module that is not
-    a :class:`PointModule` is taken to follow the standard signature without
-    ``return_attention`` and extra inputs, and not to be a gate
-    (:func:`channels_of`, :func:`takes_neighbours`, :func:`is_gate`).
+    Wrappers (AttentionBlock, MultiBranchAttention) set ``accepts_neighbours``,
+    ``extra_inputs``, ``weight_kinds`` and ``branch_names`` per instance, from
+    what they wrap. A module that is not a :class:`PointModule` is taken to
+    follow the standard signature without ``return_attention`` and extra
+    inputs, and not to be a gate (:func:`channels_of`, :func:`takes_neighbours`,
+    :func:`is_gate`).
 
     **The recorder hook.** Subclasses call ``want =
     self.wants_attention(return_attention)`` in forward, compute their weights
@@ -135,6 +213,10 @@ class PointModule(nn.Module):
     #: why a network holding this module cannot be exported (``None``: it can);
     #: read by :attr:`pointsam.models.PointModel.export_blocker`
     export_blocker: ClassVar[str | None] = None
+    #: the kind of each weight forward returns with ``return_attention=True``
+    weight_kinds: Mapping[str, WeightKind] = MappingProxyType({})
+    #: names of the inputs that this module's ``FUSION`` weights mix, in order
+    branch_names: tuple[str, ...] = ()
 
     def plan_geometry(self, pos: Tensor, batch: Tensor,
                       batch_size: int) -> dict[str, Tensor]:

@@ -126,6 +126,8 @@ class AttentionBlock(PointModule):
         self.accepts_neighbours = takes_neighbours(module)
         self.extra_inputs = (module.extra_inputs if isinstance(module, PointModule)
                              else frozenset())
+        if isinstance(module, PointModule):  # return_attention returns its dict
+            self.weight_kinds = dict(module.weight_kinds)
         self.norm1 = norm_layer(channels).to(**dd)
         hidden = int(round(channels * mlp_ratio))
         self.norm2: nn.Module | None = None

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
-from .base import PointModule
+from .base import PointModule, WeightKind
 
 __all__ = ["CrossModalAttention"]
 
@@ -83,6 +83,7 @@ class CrossModalAttention(PointModule):
     """
 
     extra_inputs = frozenset({"tokens", "token_batch", "token_pos", "mask"})
+    weight_kinds = {"attn": WeightKind.CROSS_MODAL}  # [N, T_max, H]
 
     def __init__(self, channels: int, other_channels: int, *, num_heads: int = 8,
                  radius: float | None = None, bias: bool = True, fused: bool = True,

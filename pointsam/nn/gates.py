@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from .base import PointModule
+from .base import PointModule, WeightKind
 from .common import MLP, neighbours
 from .network import in_network, network_batch_size, seg_max, seg_mean
 
@@ -59,6 +59,7 @@ class ChannelGate(PointModule):
     """
 
     is_gate = True  # x <- g(x), no residual
+    weight_kinds = {"channel": WeightKind.CHANNEL_GATE}  # [B, C]
 
     def __init__(self, channels: int, reduction: int = 16, *,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
@@ -155,6 +156,7 @@ class PointGate(PointModule):
     """
 
     is_gate = True  # x <- g(x), no residual
+    weight_kinds = {"point": WeightKind.POINT_GATE}  # [N, 1]
 
     def __init__(self, channels: int, k: int = 16, *, hidden_channels: int = 16,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
@@ -236,6 +238,8 @@ class CBAM(PointModule):
     """
 
     is_gate = True  # x <- g(x), no residual
+    weight_kinds = {"channel": WeightKind.CHANNEL_GATE,  # [B, C]
+                    "point": WeightKind.POINT_GATE}  # [N, 1]
 
     def __init__(self, channels: int, reduction: int = 16, k: int = 16, *,
                  hidden_channels: int = 16, device: _Dev = None,

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .. import ops
-from .base import PointModule
+from .base import PointModule, WeightKind
 from .common import MLP
 from .laff import LAFF
 from .local_attention import LocalAttention
@@ -97,6 +97,10 @@ class GlobalPooledAttention(PointModule):
         >>> out.shape, w["attn"].shape
         (torch.Size([50, 32]), torch.Size([50, 8, 4]))
     """
+
+    weight_kinds = {"attn": WeightKind.TOKEN,  # [N, M_max, H]
+                    "centres": WeightKind.TABLE,  # [S, 3]
+                    "assign": WeightKind.TABLE}  # [N]
 
     def __init__(self, in_channels: int, out_channels: int | None = None, *,
                  num_heads: int = 8, num_global: int = 256, hidden_channels: int = 16,
@@ -297,6 +301,11 @@ class LocalGlobalAttention(PointModule):
         (torch.Size([60, 32]), torch.Size([60, 4, 2]))
     """
 
+    weight_kinds = {"local": WeightKind.NEIGHBOUR,  # [N, K, H]
+                    "global": WeightKind.TOKEN,  # [N, M_max, H]
+                    "fusion": WeightKind.FUSION}  # [N, H, 2]
+    branch_names = ("local", "global")
+
     def __init__(self, in_channels: int, out_channels: int | None = None, *,
                  num_heads: int = 8, k: int = 16, dilation: int = 1,
                  num_global: int = 256, fusion: str = "laff",
@@ -320,6 +329,8 @@ class LocalGlobalAttention(PointModule):
                              num_heads=num_heads, **dd)
         else:
             self.fuse = nn.Linear(2 * out_channels, out_channels, **dd)
+            self.weight_kinds = {k: v for k, v in type(self).weight_kinds.items()
+                                 if k != "fusion"}  # no fusion weights
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

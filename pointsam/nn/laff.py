@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from .base import PointModule
+from .base import PointModule, WeightKind
 
 __all__ = ["LAFF", "LAFFMultiLevel"]
 
@@ -54,6 +54,8 @@ class LAFF(PointModule):
         >>> out.shape, attn["a"].shape
         (torch.Size([10, 64]), torch.Size([10, 4, 2]))
     """
+
+    weight_kinds = {"a": WeightKind.FUSION}  # [*, H, m]
 
     def __init__(self, in_channels: Sequence[int], out_channels: int = 256, *,
                  num_heads: int = 8, device: torch.device | str | None = None,
@@ -146,6 +148,8 @@ class LAFFMultiLevel(PointModule):
         >>> out.shape, attn["a"].shape
         (torch.Size([20, 128]), torch.Size([20, 2, 4, 2]))
     """
+
+    weight_kinds = {"a": WeightKind.LEVELS}  # [N, L-1, H, 2]
 
     def __init__(self, in_channels: Sequence[int], out_channels: int = 256, *,
                  num_heads: int = 8, device: torch.device | str | None = None,

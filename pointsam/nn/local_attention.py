@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .. import ops
 from ._chunked import chunked_neighbour_apply, default_chunk
 from ._vector_fused import fused_vector_attention
-from .base import PointModule
+from .base import PointModule, WeightKind
 from .common import MLP, Layer, linear_chain, neighbours
 from .network import tracing
 
@@ -150,6 +150,9 @@ class LocalAttention(PointModule):
         >>> LocalAttention(16, mode="vector", k=8)(x, pos).shape
         torch.Size([100, 16])
     """
+
+    weight_kinds = {"attn": WeightKind.NEIGHBOUR,  # [N, K', H]
+                    "nbr_idx": WeightKind.TABLE}  # [N, K']
 
     def __init__(self, in_channels: int, out_channels: int | None = None, *,
                  num_heads: int = 8, k: int = 16, dilation: int = 1,

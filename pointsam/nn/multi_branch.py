@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from .base import PointModule, channels_of, takes_neighbours
+from .base import PointModule, WeightKind, channels_of, takes_neighbours
 from .laff import LAFF
 
 __all__ = ["MultiBranchAttention"]
@@ -126,6 +126,13 @@ class MultiBranchAttention(PointModule):
             br.extra_inputs if isinstance(br, PointModule) else frozenset()
             for br in branches]
         self.extra_inputs = frozenset().union(*self._kw)
+        kinds = {f"branches.{i}.{key}": kind  # each branch's weights, re-exported
+                 for i, br in enumerate(branches) if isinstance(br, PointModule)
+                 for key, kind in br.weight_kinds.items()}
+        if fusion == "laff":
+            kinds["a"] = WeightKind.FUSION  # [N, H, m]
+        self.weight_kinds = kinds
+        self.branch_names = tuple(type(br).__name__ for br in branches)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
-from .base import PointModule
+from .base import PointModule, WeightKind
 from .common import MLP
 
 __all__ = ["MultiHeadPointAttention"]
@@ -74,6 +74,7 @@ class MultiHeadPointAttention(PointModule):
                       "data inside forward (int(counts.max())); use "
                       "attention='local_global' (local + pooled global attention) for "
                       "an exportable model")
+    weight_kinds = {"attn": WeightKind.FULL}  # [B, H, N_max, N_max]
 
     def __init__(self, channels: int, *, num_heads: int = 8, max_points: int = 8192,
                  pos_encoding: bool = True, bias: bool = True, fused: bool = True,

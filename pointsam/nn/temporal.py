@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from ._chunked import chunked_neighbour_apply, default_chunk
-from .base import PointModule
+from .base import PointModule, WeightKind
 from .common import MLP, check_inputs
 
 __all__ = ["TemporalAttention"]
@@ -117,6 +117,7 @@ class TemporalAttention(PointModule):
     """
 
     extra_inputs = frozenset({"past_x", "past_pos", "past_batch"})
+    weight_kinds = {"attn": WeightKind.TEMPORAL}  # [N, T k, H]
     export_blocker = ("cannot be exported: a multi-scan model picks its scans from "
                       "`frame` with boolean masks and searches the past scans' "
                       "neighbours inside forward, so it has no plan()/network() "

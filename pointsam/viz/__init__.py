@@ -9,6 +9,9 @@ r"""Seeing attention: capture, colour maps, headless rendering and PLY export.
 
 - :func:`capture` is :func:`pointsam.nn.base.record_attention`;
   :func:`capture_inputs` records the points each layer ran on.
+- :mod:`pointsam.viz.kinds`: the one table from the kind each module declares
+  for its weights to their picture (:func:`attention_maps`) and their viewer
+  maps (:func:`build_scene`).
 - :func:`render_attention` / :func:`render_figure` / :func:`bar_chart`: 3D views
   through Open3D's ``OffscreenRenderer`` (no display needed) or a NumPy
   fallback, composed with matplotlib (titles, colour bars with ticks, legends,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..nn.base import record_attention
+from ..nn.base import PointModule, record_attention
 from .colors import PALETTE, label_colors, to_numpy
 from .export import export_ply
 from .figure import bar_chart, render_figure
@@ -62,16 +62,11 @@ def run_model(model: nn.Module, data: Any) -> tuple[torch.Tensor, Any, Any, Any]
 
 
 def _branch_names(model: nn.Module) -> dict[str, list[str]]:
-    """LAFF branch names of multi-branch modules: the class name of each branch."""
-    out: dict[str, list[str]] = {}
-    for name, m in model.named_modules():
-        if type(m).__name__ == "AxialAttention":
-            out[name] = ["x", "y", "z"]
-            continue
-        br = getattr(m, "branches", None)
-        if isinstance(br, (nn.ModuleList, list, tuple)) and len(br):
-            out[name] = [type(b).__name__ for b in br]
-    return out
+    """The names of the fused inputs that each module of ``model`` declares
+    (:attr:`~pointsam.nn.PointModule.branch_names`: AxialAttention's x, y, z,
+    a MultiBranchAttention's branch classes)."""
+    return {name: list(m.branch_names) for name, m in model.named_modules()
+            if isinstance(m, PointModule) and m.branch_names}
 
 
 def render_map(amap: AttentionMap, out_dir: Path, *, size: tuple[int, int] = (640, 260),

@@ -5,22 +5,12 @@ r"""What the interactive viewer shows: captured weights as a :class:`Scene`.
 what a static picture has to drop: every head, and for the attention that
 depends on a query point (neighbours, axial tubes, global tokens, full
 attention rows) the weights of *every* query, so that the page can answer a
-click. Per weight name and shape (:mod:`pointsam.viz.maps` has the table):
-
-=================================  ==================================================
-weights                            in the viewer
-=================================  ==================================================
-``point`` [N, 1]                   scalar map
-``channel`` [B, C]                 bar chart
-``axis`` [N, 3]                    RGB map (x, y, z = R, G, B) and one map per axis
-``a``/``fusion`` [N, H, m]         one map per branch, head selector
-``a`` [N, L-1, H, 2]               one map per level, head selector
-``attn`` [N, K, H] + ``nbr_idx``   click map: a query's neighbour weights
-``attn`` [N, M, H] + ``centres``   click map: a query's token weights (per point:
-                                   its token's weight; centres marked)
-``attn`` [B, H, N, N]              click map: a query's attention row
-other [N, ...]                     mean per point
-=================================  ==================================================
+click. What each kind of weight becomes is the viewer column of
+:data:`pointsam.viz.kind_views.VIEWS`, the table that
+:func:`~pointsam.viz.attention_maps` shares: a scalar map (gates, fusion
+weights per input, with a head selector), a bar chart (channel gates), an RGB
+map (axis weights) or a click map (a query's neighbours, axial tube, tokens
+or full-attention row).
 
 Points live in *clouds*: cloud 0 is the input; a layer that ran on subsampled
 points (a deeper stage) gets its own. ``max_points`` subsamples a cloud for
@@ -50,7 +40,8 @@ import torch
 from torch import Tensor
 
 from .colors import to_numpy
-from .maps import LayerInputs, layer_points, repeated_weight
+from .kind_views import ViewerFrame, recorded_weights, view_of
+from .kinds import LayerInputs, rows_of, take
 
 __all__ = ["Scene", "build_scene", "scene_from_model", "DEFAULT_MAX_POINTS"]
 
@@ -90,24 +81,6 @@ class Scene:
     notes: list[str] = field(default_factory=list)
     query: int = 0
     title: str = "pointsam attention"
-
-
-def _rows(batch: np.ndarray | None, cloud: int) -> slice | np.ndarray | None:
-    """The rows of cloud ``cloud``: ``None`` (every row), a slice (contiguous
-    rows, as in a sorted batch) or indices; the first two index without a copy."""
-    if batch is None:
-        return None
-    idx = np.flatnonzero(batch == cloud)
-    if len(idx) == len(batch):
-        return None
-    if len(idx) and idx[-1] - idx[0] + 1 == len(idx):
-        return slice(int(idx[0]), int(idx[-1]) + 1)
-    return idx
-
-
-def _take(a: np.ndarray, idx: slice | np.ndarray | None) -> np.ndarray:
-    """The rows ``idx`` of ``a`` (:func:`_rows`); a view unless ``idx`` is indices."""
-    return a if idx is None else a[idx]
 
 
 def _heads(w: np.ndarray) -> np.ndarray:
@@ -260,8 +233,8 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
     if max_points is not None and max_points < 1:
         raise ValueError(f"max_points must be positive, got {max_points}")
     batch_in = None if batch is None else to_numpy(batch).astype(np.int64)
-    sel = _rows(batch_in, cloud)
-    pos_c = _take(pos_in, sel)  # [n, 3]
+    sel = rows_of(batch_in, cloud)
+    pos_c = take(pos_in, sel)  # [n, 3]
     if len(pos_c) == 0:
         raise ValueError(f"cloud {cloud} has no points")
     b = _Builder(pos_in, batch_in, cloud, max_points, click_budget_mb * 2**20, seed)
@@ -281,107 +254,15 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
             a = to_numpy(lab).reshape(-1)
             if len(a) != len(pos_in):
                 raise ValueError(f"{nm} have {len(a)} entries for {len(pos_in)} points")
-            a = _take(a, sel)
+            a = take(a, sel)
             b.add(layer="labels", name=nm, kind="labels", cloud=c0,
                   labels=b.shown(c0, a).astype(np.int32))
-    branch_names = branch_names or {}
-    names = list(record) if layers is None else list(layers)
-    for name in names:
-        d = {k: v for k, v in record[name].items() if isinstance(v, Tensor)}
-        label = name or "model"
-        for key, t in d.items():
-            if key in ("nbr_idx", "nbr_mask", "centres", "assign") or \
-                    not t.is_floating_point() or repeated_weight(record, name, t):
-                continue
-            w = to_numpy(t).astype(np.float32, copy=False)  # a view of the record
-            if key == "channel" and w.ndim == 2:
-                b.add(layer=label, name="channel gate", kind="bars", cloud=c0,
-                      bars=w[min(cloud, w.shape[0] - 1)].astype(np.float32),
-                      value_label="channel gate w (sigmoid)")
-                continue
-            if w.ndim == 4 and key == "attn" and w.shape[2] == w.shape[3]:
-                li = inputs.get(name)
-                if li is None:
-                    continue
-                p = to_numpy(li.pos, np.float64)
-                bt = None if li.batch is None else to_numpy(li.batch).astype(np.int64)
-                idx = np.arange(len(p)) if bt is None else np.flatnonzero(bt == cloud)
-                ci = b.cloud_of(p[idx], label)
-                rows = w[cloud, :, :len(idx), :len(idx)].transpose(1, 2, 0)  # [n, n, H]
-                # every row's columns are 0..n-1: a broadcast view, not n^2 indices
-                b.click(label, "full attention row (click)", ci, "row", rows,
-                        idx=np.broadcast_to(np.arange(len(idx)), (len(idx), len(idx))))
-                continue
-            loc = layer_points(name, w.shape[0], inputs, pos_in, batch_in)
-            if loc is None:
-                continue
-            p, bt = loc
-            idx = _rows(bt, cloud)
-            p, w = _take(p, idx), _take(w, idx)  # [n, 3], [n, ...]
-            if len(p) == 0:
-                continue
-            same = len(p) == len(pos_c) and np.array_equal(p, pos_c)
-            ci = c0 if same else b.cloud_of(p, label)
-            if key == "point" and w.ndim == 2 and w.shape[1] == 1:
-                b.scalar(label, "point gate", ci, w, "point gate m (sigmoid)")
-            elif key == "axis" and w.ndim == 2 and w.shape[1] == 3:
-                v = np.clip(np.nan_to_num(w), 0, None)
-                s = v.sum(1, keepdims=True)
-                rgb = np.where(s > 0, v / np.where(s > 0, s, 1), 1 / 3)
-                b.add(layer=label, name="axis weights (x,y,z = R,G,B)", kind="rgb",
-                      cloud=ci, rgb=b.shown(ci, np.round(rgb * 255).astype(np.uint8)))
-                for a, ax in enumerate("xyz"):
-                    b.scalar(label, f"axis weight {ax}", ci, v[:, a], "axis weight")
-            elif w.ndim == 3 and "nbr_idx" in d and d["nbr_idx"].shape[:2] == t.shape[:2]:
-                nbr = _take(to_numpy(d["nbr_idx"]), idx).astype(np.int64, copy=False)
-                if "nbr_mask" in d:  # [n, K]
-                    nbr = np.where(_take(to_numpy(d["nbr_mask"]), idx).astype(bool),
-                                   nbr, -1)
-                if idx is not None:  # layer index -> cloud index
-                    inv = np.full(len(loc[0]), -1, dtype=np.int64)
-                    inv[idx] = np.arange(len(p))
-                    nbr = np.where(nbr >= 0, inv[np.clip(nbr, 0, None)], -1)
-                kind = "axial tube" if ".branches." in name and "axial" in name.lower() \
-                    else "neighbours"
-                b.click(label, f"{kind} of the query (click)", ci, "neighbour",
-                        w, idx=nbr)
-            elif w.ndim == 3 and "centres" in d:
-                cen = to_numpy(d["centres"], np.float64)
-                m_max = w.shape[1]
-                counts = np.bincount(bt, minlength=cloud + 1) if bt is not None \
-                    else np.array([len(p)])  # p: this cloud's points
-                m_b = np.minimum(counts, m_max)
-                off = int(m_b[:cloud].sum())
-                cb = cen[off:off + int(m_b[cloud])]  # [M_b, 3]
-                if len(cb) == 0:
-                    continue
-                if "assign" in d and d["assign"].numel() == len(loc[0]):
-                    asg = _take(to_numpy(d["assign"]), idx).astype(np.int64) - off
-                else:
-                    d2 = ((p[:, None, :] - cb[None]) ** 2).sum(-1)  # [n, M_b]
-                    asg = np.argmin(d2, axis=1)
-                b.click(label, "global token weights of the query (click)", ci,
-                        "token", w[:, :len(cb)], assign=asg, centres=cb)
-            elif key in ("a", "fusion", "laff") and w.ndim == 3:
-                m = w.shape[2]
-                parent = name.rsplit(".", 1)[0] if "." in name else ""
-                fused_lg = key == "fusion" or (parent != name and parent in record
-                                               and "fusion" in record[parent])
-                nb = list(branch_names.get(name, ())) or list(
-                    branch_names.get(parent, ()))[:m] or (
-                    ["local", "global"] if fused_lg and m == 2 else
-                    ["x", "y", "z"] if m == 3 and "ax" in name.lower() else
-                    [f"branch {i}" for i in range(m)])
-                for i in range(m):
-                    b.scalar(label, f"LAFF weight of {nb[i]}", ci, w[:, :, i],
-                             "LAFF weight (softmax)")
-            elif key == "a" and w.ndim == 4:
-                for lv in range(w.shape[1]):
-                    b.scalar(label, f"LAFF weight of level {lv + 1}", ci,
-                             w[:, lv, :, 1], "LAFF weight")
-            elif w.ndim <= 2:
-                b.scalar(label, f"mean {key}", ci, w.reshape(len(w), -1).mean(1),
-                         f"mean {key}")
+    frame = ViewerFrame(b, record, inputs, pos_in, batch_in, cloud, pos_c, c0,
+                        branch_names or {})
+    for wt in recorded_weights(record, list(record) if layers is None else layers):
+        viewer = view_of(wt.kind).viewer
+        if viewer is not None:  # float32, a view of the record where it can be
+            viewer(frame, wt, to_numpy(wt.tensor).astype(np.float32, copy=False))
     b.finish()
     if not any(m["kind"] not in ("labels",) for m in b.scene.maps):
         b.scene.notes.append("no attention weights were recorded (a plain backbone?)")
