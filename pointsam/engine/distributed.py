@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -169,3 +170,22 @@ class StepSampler(Sampler[int]):
             perm = torch.randperm(self.n, generator=g)[self.rank::self.world]
             yield from perm[skip:per_pass].tolist()
             epoch, skip = epoch + 1, 0
+
+
+def step_batches(dataset: Any, batch_size: int, info: DistInfo, *, seed: int,
+                 step: int = 0, num_workers: int = 0) -> Iterator[Any]:
+    """Batches of ``dataset`` for a ``train.steps`` run, from ``step`` on: a PyG
+    ``DataLoader`` over :class:`StepSampler` (``batch_size`` split over the
+    ranks), so a resumed run draws exactly what an uninterrupted one draws.
+
+    The loader has its own generator: creating its iterator draws a worker base
+    seed, which must not come from (and shift) the global RNG a resume restores.
+    """
+    from torch_geometric.loader import DataLoader
+
+    per_rank = max(1, batch_size // info.world_size)
+    sampler = StepSampler(len(dataset), seed=seed, rank=info.rank,
+                          world_size=info.world_size, start=step * per_rank)
+    gen = torch.Generator().manual_seed(seed + 7919 * info.rank)
+    return iter(DataLoader(dataset, batch_size=per_rank, sampler=sampler,
+                           num_workers=num_workers, generator=gen))

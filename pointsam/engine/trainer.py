@@ -426,23 +426,13 @@ class Trainer(TrainerState):
 
     def _step_stream(self) -> Any:
         """The train split as an endless stream of batches from step
-        ``self.step`` on (:class:`~pointsam.engine.distributed.StepSampler`): a
-        resumed run draws exactly the batches an uninterrupted one would."""
-        from torch_geometric.loader import DataLoader
+        ``self.step`` on (:func:`~pointsam.engine.distributed.step_batches`)."""
+        from .distributed import step_batches
 
-        from .distributed import StepSampler
-
-        d, info = self.cfg.data, self.info
-        per_rank = max(1, d.batch_size // info.world_size)
-        sampler = StepSampler(len(self.datasets["train"]), seed=self.cfg.train.seed,
-                              rank=info.rank, world_size=info.world_size,
-                              start=self.step * per_rank)
-        # its own generator: creating the iterator draws a worker base seed,
-        # which must not come from (and shift) the global RNG a resume restores
-        gen = torch.Generator().manual_seed(self.cfg.train.seed + 7919 * info.rank)
-        return iter(DataLoader(self.datasets["train"], batch_size=per_rank,
-                               sampler=sampler, num_workers=d.num_workers,
-                               generator=gen))
+        d = self.cfg.data
+        return step_batches(self.datasets["train"], d.batch_size, self.info,
+                            seed=self.cfg.train.seed, step=self.step,
+                            num_workers=d.num_workers)
 
     #: The clock of the time budget (a seam for tests).
     _clock = staticmethod(time.perf_counter)
