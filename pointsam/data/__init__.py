@@ -20,6 +20,7 @@ from torch_geometric.data import Batch, Data
 
 from ._common import IGNORE_INDEX, CloudFormatError, DatasetNotFoundError
 from .base import PointDataset
+from .crops import CylinderCrop, SphereCrop
 from .io import read_cloud, read_kitti_bin, read_kitti_label, read_off, sample_surface
 from .kitti import SemanticKITTI, learning_map_lut, semantic_kitti_config
 from .lidar_frames import LidarFrames
@@ -37,7 +38,6 @@ from .synthetic import (
 )
 from .transforms import (
     Compose,
-    CylinderCrop,
     FixedPoints,
     Jitter,
     NormalizeScale,
@@ -45,7 +45,6 @@ from .transforms import (
     RandomRotate,
     RandomScale,
     RandomShift,
-    SphereCrop,
     VoxelSubsample,
 )
 

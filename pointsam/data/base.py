@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
@@ -19,6 +20,13 @@ class PointDataset(Dataset):
     ``IndexError`` outside ``-len..len-1`` (naming :attr:`item_name`) and applies
     the transform.
 
+    **Declared metadata** (the engine reads these, never other attribute names):
+    :attr:`splits` (the values of the ``split`` argument), :attr:`val_split`
+    (a split that validates instead of a carve-out of train, or ``None``),
+    :attr:`classes` (label names, in label order), :attr:`num_classes`,
+    :attr:`ignore_index` (the unscored label, or ``None``), and for part
+    segmentation :attr:`categories` and :attr:`category_parts`.
+
     Example:
         >>> class Two(PointDataset):
         ...     transform = None
@@ -31,6 +39,26 @@ class PointDataset(Dataset):
     #: What one sample is called in the out-of-range message.
     item_name = "samples"
     transform: Callable[[Data], Data] | None
+    #: The values the constructor's ``split`` argument takes.
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    #: The split that validates (instead of a fixed-seed carve-out of train).
+    val_split: ClassVar[str | None] = None
+    #: Label names in label order (classification / semantic segmentation).
+    classes: tuple[str, ...] = ()
+    #: Shape categories (part segmentation), in category-id order.
+    categories: tuple[str, ...] = ()
+    #: The label that is not scored (semantic segmentation), or ``None``.
+    ignore_index: int | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Labels the targets use (``len(classes)`` unless a subclass says)."""
+        return len(self.classes)
+
+    @property
+    def category_parts(self) -> list[list[int]] | None:
+        """Part ids of each category, in category order (part segmentation)."""
+        return None
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError

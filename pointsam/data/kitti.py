@@ -182,6 +182,7 @@ class SemanticKITTI(PointDataset):
 
     #: Label of unlabeled points (the learning map's class 0).
     ignore_index = IGNORE_INDEX
+    splits = SPLITS
 
     item_name = "scans"
 

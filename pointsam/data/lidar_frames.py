@@ -303,6 +303,7 @@ class LidarFrames(PointDataset):
     """
 
     splits = ("train", "val", "test")
+    val_split = "val"
     item_name = "items"
     num_classes = NUM_LEARNING_CLASSES
     ignore_index = IGNORE_INDEX

@@ -174,6 +174,12 @@ class ShapeNetPart(PointDataset):
         """Number of categories (16)."""
         return len(self.categories)
 
+    @property
+    def category_parts(self) -> list[list[int]]:
+        """Part ids of each category, in category order."""
+        return [list(SEG_CLASSES[c]) for c in self.categories]
+
+    splits = SPLITS
     seg_classes = SEG_CLASSES
 
     def __repr__(self) -> str:

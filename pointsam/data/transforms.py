@@ -47,8 +47,6 @@ __all__ = [
     "Jitter",
     "PointDropout",
     "VoxelSubsample",
-    "SphereCrop",
-    "CylinderCrop",
     "subset_points",
     "SAMPLE_KEYS",
 ]
@@ -444,7 +442,3 @@ class VoxelSubsample:
 
     def __repr__(self) -> str:
         return f"VoxelSubsample({self.size})"
-
-
-# the crops live in crops.py (imported last: they subclass _Random)
-from .crops import CylinderCrop, SphereCrop, _Crop  # noqa: E402,F401

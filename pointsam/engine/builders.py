@@ -15,7 +15,6 @@ test split the deterministic evaluation transform.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -145,41 +144,48 @@ def build_transform(cfg: Config, *, train: bool) -> Callable[[Any], Any] | None:
 
 
 def build_dataset(cfg: Config, split: str) -> Any:
-    """The raw ``split`` of ``cfg.data.name`` (no transform)."""
+    """The raw ``split`` of ``cfg.data.name`` (no transform).
+
+    The class declares the splits it takes (:attr:`PointDataset.splits`); a
+    ``split`` it does not take is a :class:`ConfigError` naming them.
+    """
     d = cfg.data
     if d.name not in DATASETS:
         raise ConfigError(f"unknown dataset {d.name!r}; known: {', '.join(DATASETS)}")
     cls, fixed = DATASETS[d.name]
-    kwargs = {**fixed, **d.args}
-    params = inspect.signature(cls).parameters
+    if split not in cls.splits:
+        raise ConfigError(f"{cls.__name__} has no split {split!r} (data.test_split?); "
+                          f"its splits: {', '.join(cls.splits)}")
+    kwargs = {**fixed, **d.args, "split": split}
     if d.root is not None:
         kwargs["root"] = d.root
-    if "split" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        kwargs["split"] = split
     try:
         return cls(**kwargs)
     except TypeError as e:  # a data.args key the class does not take
         if "argument" not in str(e):
             raise
-        valid = [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY
-                 or (p.kind == p.POSITIONAL_OR_KEYWORD and n != "self")]
+        import inspect  # only to list the valid names in the message
+
+        params = inspect.signature(cls).parameters
+        valid = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY,
+                                                             p.POSITIONAL_OR_KEYWORD)]
         raise ConfigError(f"data.args for {cls.__name__}: {e}; it takes "
                           f"{', '.join(valid)}") from None
 
 
 def build_datasets(cfg: Config) -> dict[str, Dataset]:
-    """``{"train", "val", "test"}``: val is the dataset's own ``"val"`` split when
-    its class declares one (``splits``), else carved from train with
-    ``data.split_seed``."""
+    """``{"train", "val", "test"}``: val is the dataset's own validation split
+    when its class declares one (:attr:`PointDataset.val_split`), else carved
+    from train with ``data.split_seed``."""
     train_base = build_dataset(cfg, "train")
     eval_t = build_transform(cfg, train=False)
     c = cfg.data.cache
-    if "val" in getattr(train_base, "splits", ()):  # the dataset's own val split
+    if train_base.val_split is not None:  # the dataset's own validation split
         out: dict[str, Dataset] = {
             "train": TransformedDataset(train_base, None,
                                         build_transform(cfg, train=True), cache=c),
-            "val": TransformedDataset(build_dataset(cfg, "val"), None, eval_t,
-                                      cache=c),
+            "val": TransformedDataset(build_dataset(cfg, train_base.val_split), None,
+                                      eval_t, cache=c),
         }
     else:  # carved out of train with a fixed seed
         tr, va = split_train_val(
@@ -198,19 +204,15 @@ def build_datasets(cfg: Config) -> dict[str, Dataset]:
 
 
 def dataset_info(ds: Any) -> dict[str, Any]:
-    """Class count, names, part table and ignore label a dataset exposes."""
-    info: dict[str, Any] = {}
-    for attr in ("num_classes", "num_parts", "ignore_index"):
-        v = getattr(ds, attr, None)
-        if isinstance(v, int):
-            info[attr] = v
-    for attr in ("category_parts", "seg_classes", "parts"):
-        v = getattr(ds, attr, None)
-        if v is not None:
-            if isinstance(v, dict):
-                v = list(v.values())
-            info["category_parts"] = [list(map(int, p)) for p in v]
-            break
+    """Class count, part table and ignore label a dataset declares
+    (:class:`~pointsam.data.PointDataset`'s metadata)."""
+    info: dict[str, Any] = {"num_classes": int(ds.num_classes)}
+    if ds.ignore_index is not None:
+        info["ignore_index"] = int(ds.ignore_index)
+    parts = ds.category_parts
+    if parts is not None:
+        info["category_parts"] = [list(map(int, p)) for p in parts]
+        info["num_parts"] = int(ds.num_classes)
     return info
 
 

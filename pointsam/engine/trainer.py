@@ -465,7 +465,7 @@ class Trainer(TrainerState):
             },
             "selection": f"best validation {self.task.score_key} ("
             + ("the dataset's own val split)"
-               if "val" in getattr(_underlying(self.datasets["train"]), "splits", ())
+               if getattr(_underlying(self.datasets["train"]), "val_split", None)
                else f"val carved from train, seed {self.cfg.data.split_seed})"),
             "best": self.best,
             "test": {

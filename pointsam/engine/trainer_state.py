@@ -66,7 +66,7 @@ class TrainerState:
                 "model_name": self.cfg.model.name,
                 "model_args": dict(self.model_args),
                 "class_names": list(self.class_names),
-                "category_names": self._names(("categories",)),
+                "category_names": self._names("categories"),
             },
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -80,22 +80,17 @@ class TrainerState:
             "best": self.best,
         }
 
-    def _names(self, attrs: tuple[str, ...]) -> list[str]:
-        ds = _underlying(self.datasets["train"])
-        for attr in attrs:
-            names = getattr(ds, attr, None)
-            if isinstance(names, (list, tuple)) and all(
-                isinstance(n, str) for n in names
-            ):
-                return list(names)
-        return []
+    def _names(self, attr: str) -> list[str]:
+        """The train split's declared ``classes`` or ``categories``
+        (:class:`~pointsam.data.PointDataset`); none for a dataset that is not
+        one."""
+        names = getattr(_underlying(self.datasets["train"]), attr, ())
+        return [str(n) for n in names] if isinstance(names, (list, tuple)) else []
 
     @property
     def class_names(self) -> list[str]:
         """Names of the labels (classes; empty for part ids)."""
-        if self.task.name == "partseg":
-            return []
-        return self._names(("class_names", "classes"))
+        return [] if self.task.name == "partseg" else self._names("classes")
 
     def resume(self, path: str | Path) -> None:
         """Restore a run from ``last.pt`` (model, optimiser, scheduler, RNG, logs)."""

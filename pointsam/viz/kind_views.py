@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from torch import Tensor
@@ -34,9 +34,6 @@ from .kinds import (  # noqa: F401  (shared helpers of the pictures and maps)
     take,
 )
 from .render import Panel
-
-if TYPE_CHECKING:
-    from .scene import _Builder
 
 __all__ = ["VIEWS", "UNDECLARED", "View", "view_of", "recorded_weights",
            "PictureFrame", "ViewerFrame"]
@@ -228,7 +225,7 @@ class ViewerFrame:
     input cloud ``pos_in`` [N, 3] with its clouds ``batch_in``, and the cloud
     shown (``pos_c`` [n, 3], the scene's cloud ``c0``)."""
 
-    b: _Builder
+    b: Any  # the scene builder of pointsam.viz.scene (not imported: no cycle)
     record: Mapping[str, Mapping[str, Tensor]]
     inputs: Mapping[str, LayerInputs]
     pos_in: np.ndarray

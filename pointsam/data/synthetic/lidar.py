@@ -207,6 +207,7 @@ class SyntheticLidar(PointDataset):
     """
 
     classes: tuple[str, ...] = LIDAR_CLASSES
+    splits = ("train", "val", "test")
     #: No point is unlabeled here; the attribute matches :class:`SemanticKITTI`.
     ignore_index = -1
 

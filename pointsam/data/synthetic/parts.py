@@ -107,6 +107,12 @@ class SyntheticParts(PointDataset):
     """
 
     categories = tuple(PART_CLASSES)
+    splits = ("train", "val", "test")
+
+    @property
+    def category_parts(self) -> list[list[int]]:
+        """Part ids of each category, in category order."""
+        return [sorted(PART_CLASSES[c].values()) for c in self.categories]
     seg_classes = {c: sorted(p.values()) for c, p in PART_CLASSES.items()}
 
     def __init__(

@@ -81,6 +81,7 @@ class SyntheticShapes(PointDataset):
     """
 
     classes = SHAPE_CLASSES
+    splits = ("train", "val", "test")
 
     def __init__(
         self,
