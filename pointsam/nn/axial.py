@@ -125,26 +125,27 @@ class AxialAttention(PointModule):
             raise ValueError("AxialAttention builds its own anisotropic "
                              "neighbourhoods; pass nbr_idx=None")
         x = self.check_forward(x, pos, batch)
-        attn: dict[str, Tensor] = {}
-        ys = []
-        geo = network_tables(self)  # inside a network: the plan's tubes
-        for name, scale, branch in zip(_AXES, axis_scales(self.stretch), self.branches):
-            if geo is not None:
-                idx, mask = geo[f"{name}_idx"], geo[f"{name}_mask"]  # [N, K] each
-            else:
-                idx, mask = ops.knn(pos, self.k, batch, scale=scale)  # [N, K], [N, K]
+        with ops.trusted():  # checked once above: children, knn and fusion do not check again
+            attn: dict[str, Tensor] = {}
+            ys = []
+            geo = network_tables(self)  # inside a network: the plan's tubes
+            for name, scale, branch in zip(_AXES, axis_scales(self.stretch), self.branches):
+                if geo is not None:
+                    idx, mask = geo[f"{name}_idx"], geo[f"{name}_mask"]  # [N, K] each
+                else:
+                    idx, mask = ops.knn(pos, self.k, batch, scale=scale)  # [N, K], [N, K]
+                if want:
+                    y, a = branch(x, pos, batch, idx, mask, return_attention=True)
+                    attn[name] = a["attn"]  # [N, K, H]
+                else:
+                    y = branch(x, pos, batch, idx, mask)  # [N, C_out]
+                ys.append(y)
             if want:
-                y, a = branch(x, pos, batch, idx, mask, return_attention=True)
-                attn[name] = a["attn"]  # [N, K, H]
-            else:
-                y = branch(x, pos, batch, idx, mask)  # [N, C_out]
-            ys.append(y)
-        if want:
-            out, fa = self.fuse(ys, return_attention=True)
-            attn["laff"] = fa["a"]  # [N, H, 3]
-            attn["axis"] = fa["a"].mean(-2)  # [N, 3]
-            return self.finish(out, attn, return_attention)
-        return self.finish(self.fuse(ys), None, return_attention)
+                out, fa = self.fuse(ys, return_attention=True)
+                attn["laff"] = fa["a"]  # [N, H, 3]
+                attn["axis"] = fa["a"].mean(-2)  # [N, 3]
+                return self.finish(out, attn, return_attention)
+            return self.finish(self.fuse(ys), None, return_attention)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, num_heads={self.num_heads}, "

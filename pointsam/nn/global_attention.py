@@ -344,23 +344,24 @@ class LocalGlobalAttention(PointModule):
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
         x = self.check_forward(x, pos, batch, nbr_idx, nbr_mask)
-        attn: dict[str, Tensor] | None = {} if want else None
-        if want:
-            lo, la = self.local(x, pos, batch, nbr_idx, nbr_mask, return_attention=True)
-            go, ga = self.glob(x, pos, batch, return_attention=True)
-            attn = {"local": la["attn"], "global": ga["attn"]}
-        else:
-            lo = self.local(x, pos, batch, nbr_idx, nbr_mask)  # [N, C_out]
-            go = self.glob(x, pos, batch)  # [N, C_out]
-        if self.fusion == "laff":
+        with ops.trusted():  # checked once above: children, knn and fusion do not check again
+            attn: dict[str, Tensor] | None = {} if want else None
             if want:
-                out, fa = self.fuse([lo, go], return_attention=True)
-                attn["fusion"] = fa["a"]  # type: ignore[index]
+                lo, la = self.local(x, pos, batch, nbr_idx, nbr_mask, return_attention=True)
+                go, ga = self.glob(x, pos, batch, return_attention=True)
+                attn = {"local": la["attn"], "global": ga["attn"]}
             else:
-                out = self.fuse([lo, go])  # [N, C_out]
-        else:
-            out = self.fuse(torch.cat([lo, go], dim=-1))  # [N, C_out]
-        return self.finish(out, attn, return_attention)
+                lo = self.local(x, pos, batch, nbr_idx, nbr_mask)  # [N, C_out]
+                go = self.glob(x, pos, batch)  # [N, C_out]
+            if self.fusion == "laff":
+                if want:
+                    out, fa = self.fuse([lo, go], return_attention=True)
+                    attn["fusion"] = fa["a"]  # type: ignore[index]
+                else:
+                    out = self.fuse([lo, go])  # [N, C_out]
+            else:
+                out = self.fuse(torch.cat([lo, go], dim=-1))  # [N, C_out]
+            return self.finish(out, attn, return_attention)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, fusion={self.fusion!r}"

@@ -147,36 +147,37 @@ class MultiBranchAttention(PointModule):
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
         self.check_forward(x, pos, batch, nbr_idx, nbr_mask)
-        if nbr_idx is None and self.k is not None:
-            nbr_idx, nbr_mask = ops.knn(pos, self.k, batch)  # [N, k], [N, k]
-        for name in kwargs:
-            if name not in self.extra_inputs:
-                raise TypeError(f"no branch accepts the keyword argument {name!r}")
-        feats: list[Tensor] = []
-        attn: dict[str, Tensor] = {}
-        for i, br in enumerate(self.branches):
-            kw = self._kw[i]
-            extra = {n: v for n, v in kwargs.items() if n in kw}
-            if nbr_idx is not None and self._nbr[i]:
-                extra.update(nbr_idx=nbr_idx, nbr_mask=nbr_mask)
-            if want and self._accepts_return[i]:
-                f, a = br(x, pos, batch, return_attention=True, **extra)  # [N, C_i]
-                attn.update({f"branches.{i}.{n}": v for n, v in a.items()})
+        with ops.trusted():  # checked once above: children, knn and fusion do not check again
+            if nbr_idx is None and self.k is not None:
+                nbr_idx, nbr_mask = ops.knn(pos, self.k, batch)  # [N, k], [N, k]
+            for name in kwargs:
+                if name not in self.extra_inputs:
+                    raise TypeError(f"no branch accepts the keyword argument {name!r}")
+            feats: list[Tensor] = []
+            attn: dict[str, Tensor] = {}
+            for i, br in enumerate(self.branches):
+                kw = self._kw[i]
+                extra = {n: v for n, v in kwargs.items() if n in kw}
+                if nbr_idx is not None and self._nbr[i]:
+                    extra.update(nbr_idx=nbr_idx, nbr_mask=nbr_mask)
+                if want and self._accepts_return[i]:
+                    f, a = br(x, pos, batch, return_attention=True, **extra)  # [N, C_i]
+                    attn.update({f"branches.{i}.{n}": v for n, v in a.items()})
+                else:
+                    f = br(x, pos, batch, **extra)  # [N, C_i]
+                if f.dim() != 2 or f.size(1) != self.branch_channels[i]:
+                    raise ValueError(f"branch {i} returned {list(f.shape)}, expected "
+                                     f"[N, {self.branch_channels[i]}]")
+                feats.append(f)
+            if self.fusion == "laff":
+                if want:
+                    out, a = self.fuse(feats, return_attention=True)  # [N, C_out]
+                    attn["a"] = a["a"]  # [N, H, m]
+                else:
+                    out = self.fuse(feats)  # [N, C_out]
             else:
-                f = br(x, pos, batch, **extra)  # [N, C_i]
-            if f.dim() != 2 or f.size(1) != self.branch_channels[i]:
-                raise ValueError(f"branch {i} returned {list(f.shape)}, expected "
-                                 f"[N, {self.branch_channels[i]}]")
-            feats.append(f)
-        if self.fusion == "laff":
-            if want:
-                out, a = self.fuse(feats, return_attention=True)  # [N, C_out]
-                attn["a"] = a["a"]  # [N, H, m]
-            else:
-                out = self.fuse(feats)  # [N, C_out]
-        else:
-            out = self.fuse(torch.cat(feats, dim=-1))  # [N, C_out]
-        return self.finish(out, attn if want else None, return_attention)
+                out = self.fuse(torch.cat(feats, dim=-1))  # [N, C_out]
+            return self.finish(out, attn if want else None, return_attention)
 
     def extra_repr(self) -> str:
         return (f"{len(self.branches)} branches {self.branch_channels} -> "
