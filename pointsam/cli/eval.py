@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from ._format import fmt
@@ -157,5 +156,7 @@ def run(args: argparse.Namespace) -> int:
     }
     print(f"{args.split} ({len(ds)} samples, {args.votes} vote(s)): {fmt(res)}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(res, indent=2) + "\n")
+        from pointsam._atomic import atomic_write_text
+
+        atomic_write_text(args.json_out, json.dumps(res, indent=2) + "\n")
     return 0

@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict on one cloud; write the labelled PLY (and the class JSON)."""
     import numpy as np
 
+    from pointsam._atomic import atomic_write_text
     from pointsam.data import read_cloud
     from pointsam.engine.predict import predict_cloud
     from pointsam.viz import export_ply, label_colors
@@ -183,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"class: {name} (id {label}, p={probs[label]:.3f})")
         for i in top:
             print(f"  {names[i] if i < len(names) else i}: {probs[i]:.4f}")
-        Path(args.out).with_suffix(".json").write_text(
+        atomic_write_text(
+            Path(args.out).with_suffix(".json"),
             json.dumps(
                 {"class": label, "name": name, "probs": probs, "class_names": names},
                 indent=2,

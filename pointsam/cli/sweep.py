@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
     """Run ``pointsam sweep`` from parsed arguments; 0 when every run finished."""
+    from pointsam._atomic import atomic_write_text
     from pointsam.engine.sweep import (
         SweepError,
         baseline_name,
@@ -98,7 +99,7 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
                 "seeds": seeds, "overrides": overrides, "baseline": base,
                 "task": task, "jobs": args.jobs,
                 "cpu_count": os.cpu_count(), "command": command}
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
         t0 = time.time()
         outcomes = run_sweep(runs, args.jobs, log=log)
         failed = [o.run.label for o in outcomes if o.status == "failed"]

@@ -3,9 +3,10 @@ r"""Atomic, code-free checkpoints and RNG state capture.
 A checkpoint is a dict of tensors, plain containers, numbers and strings only,
 so it loads with ``torch.load(..., weights_only=True)``: a file that carries
 pickled code or objects is refused with :class:`CheckpointError` before anything
-in it runs. Saving writes a temporary file in the same folder, ``fsync``\ s it and
-renames it over the target (``os.replace``, atomic on POSIX), so a process
-killed while saving leaves the previous checkpoint intact.
+in it runs. Saving goes through :func:`pointsam._atomic.atomic_write`: a
+temporary file in the same folder, ``fsync``\ ed and renamed over the target
+(``os.replace``, atomic on POSIX), so a process killed while saving, or a full
+disk, leaves the previous checkpoint intact.
 
 Layout (``format == "pointsam-checkpoint"``, ``version == 1``)::
 
@@ -17,17 +18,16 @@ Layout (``format == "pointsam-checkpoint"``, ``version == 1``)::
 
 from __future__ import annotations
 
-import errno
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from pointsam._atomic import OutOfSpaceError, atomic_write
 
 __all__ = [
     "CheckpointError",
@@ -48,25 +48,6 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, unsafe or not a pointsam one."""
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically (tmp file, fsync, ``os.replace``).
 
@@ -79,29 +60,12 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, "wb") as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        full = (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) \
-            or (isinstance(e, RuntimeError) and "write failed" in str(e))
-        if full:  # torch reports a failed write as "enforce fail ... write failed"
-            kept = (f"the previous {path.name} is kept" if path.exists()
-                    else f"no previous {path.name} existed")
-            raise CheckpointError(
-                f"no space left on device while writing {path} ({kept}); free "
-                "some space and resume with --resume") from None
-        raise
-    _fsync_dir(path.parent)
+    except OutOfSpaceError as e:  # torch: "write failed" / "unexpected pos" too
+        raise CheckpointError(f"{e}; free some space and resume with --resume"
+                              ) from None
     return path
 
 

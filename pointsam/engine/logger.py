@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from pointsam._atomic import atomic_write, atomic_write_text
+
 __all__ = ["RunLogger", "environment", "package_versions"]
 
 _PACKAGES = (
@@ -135,22 +137,19 @@ class RunLogger:
             keys += [
                 k for k in r if k not in keys and not isinstance(r[k], (list, dict))
             ]
-        tmp = self.out_dir / "metrics.csv.tmp"
-        with open(tmp, "w", newline="") as f:
+        with atomic_write(self.out_dir / "metrics.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
             w.writeheader()
             for r in history:
                 w.writerow({k: r.get(k, "") for k in keys})
-        os.replace(tmp, self.out_dir / "metrics.csv")
 
     def write_summary(self, summary: dict[str, Any]) -> Path | None:
         """Write ``summary.json`` (config, seed, versions, machine, results)."""
         if not self.enabled:
             return None
         path = self.out_dir / "summary.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(_clean(summary), indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(_clean(summary), indent=2,
+                                           sort_keys=False) + "\n")
         return path
 
     def close(self) -> None:

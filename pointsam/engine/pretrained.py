@@ -9,11 +9,15 @@ finished training run as a shipped model (the packed file and its card).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
+
+from pointsam._atomic import atomic_write_bytes, atomic_write_text
 
 from .config import Config, config_from_dict
 from .tasks import Task, make_task
@@ -87,7 +91,7 @@ def pack_run(run: str | Path, name: str, out: str | Path | None = None,
     """
     from pointsam.models.pretrained import FORMAT, MAX_BYTES, _dir
 
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint import load_checkpoint
 
     run = Path(run)
     for f in ("best.pt", "summary.json"):
@@ -113,20 +117,27 @@ def pack_run(run: str | Path, name: str, out: str | Path | None = None,
     if isinstance(best.get(meta.get("score_key", "")), float):
         state["metrics"]["val_" + meta["score_key"]] = round(best[meta["score_key"]], 4)
     out = Path(out) if out is not None else _dir()
-    path = save_checkpoint(state, out / f"{name}.pt")
-    if path.stat().st_size > MAX_BYTES:
+    path = out / f"{name}.pt"
+    data = _serialize(state)  # sized in memory: an oversized file never replaces one
+    if len(data) > MAX_BYTES:
         state["state_dict"] = {k: v.half() if v.is_floating_point() else v
                                for k, v in state["state_dict"].items()}
-        save_checkpoint(state, path)
-    if path.stat().st_size > MAX_BYTES:
-        path.unlink()
-        raise ValueError(f"{name}: {path.stat().st_size} bytes > 5 MB even in float16")
+        data = _serialize(state)
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"{name}: {len(data)} bytes > 5 MB even in float16")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
     card = path.with_suffix(".md")
-    tmp = card.with_name(f".{card.name}.tmp")
-    tmp.write_text(_card(name, state, summ, command or "pointsam train CONFIG",
-                         notes))
-    tmp.replace(card)
+    atomic_write_text(card, _card(name, state, summ,
+                                  command or "pointsam train CONFIG", notes))
     return path
+
+
+def _serialize(state: dict[str, Any]) -> bytes:
+    """``torch.save(state)`` as bytes."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
 
 
 def _card(name: str, state: dict[str, Any], summ: dict[str, Any], command: str,

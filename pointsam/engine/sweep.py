@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pointsam._atomic import atomic_write_text
+
 from .checkpoint import RESUME_FREE
 from .config import Config, config_diff, config_to_dict, load_config
 from .rundir import lock_holder
@@ -253,9 +255,7 @@ def _record_attempt(r: SweepRun, wall: float, rc: int, resumed: bool) -> None:
     rec["attempts"].append({"wall_s": round(wall, 3), "returncode": rc,
                             "resumed": resumed, "ended": time.strftime("%FT%T")})
     rec["wall_s"] = round(sum(a["wall_s"] for a in rec["attempts"]), 3)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rec, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(rec, indent=2) + "\n")
 
 
 def _eta(done: dict[str, list[float]], waiting: Sequence[SweepRun],
@@ -326,7 +326,7 @@ def run_sweep(runs: Sequence[SweepRun], jobs: int,
                 p = subprocess.Popen(r.command(resume), stdout=fh,
                                      stderr=subprocess.STDOUT, env=env)
                 procs[r] = (p, time.time(), resume, fh)
-                (r.out_dir / "sweep.pid").write_text(f"{p.pid}\n")
+                atomic_write_text(r.out_dir / "sweep.pid", f"{p.pid}\n")
                 if resume:
                     log(f"[sweep] resuming {r.label} from {r.out_dir / 'last.pt'}")
             for r, (p, t0, resume, fh) in list(procs.items()):

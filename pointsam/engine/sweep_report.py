@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pointsam._atomic import atomic_write, atomic_write_text
+
 __all__ = ["METRICS", "SeedResult", "collect", "mean_std", "paired_difference",
            "metrics_text", "read_summary", "fmt_duration", "write_report"]
 
@@ -242,7 +244,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in rows:
@@ -373,7 +375,7 @@ def write_report(out: str | Path, names: Sequence[str], seeds: Sequence[int],
     unit = units[0]
     rows = _aggregate(results, names, baseline, task, unit)
     paths = [out / "results.md", out / "results.csv", out / "results_seeds.csv"]
-    paths[0].write_text(_markdown(rows, results, missing, task, baseline, seeds,
+    atomic_write_text(paths[0], _markdown(rows, results, missing, task, baseline, seeds,
                                   command, jobs, unit))
     _write_csv(paths[1], rows)
     _write_csv(paths[2], [
@@ -386,5 +388,7 @@ def write_report(out: str | Path, names: Sequence[str], seeds: Sequence[int],
         for s in results])
     if draw is not None:
         paths.append(out / "results.png")
-        draw(rows, *METRICS[task][0]).savefig(paths[3])
+        fig = draw(rows, *METRICS[task][0])
+        with atomic_write(paths[3]) as f:
+            fig.savefig(f, format="png")
     return paths

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
+from .._atomic import atomic_write_bytes
 from .checks import META_KEY, ExportError, _check_exportable, _explain, _takes
 from .fold import fold_batch_norms
 from .wrappers import (
@@ -182,9 +184,18 @@ def export_program(model: nn.Module, example: Mapping[str, Tensor] | None = None
 
 def save_program(ep: torch.export.ExportedProgram, meta: Mapping[str, Any],
                  path: str | Path) -> Path:
-    """Write an ExportedProgram and its metadata as one ``.pt2`` archive."""
+    """Write an ExportedProgram and its metadata as one ``.pt2`` archive.
+
+    The archive is built in memory and then written atomically
+    (:func:`pointsam._atomic.atomic_write_bytes`): ``torch.export.save`` into a
+    file on a full disk aborts the process (``c10::Error`` thrown from C++),
+    while a failed write of the bytes is an ``OSError``, so a full disk becomes
+    :class:`~pointsam._atomic.OutOfSpaceError` and keeps the previous file.
+    """
     path = Path(path)
-    torch.export.save(ep, str(path), extra_files={META_KEY: json.dumps(dict(meta))})
+    buf = io.BytesIO()
+    torch.export.save(ep, buf, extra_files={META_KEY: json.dumps(dict(meta))})
+    atomic_write_bytes(path, buf.getbuffer())
     return path
 
 

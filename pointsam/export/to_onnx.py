@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._atomic import atomic_path
 from .checks import META_KEY, ExportError, _explain
 from .program import _folded, _meta, _prepare
 from .runtime import OnnxModel
@@ -78,12 +79,13 @@ def export_onnx(model: nn.Module, path: str | Path,
             raise
         raise _explain(e) from None
     path = Path(path)
-    prog.save(str(path))
-    proto = onnx.load(str(path))
-    meta = _meta(model, names, outputs, model_name, model_args,  # + the weights' hash
-                 {**extra, **dict(extra_meta or {}),
-                  "weights_sha256": OnnxModel.weights_sha256(proto)})
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta)
-    onnx.save(proto, str(path))
+    with atomic_path(path) as tmp:  # a full disk keeps the previous file
+        prog.save(str(tmp))
+        proto = onnx.load(str(tmp))
+        meta = _meta(model, names, outputs, model_name, model_args,  # + weights' hash
+                     {**extra, **dict(extra_meta or {}),
+                      "weights_sha256": OnnxModel.weights_sha256(proto)})
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = META_KEY, json.dumps(meta)
+        onnx.save(proto, str(tmp))
     return path

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pointsam._atomic import atomic_write_bytes
+
 __all__ = ["find_chromium", "Browser"]
 
 _NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -190,7 +192,7 @@ class Browser:
         data = base64.b64decode(self.call("Page.captureScreenshot", session=True,
                                           format="png")["data"])
         if out is not None:
-            Path(out).write_bytes(data)
+            atomic_write_bytes(out, data)
         return data
 
     def close(self) -> None:

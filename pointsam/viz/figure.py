@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from pointsam._atomic import atomic_write
+
 from .colors import GREY, QUERY_COLOR, colormap, mpl_cmap, to_numpy, value_range
 from .render import Panel, _camera, project, render_views
 
@@ -78,7 +80,8 @@ def save_figure(fig: Any, out: str | Path, img: np.ndarray | None = None) -> Pat
 
         write_png(path, figure_to_array(fig) if img is None else img)
     else:
-        fig.savefig(path, format=suffix[1:], dpi=_DPI, facecolor="white")
+        with atomic_write(path) as f:  # a full disk keeps the previous file
+            fig.savefig(f, format=suffix[1:], dpi=_DPI, facecolor="white")
     return path
 
 

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from pointsam._atomic import atomic_write
+
 from .scene import DEFAULT_MAX_POINTS, Scene, build_scene, scene_from_model
 
 __all__ = ["to_html", "show", "scene_to_json", "viewer_memory",
@@ -295,7 +297,8 @@ def to_html(source: Any, data: Any = None, out: str | Path | None = None, *,
         return "".join(pieces)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:  # piece by piece: no page-sized copy
+    # piece by piece (no page-sized copy), atomically (a full disk keeps the old page)
+    with atomic_write(path, "w", encoding="utf-8") as f:
         for piece in pieces:
             f.write(piece)
     return path

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pointsam._atomic import atomic_write
+
 __all__ = ["write_png", "read_png"]
 
 
@@ -30,7 +32,8 @@ def write_png(path: str | Path, img: np.ndarray) -> Path:
         raise ValueError(f"write_png needs [H, W, 3] uint8, got {img.dtype} "
                          f"{img.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img, mode="RGB").save(path, format="PNG", optimize=True)
+    with atomic_write(path) as f:  # a full disk keeps the previous file
+        Image.fromarray(img, mode="RGB").save(f, format="PNG", optimize=True)
     return path
 
 

@@ -32,6 +32,7 @@ from plyfile import (
 )
 from torch_geometric.data import Data
 
+from ..._atomic import atomic_write
 from .._common import CloudFormatError, make_data
 from ._util import PathLike, read_bytes, read_open3d
 
@@ -130,10 +131,12 @@ def write_ply_vertices(path: str | os.PathLike[str], props: Mapping[str, np.ndar
 
     Each array keeps its dtype (``float32`` -> ``float``, ``uint8`` -> ``uchar``,
     ``int32`` -> ``int`` ...); the file is little-endian. Folders are created.
+    The file is written atomically (:func:`pointsam._atomic.atomic_write`).
 
     Raises:
         ValueError: arrays of different lengths, a dtype PLY has no type for
             (int64, say), or a comment that is not one ASCII line.
+        OutOfSpaceError: the disk filled up (the previous file is kept).
     """
     arrays = {k: np.asarray(v) for k, v in props.items()}
     sizes = {v.shape for v in arrays.values()}
@@ -155,8 +158,10 @@ def write_ply_vertices(path: str | os.PathLike[str], props: Mapping[str, np.ndar
         rec[k] = v
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    PlyData([PlyElement.describe(rec, "vertex")], text=False, byte_order="<",
-            comments=list(comments)).write(str(path))
+    ply = PlyData([PlyElement.describe(rec, "vertex")], text=False, byte_order="<",
+                  comments=list(comments))
+    with atomic_write(path) as f:  # a full disk keeps the previous file
+        ply.write(f)
     return path
 
 
