@@ -7,6 +7,7 @@ r"""The ``pointsam`` command: train, eval, predict, viz, demo, bench, sweep, mod
     torchrun --nproc_per_node=2 -m pointsam train CONFIG      # DDP
     pointsam eval CHECKPOINT [--split test] [--votes N] [--set data.root=...]
     pointsam predict (CHECKPOINT | --model NAME | --onnx M.onnx | --pt2 M.pt2) FILE --out OUT.ply
+    pointsam predict SOURCE DIR_OR_GLOB --out OUT_DIR [--overwrite] [--jobs N]
     pointsam viz (CHECKPOINT | --model NAME) SOURCE [--out DIR] [--html OUT.html]
     pointsam bench [NAME ...] [--list]              # runs python -m bench.NAME
     pointsam sweep CONFIG ... --seeds 0 1 2 --out DIR  # configs x seeds, tables
