@@ -19,14 +19,13 @@ from torch import Tensor, nn
 
 from .. import ops
 from ..nn import LAFFMultiLevel
+from ..nn.common import Device, reset_children
 from ..nn.network import (
     bind_geometry,
     collect_geometry,
     dense_layout,
     from_dense_slots,
     network_mode,
-    seg_max,
-    seg_mean,
     to_dense_slots,
     tracing,
 )
@@ -110,7 +109,7 @@ class DGCNN(nn.Module):
                  num_categories: int = 0, category_channels: int = 64,
                  attention: AttentionSpec = None,
                  negative_slope: float = 0.2, spatial_transform: bool = False,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if not isinstance(in_channels, int) or in_channels < 0:
@@ -165,9 +164,7 @@ class DGCNN(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        reset_children(self)
 
     def forward(self, x: Tensor | None, pos: Tensor, batch: Tensor | None = None, *,
                 category: Tensor | None = None,
@@ -288,9 +285,9 @@ class DGCNN(nn.Module):
                 fused = torch.cat(levels, dim=-1)  # [N, sum C_l]
             e = self.emb(fused)  # [N, C_e]
             if self.task == "cls":
-                return torch.cat([seg_max(e, batch, b),
-                                  seg_mean(e, batch, b)], dim=-1)  # [B, 2 C_e]
-            parts = [seg_max(e, batch, b)[batch]]  # [N, C_e]
+                return torch.cat([ops.segment_max(e, batch, b),
+                                  ops.segment_mean(e, batch, b)], dim=-1)  # [B, 2 C_e]
+            parts = [ops.segment_max(e, batch, b)[batch]]  # [N, C_e]
             if self.category is not None:
                 if category is None:
                     raise ValueError("category [B] is required for part segmentation "

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
-from ..nn.network import seg_max
+from ..nn.common import Device, reset_children
 
 __all__ = ["EdgeConv", "SpatialTransform"]
 
@@ -55,7 +55,7 @@ class EdgeConv(nn.Module):
 
     def __init__(self, in_channels: int, channels: Sequence[int], *,
                  negative_slope: float = 0.2, attn: nn.Module | None = None,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         channels = list(channels)
@@ -75,10 +75,7 @@ class EdgeConv(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in (self.lin, *self.lins, *self.norms):
-            m.reset_parameters()
-        if self.attn is not None and hasattr(self.attn, "reset_parameters"):
-            self.attn.reset_parameters()
+        reset_children(self)
 
     def _act(self, h: Tensor, norm: nn.Module) -> Tensor:
         n, k, c = h.shape
@@ -133,7 +130,7 @@ class SpatialTransform(nn.Module):
     """
 
     def __init__(self, negative_slope: float = 0.2,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         dd = {"device": device, "dtype": dtype}
@@ -153,17 +150,14 @@ class SpatialTransform(nn.Module):
         return f"negative_slope={self.negative_slope}"
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if m is not self and m is not self.transform \
-                    and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        reset_children(self)
         nn.init.zeros_(self.transform.weight)
         nn.init.zeros_(self.transform.bias)  # T = I + 0 at the start
 
     def forward(self, pos: Tensor, nbr_idx: Tensor, batch: Tensor,
                 batch_size: int) -> tuple[Tensor, Tensor]:
         h = self.point(self.edge(pos, nbr_idx))  # [N, 1024]
-        g = seg_max(h, batch, batch_size)  # [B, 1024]
+        g = ops.segment_max(h, batch, batch_size)  # [B, 1024]
         t = self.transform(self.mlp(g)).view(-1, 3, 3)  # [B, 3, 3]
         t = t + torch.eye(3, dtype=t.dtype, device=t.device)
         out = torch.bmm(pos.unsqueeze(1), t.to(pos.dtype)[batch]).squeeze(1)  # [N, 3]

@@ -17,7 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from ..nn.common import block_elements, fold_batch_norm, run_folded
+from ..nn.common import (
+    Device,
+    block_elements,
+    fold_batch_norm,
+    reset_children,
+    run_folded,
+)
 from ..nn.network import tracing
 from .base import PointModel
 
@@ -73,21 +79,20 @@ class ClsHead(nn.Module):
                  hidden_channels: Sequence[int] = (512, 256), dropout: float = 0.5,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
                  bias: bool = True, fused: bool = True,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         ops.check_positive_int(in_channels, "in_channels")
         ops.check_positive_int(num_classes, "num_classes")
         self.in_channels, self.num_classes = in_channels, num_classes
         self.fused = fused
         self.mlp = _mlp_layers(in_channels, hidden_channels, num_classes, dropout,
-                               act_layer, bias, device=device, dtype=dtype)
+                               act_layer, bias, **dd)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.mlp:
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        reset_children(self)
 
     def forward(self, x: Tensor) -> Tensor:
         layers = self.folded() if self.fused and not tracing() else None
@@ -154,11 +159,12 @@ class SegHead(ClsHead):
                  hidden_channels: Sequence[int] = (128,), dropout: float = 0.5,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
                  bias: bool = True, fused: bool = True,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
+        dd = {"device": device, "dtype": dtype}
         super().__init__(in_channels, num_classes, hidden_channels=hidden_channels,
                          dropout=dropout, act_layer=act_layer, bias=bias,
-                         fused=fused, device=device, dtype=dtype)
+                         fused=fused, **dd)
 
 
 def unpack(data: Any = None, *, pos: Tensor | None = None, x: Tensor | None = None,
@@ -261,9 +267,7 @@ class PointClassifier(PointModel):
         self.backbone, self.head = backbone, head
 
     def reset_parameters(self) -> None:
-        for m in (self.backbone, self.head):
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        reset_children(self)
 
     @property
     def in_channels(self) -> int:
@@ -317,9 +321,7 @@ class PointSegmenter(PointModel):
         self.backbone, self.head = backbone, head
 
     def reset_parameters(self) -> None:
-        for m in (self.backbone, self.head):
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        reset_children(self)
 
     @property
     def task(self) -> str:  # type: ignore[override]

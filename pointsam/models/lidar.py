@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from pointsam import ops
 
+from ..nn.common import reset_children
 from .base import PointModel
 from .heads import unpack
 from .registry import create_model, register_model
@@ -163,8 +164,7 @@ class GroundHeightSegmenter(PointModel):
         self.net, self.cell, self.quantile = net, float(cell), float(quantile)
 
     def reset_parameters(self) -> None:
-        if hasattr(self.net, "reset_parameters"):
-            self.net.reset_parameters()
+        reset_children(self)
 
     @property
     def num_classes(self) -> int:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
+from ..nn.common import Device, reset_children
 from ..nn.network import bind_geometry, network_mode
 from .attention import AttentionSpec, build_attention
 from .heads import ClsHead, PointClassifier, PointSegmenter, SegHead
@@ -118,7 +119,7 @@ class PointNet2(nn.Module):
                  fusion: str = "concat", fusion_heads: int = 8,
                  attention: AttentionSpec = None,
                  attention_k: int | Sequence[int] = 16,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if not isinstance(in_channels, int) or in_channels < 0:
@@ -185,9 +186,7 @@ class PointNet2(nn.Module):
         return c
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        reset_children(self)
 
     @property
     def min_points(self) -> int:

@@ -17,12 +17,11 @@ from torch import Tensor, nn
 
 from .. import ops
 from ..nn import MLP, LAFFMultiLevel
-from ..nn.common import block_elements, run_folded
+from ..nn.common import Device, block_elements, reset_children, run_folded
 from ..nn.network import (
     bind_geometry,
     collect_geometry,
     network_mode,
-    seg_max,
     tracing,
 )
 from .attention import apply_attention
@@ -156,7 +155,7 @@ class SetAbstraction(nn.Module):
                  ks: Sequence[int], grouping: str = "ball", fusion: str = "concat",
                  fusion_heads: int = 8, attn: nn.Module | None = None,
                  attn_k: int = 16,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if grouping not in _GROUPINGS:
@@ -195,12 +194,7 @@ class SetAbstraction(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.mlps:
-            m.reset_parameters()
-        if self.fuse is not None:
-            self.fuse.reset_parameters()
-        if self.attn is not None and hasattr(self.attn, "reset_parameters"):
-            self.attn.reset_parameters()
+        reset_children(self)
 
     def forward(self, x: Tensor | None, pos: Tensor, batch: Tensor,
                 batch_size: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -291,15 +285,16 @@ class GlobalSetAbstraction(nn.Module):
     """
 
     def __init__(self, in_channels: int, mlp: Sequence[int],
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.mlp = _bn_mlp([in_channels + 3, *mlp], device=device, dtype=dtype)
+        dd = {"device": device, "dtype": dtype}
+        self.mlp = _bn_mlp([in_channels + 3, *mlp], **dd)
         self.in_channels, self.out_channels = in_channels, list(mlp)[-1]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        self.mlp.reset_parameters()
+        reset_children(self)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}"
@@ -312,7 +307,7 @@ class GlobalSetAbstraction(nn.Module):
                 batch_size: int) -> Tensor:
         """Forward without checks, for a :meth:`PointNet2.network`."""
         h = pos if x is None else torch.cat([x, pos], dim=-1)  # [N, C_in + 3]
-        return seg_max(self.mlp(h), batch, batch_size)  # [B, C_out]
+        return ops.segment_max(self.mlp(h), batch, batch_size)  # [B, C_out]
 
 
 class FeaturePropagation(nn.Module):
@@ -345,15 +340,16 @@ class FeaturePropagation(nn.Module):
     """
 
     def __init__(self, in_channels: int, mlp: Sequence[int], *, k: int = 3,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.mlp = _bn_mlp([in_channels, *mlp], device=device, dtype=dtype)
+        dd = {"device": device, "dtype": dtype}
+        self.mlp = _bn_mlp([in_channels, *mlp], **dd)
         self.in_channels, self.out_channels, self.k = in_channels, list(mlp)[-1], k
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        self.mlp.reset_parameters()
+        reset_children(self)
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor, skip: Tensor | None,
                 pos_fine: Tensor, batch_fine: Tensor,

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from pointsam import ops
 from pointsam.nn import TemporalAttention
-from pointsam.nn.common import MLP
+from pointsam.nn.common import MLP, reset_children
 
 from .base import PointModel
 from .heads import unpack
@@ -110,11 +110,7 @@ class TemporalLidarSegmenter(PointModel):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        self.embed.reset_parameters()
-        if self.temporal is not None:
-            self.temporal.reset_parameters()
-        if hasattr(self.net, "reset_parameters"):
-            self.net.reset_parameters()
+        reset_children(self)
 
     @property
     def num_past(self) -> int:

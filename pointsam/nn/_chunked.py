@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .common import Device
 from .network import tracing
 
 __all__ = ["ChunkedNeighbourFunction", "chunked_neighbour_apply", "default_chunk"]
@@ -38,7 +39,7 @@ Kernel = Callable[[Sequence[Tensor], Sequence[Tensor], Tensor | None, bool],
 
 
 def default_chunk(k: int, channels: int, budget: int | None = None, *,
-                  device: torch.device | None = None) -> int:
+                  device: Device = None) -> int:
     """Points per block so that one ``[chunk, K, C]`` temporary holds ~``budget``.
 
     The budget is 2^19 elements on the CPU (blocks that stay in cache) and 2^25 on a

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import PointModule, WeightKind
+from .common import Device, reset_children
 from .laff import LAFF
 from .local_attention import LocalAttention
 from .network import network_tables
@@ -82,7 +83,7 @@ class AxialAttention(PointModule):
 
     def __init__(self, in_channels: int, out_channels: int | None = None, *,
                  num_heads: int = 8, k: int = 16, stretch: float = 4.0,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -100,9 +101,7 @@ class AxialAttention(PointModule):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for b in self.branches:
-            b.reset_parameters()
-        self.fuse.reset_parameters()
+        reset_children(self)
 
     geometry_keys = ("x_idx", "x_mask", "y_idx", "y_mask", "z_idx", "z_mask")
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import PointModule, channels_of, takes_neighbours
-from .common import MLP
+from .common import MLP, Device, reset_children
 
 __all__ = ["AttentionBlock", "drop_path"]
 
@@ -95,7 +95,7 @@ class AttentionBlock(PointModule):
                  drop_path: float = 0.0,
                  norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
                  act_layer: Callable[[], nn.Module] = nn.GELU,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if not isinstance(module, nn.Module):
@@ -152,9 +152,7 @@ class AttentionBlock(PointModule):
         return self.channels
 
     def reset_parameters(self) -> None:
-        for m in (self.module, self.norm1, self.norm2, self.mlp):
-            if m is not None and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        reset_children(self)
         for g in (self.gamma1, self.gamma2):
             if g is not None:
                 nn.init.constant_(g, float(self.layer_scale or 1.0))

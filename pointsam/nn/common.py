@@ -8,6 +8,8 @@ r"""Small building blocks shared by the attention modules.
   :func:`pointsam.ops.knn` only when the caller did not pass one.
 - :func:`linear_chain`: the affine layers of a plain Linear/ReLU network, for
   fast paths that run its matmuls themselves.
+- :func:`reset_children`: the one ``reset_parameters()`` idiom of the package.
+- :data:`Device`: the one annotation of every ``device=`` argument.
 """
 
 from __future__ import annotations
@@ -23,11 +25,40 @@ from .. import ops
 from .network import tracing
 
 __all__ = ["MLP", "check_inputs", "neighbours", "linear_chain", "Layer",
-           "fold_batch_norm", "run_folded", "block_elements"]
+           "fold_batch_norm", "run_folded", "block_elements", "Device",
+           "reset_children"]
+
+#: the annotation of every ``device=`` argument in :mod:`pointsam.nn` and
+#: :mod:`pointsam.models`
+Device = torch.device | str | None
 
 #: one affine layer of :func:`linear_chain`: weight [C_out, C_in], bias [C_out] or
 #: None, and whether a ReLU follows
 Layer = tuple[Tensor, Tensor | None, bool]
+
+
+def reset_children(module: nn.Module) -> None:
+    r"""Re-initialise every child of ``module`` (STYLE.md section 5).
+
+    Calls ``reset_parameters()`` on each direct child that has one; a child
+    without one (a container such as ``nn.Sequential`` or ``nn.ModuleList``)
+    is walked into the same way. Parameters owned by ``module`` itself are left
+    to its own ``reset_parameters``.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> with torch.no_grad():
+        ...     _ = net[0].weight.fill_(0.0)
+        >>> reset_children(net)
+        >>> bool(net[0].weight.abs().sum() > 0)
+        True
+    """
+    for child in module.children():
+        reset = getattr(child, "reset_parameters", None)
+        if callable(reset):
+            reset()
+        else:
+            reset_children(child)
 
 
 class MLP(nn.Module):
@@ -94,11 +125,7 @@ class MLP(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for lin in self.lins:
-            lin.reset_parameters()
-        for norm in self.norms:
-            if hasattr(norm, "reset_parameters"):
-                norm.reset_parameters()
+        reset_children(self)
 
     @property
     def in_channels(self) -> int:

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import PointModule, WeightKind
+from .common import Device, reset_children
 
 __all__ = ["CrossModalAttention"]
 
@@ -87,7 +88,7 @@ class CrossModalAttention(PointModule):
 
     def __init__(self, channels: int, other_channels: int, *, num_heads: int = 8,
                  radius: float | None = None, bias: bool = True, fused: bool = True,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         ops.check_positive_int(channels, "channels")
@@ -119,8 +120,7 @@ class CrossModalAttention(PointModule):
         return self.channels
 
     def reset_parameters(self) -> None:
-        for m in (self.q, self.kv, self.proj):
-            m.reset_parameters()
+        reset_children(self)
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor | None = None,
                 nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None, *,

@@ -16,12 +16,11 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import PointModule, WeightKind
-from .common import MLP, neighbours
-from .network import in_network, network_batch_size, seg_max, seg_mean
+from .common import MLP, Device, neighbours, reset_children
+from .network import in_network, network_batch_size
 
 __all__ = ["ChannelGate", "PointGate", "CBAM"]
 
-_Dev = torch.device | str | None
 
 
 class ChannelGate(PointModule):
@@ -63,15 +62,15 @@ class ChannelGate(PointModule):
 
     def __init__(self, channels: int, reduction: int = 16, *,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
-                 device: _Dev = None, dtype: torch.dtype | None = None) -> None:
+                 device: Device = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         ops.check_positive_int(channels, "channels")
         ops.check_positive_int(reduction, "reduction")
         self.channels = channels
         self.reduction = reduction
         hidden = max(1, channels // reduction)
-        self.mlp = MLP([channels, hidden, channels], act_layer=act_layer,
-                       device=device, dtype=dtype)
+        self.mlp = MLP([channels, hidden, channels], act_layer=act_layer, **dd)
         self.reset_parameters()
 
     @property
@@ -83,7 +82,7 @@ class ChannelGate(PointModule):
         return self.channels
 
     def reset_parameters(self) -> None:
-        self.mlp.reset_parameters()
+        reset_children(self)
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor | None = None,
                 nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None, *,
@@ -94,7 +93,7 @@ class ChannelGate(PointModule):
         batch = ops.default_batch(batch, x)  # [N]
         if in_network():  # the plan's number of clouds, reductions without a sync
             b = network_batch_size()
-            avg, mx = seg_mean(x, batch, b), seg_max(x, batch, b)  # [B, C] each
+            avg, mx = ops.segment_mean(x, batch, b), ops.segment_max(x, batch, b)  # [B, C]
         else:
             b = ops.batch_size_of(batch)
             avg = ops.segment_mean(x, batch, b)  # [B, C]
@@ -160,16 +159,16 @@ class PointGate(PointModule):
 
     def __init__(self, channels: int, k: int = 16, *, hidden_channels: int = 16,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
-                 device: _Dev = None, dtype: torch.dtype | None = None) -> None:
+                 device: Device = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         ops.check_positive_int(channels, "channels")
         ops.check_positive_int(k, "k")
         ops.check_positive_int(hidden_channels, "hidden_channels")
         self.channels = channels
         self.k = k
-        self.kernel = MLP([3, hidden_channels, 2], act_layer=act_layer,
-                          device=device, dtype=dtype)
-        self.norm = nn.BatchNorm1d(1, device=device, dtype=dtype)  # BN(a), as CBAM
+        self.kernel = MLP([3, hidden_channels, 2], act_layer=act_layer, **dd)
+        self.norm = nn.BatchNorm1d(1, **dd)  # BN(a), as CBAM
         self.reset_parameters()
 
     @property
@@ -181,8 +180,7 @@ class PointGate(PointModule):
         return self.channels
 
     def reset_parameters(self) -> None:
-        self.kernel.reset_parameters()
-        self.norm.reset_parameters()
+        reset_children(self)
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor | None = None,
                 nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None, *,
@@ -242,13 +240,13 @@ class CBAM(PointModule):
                     "point": WeightKind.POINT_GATE}  # [N, 1]
 
     def __init__(self, channels: int, reduction: int = 16, k: int = 16, *,
-                 hidden_channels: int = 16, device: _Dev = None,
+                 hidden_channels: int = 16, device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         self.channels = channels
-        self.channel = ChannelGate(channels, reduction, device=device, dtype=dtype)
-        self.point = PointGate(channels, k, hidden_channels=hidden_channels,
-                               device=device, dtype=dtype)
+        self.channel = ChannelGate(channels, reduction, **dd)
+        self.point = PointGate(channels, k, hidden_channels=hidden_channels, **dd)
         self.reset_parameters()
 
     @property
@@ -264,8 +262,7 @@ class CBAM(PointModule):
         return self.point.k
 
     def reset_parameters(self) -> None:
-        self.channel.reset_parameters()
-        self.point.reset_parameters()
+        reset_children(self)
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor | None = None,
                 nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None, *,

@@ -8,14 +8,13 @@ from torch.utils.checkpoint import checkpoint
 
 from .. import ops
 from .base import PointModule, WeightKind
-from .common import MLP
+from .common import MLP, Device, reset_children
 from .laff import LAFF
 from .local_attention import LocalAttention
 from .network import (
     dense_layout,
     from_dense_slots,
     network_tables,
-    seg_sum,
     to_dense_slots,
     tracing,
 )
@@ -105,7 +104,7 @@ class GlobalPooledAttention(PointModule):
     def __init__(self, in_channels: int, out_channels: int | None = None, *,
                  num_heads: int = 8, num_global: int = 256, hidden_channels: int = 16,
                  pos_nn: nn.Module | None = None, fused: bool = True,
-                 chunk_size: int = 2048, device: torch.device | str | None = None,
+                 chunk_size: int = 2048, device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -130,11 +129,7 @@ class GlobalPooledAttention(PointModule):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in (self.lin_q, self.lin_k, self.lin_v, self.proj):
-            m.reset_parameters()
-        for sub in self.pos_nn.modules():
-            if hasattr(sub, "reset_parameters"):
-                sub.reset_parameters()
+        reset_children(self)
 
     geometry_keys = ("centre_idx", "assign", "assign_local", "count", "q_slot",
                      "q_mask", "t_slot", "t_mask")
@@ -165,7 +160,7 @@ class GlobalPooledAttention(PointModule):
         t_slot, t_mask = geo["t_slot"], geo["t_mask"]
         s = cidx.size(0)
         count = geo["count"].to(x.dtype).unsqueeze(1)  # [S, 1]
-        if tracing():  # per cloud, a one-hot matmul (no scatter-add, see seg_sum)
+        if tracing():  # per cloud, a one-hot matmul (no scatter-add, see ops.segment_sum)
             a_loc = to_dense_slots(geo["assign_local"], q_slot, q_mask,
                                    fill_value=-1)  # [B, N_max]
             ar = torch.arange(t_mask.size(1), device=x.device).view(1, -1, 1)
@@ -173,7 +168,7 @@ class GlobalPooledAttention(PointModule):
             xd = to_dense_slots(x, q_slot, q_mask)  # [B, N_max, C]
             tokens = from_dense_slots(onehot @ xd, t_slot) / count  # [S, C]
         else:
-            tokens = seg_sum(x, geo["assign"], s) / count  # [S, C]
+            tokens = ops.segment_sum(x, geo["assign"], s) / count  # [S, C]
         cpos = pos[cidx]  # [S, 3]
         kd = to_dense_slots(self.lin_k(tokens), t_slot, t_mask)  # [B, M, C]
         vd = to_dense_slots(self.lin_v(tokens), t_slot, t_mask)  # [B, M, C]
@@ -309,7 +304,7 @@ class LocalGlobalAttention(PointModule):
     def __init__(self, in_channels: int, out_channels: int | None = None, *,
                  num_heads: int = 8, k: int = 16, dilation: int = 1,
                  num_global: int = 256, fusion: str = "laff",
-                 local_mode: str = "scalar", device: torch.device | str | None = None,
+                 local_mode: str = "scalar", device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -334,9 +329,7 @@ class LocalGlobalAttention(PointModule):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        self.local.reset_parameters()
-        self.glob.reset_parameters()
-        self.fuse.reset_parameters()
+        reset_children(self)
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor | None = None,
                 nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None, *,

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import PointModule, WeightKind
+from .common import Device, reset_children
 
 __all__ = ["LAFF", "LAFFMultiLevel"]
 
@@ -58,7 +59,7 @@ class LAFF(PointModule):
     weight_kinds = {"a": WeightKind.FUSION}  # [*, H, m]
 
     def __init__(self, in_channels: Sequence[int], out_channels: int = 256, *,
-                 num_heads: int = 8, device: torch.device | str | None = None,
+                 num_heads: int = 8, device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         in_channels = [in_channels] if isinstance(in_channels, int) else list(
@@ -83,8 +84,7 @@ class LAFF(PointModule):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for p in self.projs:
-            p.reset_parameters()
+        reset_children(self)
         nn.init.normal_(self.v, std=self.head_dim ** -0.5)
 
     def forward(self, xs: Sequence[Tensor], *, return_attention: bool = False
@@ -152,7 +152,7 @@ class LAFFMultiLevel(PointModule):
     weight_kinds = {"a": WeightKind.LEVELS}  # [N, L-1, H, 2]
 
     def __init__(self, in_channels: Sequence[int], out_channels: int = 256, *,
-                 num_heads: int = 8, device: torch.device | str | None = None,
+                 num_heads: int = 8, device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         in_channels = list(in_channels)
@@ -170,9 +170,7 @@ class LAFFMultiLevel(PointModule):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        self.stem.reset_parameters()
-        for f in self.fuse:
-            f.reset_parameters()
+        reset_children(self)
 
     def forward(self, xs: Sequence[Tensor], *, return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:

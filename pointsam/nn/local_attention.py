@@ -13,7 +13,7 @@ from .. import ops
 from ._chunked import chunked_neighbour_apply, default_chunk
 from ._vector_fused import fused_vector_attention
 from .base import PointModule, WeightKind
-from .common import MLP, Layer, linear_chain, neighbours
+from .common import MLP, Device, Layer, linear_chain, neighbours, reset_children
 from .network import tracing
 
 __all__ = ["LocalAttention"]
@@ -160,7 +160,7 @@ class LocalAttention(PointModule):
                  pos_nn: nn.Module | None = None, attn_nn: nn.Module | None = None,
                  add_self_loops: bool = True, fused: bool = True,
                  chunk_size: int | None = None,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -199,10 +199,7 @@ class LocalAttention(PointModule):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.children():
-            for sub in m.modules():
-                if hasattr(sub, "reset_parameters") and sub is not self:
-                    sub.reset_parameters()
+        reset_children(self)
 
     # ------------------------------------------------------------------ kernels
     def _scalar_kernel(self, dst: Sequence[Tensor], src_j: Sequence[Tensor],

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import PointModule, WeightKind, channels_of, takes_neighbours
+from .common import Device, reset_children
 from .laff import LAFF
 
 __all__ = ["MultiBranchAttention"]
@@ -76,7 +77,7 @@ class MultiBranchAttention(PointModule):
     def __init__(self, branches: Sequence[nn.Module], *, fusion: str = "laff",
                  out_channels: int | None = None, num_heads: int = 8,
                  branch_channels: Sequence[int] | None = None, k: int | None = None,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if isinstance(branches, nn.Module) or len(branches) < 1:
@@ -136,10 +137,7 @@ class MultiBranchAttention(PointModule):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for br in self.branches:
-            if hasattr(br, "reset_parameters"):
-                br.reset_parameters()
-        self.fuse.reset_parameters()
+        reset_children(self)
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor | None = None,
                 nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None, *,

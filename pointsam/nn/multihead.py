@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import PointModule, WeightKind
-from .common import MLP
+from .common import MLP, Device, reset_children
 
 __all__ = ["MultiHeadPointAttention"]
 
@@ -78,7 +78,7 @@ class MultiHeadPointAttention(PointModule):
 
     def __init__(self, channels: int, *, num_heads: int = 8, max_points: int = 8192,
                  pos_encoding: bool = True, bias: bool = True, fused: bool = True,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         ops.check_positive_int(channels, "channels")
@@ -107,10 +107,7 @@ class MultiHeadPointAttention(PointModule):
         return self.channels
 
     def reset_parameters(self) -> None:
-        self.qkv.reset_parameters()
-        self.proj.reset_parameters()
-        if self.pos_nn is not None:
-            self.pos_nn.reset_parameters()
+        reset_children(self)
 
     def forward(self, x: Tensor, pos: Tensor, batch: Tensor | None = None,
                 nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None, *,

@@ -31,9 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
+from ..ops.segment import tracing
 
 __all__ = ["network_mode", "in_network", "network_tables", "network_batch_size",
-           "tracing", "seg_sum", "seg_mean", "seg_max", "dense_layout",
+           "tracing", "dense_layout",
            "to_dense_slots", "from_dense_slots", "collect_geometry", "bind_geometry"]
 
 
@@ -85,57 +86,6 @@ def network_batch_size() -> int:
     """The number of clouds of the running network (1 outside :func:`network_mode`)."""
     stack = _stack()
     return stack[-1].batch_size if stack else 1
-
-
-def tracing() -> bool:
-    """Whether ``torch.export`` or ``torch.compile`` is tracing the current call."""
-    return bool(torch.compiler.is_exporting() or torch.compiler.is_compiling())
-
-
-# --------------------------------------------------------------------- segments
-def _expand(index: Tensor, src: Tensor) -> Tensor:
-    return index.view((-1,) + (1,) * (src.dim() - 1)).expand_as(src)
-
-
-def seg_sum(src: Tensor, index: Tensor, num: int) -> Tensor:
-    """Sum of ``src`` rows per segment, :math:`(S, \\dots)`; no checks, no sync.
-
-    Traced (export/compile) it is a one-hot matmul :math:`(S, N) \\times (N, C)`,
-    meant for few segments (the clouds): ONNX Runtime 1.32 runs the
-    ``ScatterND``/``ScatterElements`` add that ``index_add`` exports to with a
-    race on more than one thread (wrong sums, seen at 2 threads).
-    """
-    if tracing():
-        ar = torch.arange(num, device=index.device).unsqueeze(1)  # [S, 1]
-        onehot = (index.unsqueeze(0) == ar).to(src.dtype)  # [S, N]
-        return (onehot @ src.flatten(1)).view((num,) + tuple(src.shape[1:]))
-    return src.new_zeros((num,) + tuple(src.shape[1:])).index_add(0, index, src)
-
-
-def seg_mean(src: Tensor, index: Tensor, num: int) -> Tensor:
-    """Mean of ``src`` rows per segment (0 for an empty one); no checks, no sync."""
-    total = seg_sum(src, index, num)  # [S, ...]
-    ones = torch.ones_like(index, dtype=src.dtype)
-    count = src.new_zeros(num).index_add(0, index, ones).clamp(min=1)  # [S]
-    return total / count.view((-1,) + (1,) * (src.dim() - 1))
-
-
-def seg_max(src: Tensor, index: Tensor, num: int) -> Tensor:
-    """Max of ``src`` rows per segment (0 for an empty one); no checks, no sync.
-
-    Traced, it is one ``scatter_reduce`` onto :math:`-\\infty` with the empty
-    segments set to 0 afterwards: ``include_self=False`` exports to two
-    ``ScatterElements`` (one to seed, one to reduce), twice the cost in ONNX
-    Runtime.
-    """
-    if tracing():
-        out = src.new_full((num,) + tuple(src.shape[1:]), float("-inf"))
-        out = out.scatter_reduce(0, _expand(index, src), src, reduce="amax",
-                                 include_self=True)  # [S, ...]
-        return out.masked_fill(out == float("-inf"), 0.0)
-    out = src.new_zeros((num,) + tuple(src.shape[1:]))
-    return out.scatter_reduce(0, _expand(index, src), src, reduce="amax",
-                              include_self=False)
 
 
 # --------------------------------------------------------------------- padding

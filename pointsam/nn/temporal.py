@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .. import ops
 from ._chunked import chunked_neighbour_apply, default_chunk
 from .base import PointModule, WeightKind
-from .common import MLP, check_inputs
+from .common import MLP, Device, check_inputs, reset_children
 
 __all__ = ["TemporalAttention"]
 
@@ -127,7 +127,7 @@ class TemporalAttention(PointModule):
     def __init__(self, channels: int, *, num_heads: int = 8, k: int = 16,
                  num_frames: int | None = None, hidden_channels: int | None = None,
                  fused: bool = True, chunk: int | None = None,
-                 device: torch.device | str | None = None,
+                 device: Device = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         ops.check_positive_int(channels, "channels")
@@ -171,12 +171,9 @@ class TemporalAttention(PointModule):
         return self.channels
 
     def reset_parameters(self) -> None:
-        for m in (self.q, self.kv, self.pos_nn, self.proj):
-            m.reset_parameters()
+        reset_children(self)
         if self.time_emb is not None:
             nn.init.normal_(self.time_emb.weight, std=0.02)
-        if self.time_proj is not None:
-            self.time_proj.reset_parameters()
 
     def time_encoding(self, num_past: int, device: torch.device,
                       dtype: torch.dtype) -> Tensor:

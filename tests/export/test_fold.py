@@ -10,7 +10,7 @@ from torch import nn
 from pointsam.export import fold_batch_norms
 from pointsam.models import create_model
 from pointsam.models.dgcnn_layers import EdgeConv
-from pointsam.nn import MLP
+from pointsam.nn import MLP, PointGate
 
 LITE = ["pointnet2_lite_cls", "pointnet2_lite_partseg", "pointnet2_lite_semseg",
         "dgcnn_lite_cls", "dgcnn_lite_partseg", "dgcnn_lite_semseg", "dgcnn_cls"]
@@ -50,9 +50,13 @@ def test_every_norm_folds_and_logits_are_equal(name):
     norms = _randomise_norms(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     folded, count = fold_batch_norms(model)
-    # every BatchNorm1d of these models follows a Linear directly
-    assert count == norms > 0
-    assert not any(isinstance(m, nn.BatchNorm1d) for m in folded.modules())
+    # every BatchNorm1d of these models follows a Linear directly, except the
+    # point gate's, which normalises a neighbour mean of the kernel (not a Linear
+    # output: it stays, an affine in eval)
+    gates = sum(isinstance(m, PointGate) for m in model.modules())
+    assert count == norms - gates > 0
+    left = [m for m in folded.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert len(left) == gates and all(m.num_features == 1 for m in left)
     inp = _inputs(name)
     with torch.no_grad():
         ref, got = model(**inp), folded(**inp)

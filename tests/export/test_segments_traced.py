@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from pointsam.nn.network import seg_max, seg_sum
+from pointsam.ops import segment_max as seg_max
+from pointsam.ops import segment_sum as seg_sum
 from tests.tolerance import assert_reduction_close
 
 
