@@ -477,6 +477,33 @@ def test_cli_bad_input_is_one_line(env, monkeypatch, capsys, layer, name, call,
     assert fragment in err[0]
 
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
+
+
+def cases_markdown() -> str:
+    """The cases of :data:`CASES` as the markdown table of ``docs/bad_inputs.md``
+    (``python -m tests.test_bad_inputs`` writes it; a test keeps it equal)."""
+    lines = ["# Bad inputs and what pointsam answers", "",
+             "Every row is a case of `tests/test_bad_inputs.py`, run by the test suite: "
+             "the input, the exception class it raises (through the command line: "
+             "one `pointsam: error:` line, exit code 2) and a fragment of the "
+             "message. Regenerate with `python -m tests.test_bad_inputs`.", "",
+             f"{len(CASES)} cases.", "",
+             "| layer | case | raises | message contains | command line |",
+             "|---|---|---|---|---|"]
+    for layer, name, call, error, fragment in CASES:
+        frag = fragment.replace("|", "\\|").replace("\n", " ")
+        cli = "one line, exit 2" if getattr(call, "cli", False) else ""
+        lines.append(f"| {layer} | `{name}` | `{error.__name__}` | {frag} | {cli} |")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_docs_table_lists_every_case():
+    assert DOC.is_file(), "write it: python -m tests.test_bad_inputs"
+    assert DOC.read_text() == cases_markdown(), (
+        "docs/bad_inputs.md is out of date: python -m tests.test_bad_inputs")
+
+
 def test_the_table_holds_at_least_40_cases():
     layers = {c[0] for c in CASES}
     assert len(CASES) >= 40 and layers == {"ops", "nn", "models", "data", "config",
@@ -555,3 +582,8 @@ def test_eval_of_an_old_checkpoint_without_class_names_warns(env, capsys):
     assert f"pointsam: warning: {old} stores no class names (an older checkpoint)" \
         in err
 
+
+if __name__ == "__main__":
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(cases_markdown())
+    print(f"wrote {DOC} ({len(CASES)} cases)")
