@@ -236,8 +236,10 @@ def test_predict_onto_a_full_disk_keeps_the_earlier_prediction(full_disk, tmp_pa
     fill()
     assert main(["predict", "--model", MODEL, str(cloud), "--out", str(out)]) == 2
     line = _only_error_line(capsys.readouterr().err)
-    assert line == (f"pointsam: error: no space left on device while writing {out} "
-                    "(the previous pred.ply is kept)")
+    # a classification writes its .json first (an existing .ply means done)
+    js = out.with_suffix(".json")
+    assert line == (f"pointsam: error: no space left on device while writing {js} "
+                    "(the previous pred.json is kept)")
     assert (out.read_bytes(), out.with_suffix(".json").read_bytes()) == good
     assert _leftovers(disk) == [".filler"]
 
@@ -249,13 +251,14 @@ def test_predict_with_a_failing_fsync_keeps_the_earlier_prediction(
     np.save(cloud, np.random.default_rng(1).normal(size=(256, 3)).astype(np.float32))
     out = tmp_path / "pred.ply"
     assert main(["predict", "--model", MODEL, str(cloud), "--out", str(out)]) == 0
-    good = out.read_bytes()
+    good = out.read_bytes(), out.with_suffix(".json").read_bytes()
     capsys.readouterr()
     _fsync_full(monkeypatch)
     assert main(["predict", "--model", MODEL, str(cloud), "--out", str(out)]) == 2
     assert _only_error_line(capsys.readouterr().err).endswith(
-        f"while writing {out} (the previous pred.ply is kept)")
-    assert out.read_bytes() == good and _leftovers(tmp_path) == []
+        f"while writing {out.with_suffix('.json')} (the previous pred.json is kept)")
+    assert (out.read_bytes(), out.with_suffix(".json").read_bytes()) == good
+    assert _leftovers(tmp_path) == []
 
 
 def test_export_pt2_onto_a_full_disk_exits_2_not_abort(full_disk, capsys):

@@ -6,7 +6,7 @@ reads, dotfiles left out) or the sorted matches of a glob the user quotes
 (``'scans/**/*.bin'``, recursive); an empty match is an error. Each input
 ``NAME.SUF`` gives ``OUT_DIR/NAME.ply`` (plus ``NAME.json`` for a
 classification), written by the same code as the one-file form
-(:func:`pointsam.cli.predict.predict_file`, atomic writes; a classification's
+(:func:`pointsam.cli._predict_one.predict_file`, atomic writes; a classification's
 JSON is written before its PLY, so an existing PLY marks a finished input).
 
 - An input whose ``.ply`` exists is skipped (the count is printed) unless
@@ -132,7 +132,7 @@ def _predict(args: argparse.Namespace, src: Any, path: Path, out: Path,
     from pointsam._atomic import OutOfSpaceError
     from pointsam.engine._guards import one_line
 
-    from .predict import predict_file
+    from ._predict_one import predict_file
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -157,7 +157,7 @@ def _worker_init(ns: dict[str, Any], threads: int) -> None:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set
         pass
-    from .predict import load_source
+    from ._predict_one import load_source
 
     args = argparse.Namespace(**ns)
     _WORKER["args"], _WORKER["src"] = args, load_source(args)
