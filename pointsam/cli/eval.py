@@ -16,13 +16,11 @@ from ._format import fmt
 __all__ = ["add_parser", "run", "check_classes"]
 
 
-def _dataset_names(ds: Any, attrs: tuple[str, ...]) -> list[str] | None:
-    for attr in attrs:
-        names = getattr(ds, attr, None)
-        if isinstance(names, (list, tuple)) and names and all(
-                isinstance(n, str) for n in names):
-            return list(names)
-    return None
+def _dataset_names(ds: Any, attr: str) -> list[str] | None:
+    """The dataset's declared ``classes`` or ``categories``
+    (:class:`~pointsam.data.PointDataset`), or ``None`` when it declares none."""
+    names = ds.classes if attr == "classes" else ds.categories
+    return [str(n) for n in names] if names else None
 
 
 def check_classes(meta: dict[str, Any], ds: Any, checkpoint: str, where: str) -> None:
@@ -32,9 +30,8 @@ def check_classes(meta: dict[str, Any], ds: Any, checkpoint: str, where: str) ->
     """
     import warnings
 
-    for key, attrs in (("class_names", ("class_names", "classes")),
-                       ("category_names", ("categories",))):
-        theirs = _dataset_names(ds, attrs)
+    for key, attr in (("class_names", "classes"), ("category_names", "categories")):
+        theirs = _dataset_names(ds, attr)
         if theirs is None:
             continue
         ours = meta.get(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from torch import Tensor
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
@@ -58,6 +59,12 @@ class PointDataset(Dataset):
     @property
     def category_parts(self) -> list[list[int]] | None:
         """Part ids of each category, in category order (part segmentation)."""
+        return None
+
+    def class_counts(self) -> Tensor | None:
+        """Labelled points per class over the split (semantic segmentation's
+        class weights), or ``None`` when the dataset does not count them
+        without reading every sample."""
         return None
 
     def __len__(self) -> int:  # pragma: no cover - abstract

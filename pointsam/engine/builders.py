@@ -240,13 +240,13 @@ def build_task(cfg: Config, ds: Any) -> Task:
         ignore = info.get("ignore_index", cfg.train.ignore_index)
         weight = None
         if cfg.optim.class_weights != "none":
-            counts = getattr(ds, "class_counts", None)
+            counts = ds.class_counts()
             if counts is None:
                 raise ConfigError(
                     f"optim.class_weights={cfg.optim.class_weights}: "
                     f"{type(ds).__name__} does not count its labelled points "
                     "(class_counts()); use optim.class_weights=none")
-            weight = class_weights(counts())
+            weight = class_weights(counts)
         return SemSegTask(info["num_classes"], ignore_index=ignore, label_smoothing=ls,
                           class_weight=weight)
     return ClsTask(info["num_classes"], label_smoothing=ls)
