@@ -37,12 +37,12 @@ _DPI = 100
 _INK = "#1e1e1e"
 
 
-def new_figure(width: int, height: int) -> Any:
+def new_figure(width: int, height: int, *, dpi: int = _DPI) -> Any:
     """A ``width`` x ``height`` pixel matplotlib figure on the Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor="white")
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
     FigureCanvasAgg(fig)
     return fig
 

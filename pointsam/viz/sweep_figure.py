@@ -39,11 +39,9 @@ def sweep_figure(rows: list[dict[str, Any]], key: str, label: str) -> Any:
     marker is named beside it, clear of the other names, markers and error
     bars (:func:`_annotate`). Returns the matplotlib ``Figure``.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .figure import new_figure
 
-    fig = Figure(figsize=(11, 4.8), dpi=150)
-    FigureCanvasAgg(fig)
+    fig = new_figure(1650, 720, dpi=150)  # 11 x 4.8 inches
     axes = fig.subplots(1, 2, sharey=True)
     markers = "osD^vP*Xph<>"
     colours = [f"C{i}" for i in range(10)]
