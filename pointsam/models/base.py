@@ -34,7 +34,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-__all__ = ["PointModel"]
+__all__ = ["PointModel", "WrapperModel"]
 
 
 class PointModel(nn.Module):
@@ -116,3 +116,19 @@ class PointModel(nn.Module):
         """Logits from a :meth:`plan` (plain tensor ops: what exports)."""
         raise NotImplementedError(f"{type(self).__name__} has no plan()/network() "
                                   "split")
+
+
+class WrapperModel(PointModel):
+    """A :class:`PointModel` around an inner segmenter ``self.net`` (a
+    :class:`PointModel` too): its class count and fewest points are the inner
+    model's (the LiDAR segmenters that compute their own input feature)."""
+
+    net: PointModel
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.num_classes
+
+    @property
+    def min_points(self) -> int:
+        return self.net.min_points

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from pointsam import ops
 
 from ..nn.common import reset_children
-from .base import PointModel
+from .base import WrapperModel
 from .heads import unpack
 from .registry import create_model, register_model
 
@@ -125,7 +125,7 @@ def height_above_ground(pos: Tensor, batch: Tensor | None = None, *,
     return torch.cat(parts)  # [N]
 
 
-class GroundHeightSegmenter(PointModel):
+class GroundHeightSegmenter(WrapperModel):
     r"""A segmenter fed with the height above the local ground, nothing else.
 
     .. math::
@@ -165,14 +165,6 @@ class GroundHeightSegmenter(PointModel):
 
     def reset_parameters(self) -> None:
         reset_children(self)
-
-    @property
-    def num_classes(self) -> int:
-        return self.net.num_classes
-
-    @property
-    def min_points(self) -> int:
-        return self.net.min_points
 
     def extra_repr(self) -> str:
         return f"cell={self.cell}, quantile={self.quantile}"

@@ -50,7 +50,7 @@ from pointsam import ops
 from pointsam.nn import TemporalAttention
 from pointsam.nn.common import MLP, reset_children
 
-from .base import PointModel
+from .base import WrapperModel
 from .heads import unpack
 from .lidar import height_above_ground
 from .registry import create_model, register_model
@@ -58,7 +58,7 @@ from .registry import create_model, register_model
 __all__ = ["TemporalLidarSegmenter", "pointnet2_lite_temporal_lidarseg"]
 
 
-class TemporalLidarSegmenter(PointModel):
+class TemporalLidarSegmenter(WrapperModel):
     r"""Segments the newest scan of a multi-scan sample, attending to past scans.
 
     See the module docstring for the math. The past scans must already be in
@@ -115,14 +115,6 @@ class TemporalLidarSegmenter(PointModel):
     @property
     def num_past(self) -> int:
         return self._num_past
-
-    @property
-    def num_classes(self) -> int:
-        return self.net.num_classes
-
-    @property
-    def min_points(self) -> int:
-        return self.net.min_points
 
     @property
     def export_blocker(self) -> str | None:

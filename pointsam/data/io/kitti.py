@@ -23,6 +23,16 @@ _PHASE = 0.5  # row-phase spread (see _phase_spread) below it: a consistent read
 _MIXED = 1.0  # at or above it: a column that interleaves different quantities
 
 
+def _nonempty_size(path: Path) -> int:
+    """The size in bytes of an existing, non-empty file; a clear error otherwise."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CloudFormatError(f"{path}: empty file")
+    return size
+
+
 def read_kitti_bin(path: PathLike, columns: int = 4) -> np.ndarray:
     """Read a Velodyne ``.bin`` scan: float32 :math:`(N, columns)` (x, y, z, remission).
 
@@ -30,11 +40,7 @@ def read_kitti_bin(path: PathLike, columns: int = 4) -> np.ndarray:
     multiple of ``4 * columns`` bytes (a truncated scan).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    size = path.stat().st_size
-    if size == 0:
-        raise CloudFormatError(f"{path}: empty file")
+    size = _nonempty_size(path)
     if size % (4 * columns):
         raise CloudFormatError(
             f"{path}: truncated or malformed scan, {size} bytes is not a multiple of "
@@ -138,11 +144,7 @@ def infer_bin_columns(path: PathLike, default: int = 4) -> int:
         4
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    size = path.stat().st_size
-    if size == 0:
-        raise CloudFormatError(f"{path}: empty file")
+    size = _nonempty_size(path)
     flat = np.fromfile(path, dtype="<f4")  # [size / 4]
     why: dict[int, str] = {}
     for c in BIN_WIDTHS:
