@@ -227,20 +227,24 @@ class GlobalPooledAttention(PointModule):
             qd, pmask = ops.to_dense(q, batch, batch_size=b)  # [B, N_max, C]
             pd, _ = ops.to_dense(pos, batch, batch_size=b)  # [B, N_max, 3]
         n_max = qd.size(1)
-        if not self.fused or want or tracing() or n_max <= self.chunk_size:
+        if not self.fused or tracing() or n_max <= self.chunk_size:
             out, a = self._block(qd, pd, kd, vd, cd, tmask)  # [B, N_max, C]
-        else:
+        else:  # blocks of points: the [B, n, M, F] position terms stay small,
+            # also while the weights are recorded (only they are kept whole)
             grad = torch.is_grad_enabled()
-            outs = []
+            outs, ws = [], []
             for s in range(0, n_max, self.chunk_size):
                 e = min(n_max, s + self.chunk_size)
                 if grad:
-                    o, _ = checkpoint(self._block, qd[:, s:e], pd[:, s:e], kd, vd, cd,
+                    o, w = checkpoint(self._block, qd[:, s:e], pd[:, s:e], kd, vd, cd,
                                       tmask, use_reentrant=False)
                 else:
-                    o, _ = self._block(qd[:, s:e], pd[:, s:e], kd, vd, cd, tmask)
+                    o, w = self._block(qd[:, s:e], pd[:, s:e], kd, vd, cd, tmask)
                 outs.append(o)  # [B, n, C]
+                if want:
+                    ws.append(w)  # [B, H, n, M]
             out = torch.cat(outs, dim=1)  # [B, N_max, C]
+            a = torch.cat(ws, dim=2) if want else None  # [B, H, N_max, M]
         if pmask is None:
             out = self.proj(from_dense_slots(out, q_slot))  # [N, C_out]
         else:

@@ -195,3 +195,24 @@ def test_bad_inputs(cloud):
         LocalGlobalAttention(8, fusion="concat")
     with pytest.raises(ValueError, match="sorted"):
         LocalGlobalAttention(8, 8, k=4, num_global=4)(x, pos, batch.flip(0))
+
+
+def test_recorded_weights_of_the_chunked_path_equal_one_block():
+    """The fused path runs blocks of points also while its weights are
+    recorded (the viewer's memory): outputs and weights equal one block's."""
+    from pointsam.nn import GlobalPooledAttention
+
+    g = torch.Generator().manual_seed(0)
+    x, pos = torch.randn(300, 16, generator=g), torch.randn(300, 3, generator=g)
+    batch = torch.tensor([0] * 120 + [1] * 180)
+    whole = GlobalPooledAttention(16, 16, num_heads=4, num_global=24,
+                                  chunk_size=4096).eval()
+    chunked = GlobalPooledAttention(16, 16, num_heads=4, num_global=24,
+                                    chunk_size=32).eval()
+    chunked.load_state_dict(whole.state_dict())
+    with torch.no_grad():
+        o1, a1 = whole(x, pos, batch, return_attention=True)
+        o2, a2 = chunked(x, pos, batch, return_attention=True)
+    assert torch.allclose(o1, o2, atol=1e-5)
+    assert a1["attn"].shape == a2["attn"].shape == (300, 24, 4)
+    assert torch.allclose(a1["attn"], a2["attn"], atol=1e-6)
