@@ -13,12 +13,16 @@ __all__ = ["SphereCrop", "CylinderCrop"]
 
 
 class _Crop(_Random):
+    """The crops' shared constructor, centre and cut (the subclasses differ in
+    the distance they measure)."""
+
     def __init__(
         self,
-        radius: float | None,
-        max_points: int | None,
-        center: str,
-        seed: int | None,
+        radius: float | None = None,
+        *,
+        max_points: int | None = None,
+        center: str = "random",
+        seed: int | None = None,
     ) -> None:
         if radius is None and max_points is None:
             raise ValueError("give radius, max_points or both")
@@ -56,16 +60,6 @@ class SphereCrop(_Crop):
         seed: Own generator seed.
     """
 
-    def __init__(
-        self,
-        radius: float | None = None,
-        *,
-        max_points: int | None = None,
-        center: str = "random",
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(radius, max_points, center, seed)
-
     def __call__(self, data: Data) -> Data:
         c = self._centre(data.pos)
         return self._crop(data, ((data.pos - c) ** 2).sum(1))  # [N]
@@ -79,16 +73,6 @@ class CylinderCrop(_Crop):
 
     :math:`(x_i - c_x)^2 + (y_i - c_y)^2 \le r^2`; arguments as :class:`SphereCrop`.
     """
-
-    def __init__(
-        self,
-        radius: float | None = None,
-        *,
-        max_points: int | None = None,
-        center: str = "random",
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(radius, max_points, center, seed)
 
     def __call__(self, data: Data) -> Data:
         c = self._centre(data.pos)

@@ -23,14 +23,6 @@ MODELNET10 = ("bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_st
               "sofa", "table", "toilet")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def classifier():
     from pointsam.engine.pretrained import load_pretrained_trained

@@ -28,7 +28,7 @@ def _check(got: torch.Tensor, fn, src, index, what: str) -> None:
     within a few ulps of the segment's magnitude times sqrt(its length)."""
     ref = fn(src, index, 4)
     if fn is seg_max:
-        torch.testing.assert_close(got, ref, rtol=0, atol=0)
+        torch.testing.assert_close(got, ref, rtol=0, atol=0)  # a max picks an input: exact
         return
     scale = seg_sum(src.abs(), index, 4)  # [4, 6] sum of |terms| per element
     terms = int(torch.bincount(index).max())
