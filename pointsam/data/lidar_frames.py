@@ -271,7 +271,9 @@ class LidarFrames(PointDataset):
     ``"val"`` holds each train frame's held-out region (``pos[:, axis] <
     below``), whole, and the ``val_frames``; ``"test"`` the ``test_frames``,
     whole. Validation and test label every point through the trainer's
-    whole-scan path (``train.voxel_size``, ``train.chunk_points``).
+    whole-scan path (``train.voxel_size``, ``train.chunk_points``). Without
+    ``holdout`` and ``val_frames`` the val split is empty and the trainer keeps
+    the last step (every labelled point trains; no selection).
 
     Args:
         root: The frames' folder.
@@ -382,10 +384,8 @@ class LidarFrames(PointDataset):
             self._crops = None
             ids = self.val_frames if split == "val" else self.test_frames
             self._scans = held + [self._frame(fid) for fid in ids]
-            if not self._scans:
-                raise ValueError(f"LidarFrames has no {split} scan: give "
-                                 + ("holdout or val_frames" if split == "val"
-                                    else "test_frames"))
+            if not self._scans and split == "test":
+                raise ValueError("LidarFrames has no test scan: give test_frames")
 
     def _frame(self, fid: str) -> Data:
         return read_learning_frame(self.root / "points" / f"{fid}.npy",

@@ -37,7 +37,7 @@ import numpy as np
 
 from pointsam._atomic import atomic_write
 
-from .scene import DEFAULT_MAX_POINTS, Scene, build_scene, scene_from_model
+from .scene import DEFAULT_MAX_POINTS, Scene, build_scene, per_point, scene_from_model
 
 __all__ = ["to_html", "show", "scene_to_json", "viewer_memory",
            "check_viewer_memory", "available_memory"]
@@ -157,25 +157,16 @@ def available_memory() -> int | None:
         return None
 
 
-def _per_point(data: Any, idx: Any) -> Any:
-    """``data`` with every per-point tensor field restricted to the rows ``idx``."""
-    from torch import Tensor
-
-    n, sub = data.pos.size(0), data.clone()
-    for key, v in data.items():
-        if isinstance(v, Tensor) and v.dim() > 0 and v.size(0) == n:
-            sub[key] = v[idx]
-    return sub
-
-
 def viewer_memory(model: Any, data: Any,
                   max_points: int | None = DEFAULT_MAX_POINTS) -> int:
     r"""Estimated peak bytes of :func:`scene_from_model` and the page on ``data``.
 
     .. math::
-        n \, (R + F r) + S \min(n, M)
+        m \, (R + F r) + S m,\qquad m = \min(n, M)
 
-    for :math:`n` input points and :math:`M` = ``max_points``: the forward
+    for :math:`n` input points and :math:`M` = ``max_points`` (the model runs on
+    the :math:`m` shown points, :func:`~pointsam.viz.scene.scene_from_model`,
+    so the estimate stops growing at the budget): the forward
     pass under the recorder costs :math:`R` = 1200 bytes a point plus
     :math:`F` = 4 times the :math:`r` bytes a point that the model records
     (measured by a forward pass on a random subset of 8192 points: 0 for a
@@ -192,12 +183,12 @@ def viewer_memory(model: Any, data: Any,
     n = data.pos.size(0)
     g = torch.Generator().manual_seed(0)
     idx = torch.randperm(n, generator=g)[:_PROBE_POINTS].sort().values  # [P]
-    _, _, rec, _ = run_model(model, _per_point(data, idx))
+    _, _, rec, _ = run_model(model, per_point(data, idx))
     seen = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
             for d in rec.values() for t in d.values() if isinstance(t, Tensor)}
-    per_point = sum(seen.values()) / len(idx)  # recorded bytes a point
+    rec_bytes = sum(seen.values()) / len(idx)  # recorded bytes a point
     shown = n if max_points is None else min(n, max_points)
-    return int(n * (_RUN_BYTES + _RECORD_FACTOR * per_point) + _SHOWN_BYTES * shown)
+    return int(shown * (_RUN_BYTES + _RECORD_FACTOR * rec_bytes + _SHOWN_BYTES))
 
 
 def _size(b: int) -> str:

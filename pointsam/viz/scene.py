@@ -25,8 +25,10 @@ copies of a whole cloud's weights) plus what is shown, so its memory is
 linear in the points and, past the budget, bounded by it; the page is bounded
 by the budget. What dominates a large scan is the model's forward pass under
 the recorder, linear in the points the model runs on (measured with
-``bench/viewer_memory.py``); :func:`pointsam.viz.html.check_viewer_memory`
-refuses a cloud the machine has no memory to view before the model runs.
+``bench/viewer_memory.py``): :func:`scene_from_model` runs the model on the
+shown points only, so that too is bounded by the budget;
+:func:`pointsam.viz.html.check_viewer_memory` refuses a cloud the machine has
+no memory to view (``max_points=None`` on a huge scan) before the model runs.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from .colors import to_numpy
 from .kind_views import ViewerFrame, recorded_weights, view_of
 from .kinds import LayerInputs, rows_of, take
 
-__all__ = ["Scene", "build_scene", "scene_from_model", "DEFAULT_MAX_POINTS"]
+__all__ = ["Scene", "build_scene", "scene_from_model", "per_point", "display_subsample",
+           "DEFAULT_MAX_POINTS"]
 
 #: The viewer's default display budget: points shown per cloud. It is above
 #: every object cloud and a whole 64-beam scan (~120k points: shown whole), so
@@ -271,14 +274,46 @@ def build_scene(record: Mapping[str, Mapping[str, Tensor]],
     return b.scene
 
 
+def per_point(data: Any, idx: Any) -> Any:
+    """``data`` with every per-point tensor field restricted to the rows ``idx``."""
+    n, sub = data.pos.size(0), data.clone()
+    for key, v in data.items():
+        if isinstance(v, Tensor) and v.dim() > 0 and v.size(0) == n:
+            sub[key] = v[idx]
+    return sub
+
+
+def display_subsample(n: int, max_points: int | None, seed: int = 0
+                      ) -> np.ndarray | None:
+    """Sorted rows of the seeded random display subsample of ``n`` points, or
+    ``None`` when all ``n`` fit ``max_points`` (the rows :func:`build_scene`
+    shows of a cloud with that seed)."""
+    if max_points is None or n <= max_points:
+        return None
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, max_points, replace=False))
+
+
 def scene_from_model(model: torch.nn.Module, data: Any, **kwargs: Any) -> Scene:
     """Run ``model`` on one ``Data`` cloud and collect its :class:`Scene`.
+
+    A cloud of more than ``max_points`` points (the viewer's budget, default
+    :data:`DEFAULT_MAX_POINTS`) is subsampled *before* the model runs: the
+    model runs on the shown points (a seeded random subsample, stated on the
+    page), so the memory of the forward pass under the recorder, which holds
+    every weight of every point, is bounded by the budget, not by the scan.
+    ``max_points=None`` runs every point (memory grows with the scan).
 
     Labels come from ``data.y`` (when per point) and the argmax of per-point
     logits; keyword arguments go to :func:`build_scene`.
     """
     from .gallery import _branch_names, run_model
 
+    n_given = data.pos.size(0)
+    rows = display_subsample(n_given, kwargs.get("max_points", DEFAULT_MAX_POINTS),
+                             kwargs.get("seed", 0))
+    if rows is not None:
+        data = per_point(data, torch.from_numpy(rows))
     logits, _, rec, inputs = run_model(model, data)
     n = data.pos.size(0)
     y = getattr(data, "y", None)
@@ -288,6 +323,11 @@ def scene_from_model(model: torch.nn.Module, data: Any, **kwargs: Any) -> Scene:
         kwargs["pred"] = logits.argmax(-1)
     kwargs.setdefault("branch_names", _branch_names(model))
     scene = build_scene(rec, inputs, data.pos, None, **kwargs)
+    if rows is not None:
+        scene.notes.insert(0, (
+            f"the model ran on the {len(rows):,} shown points, a random subsample "
+            f"of the {n_given:,} given (the viewer's budget, max_points="
+            f"{len(rows)}; pointsam viz --html-max-points 0 runs every point)"))
     if logits.dim() == 2 and logits.size(0) == 1 and n > 1:  # classification
         c = int(logits.argmax(-1)[0])
         names = kwargs.get("class_names") or []

@@ -116,8 +116,9 @@ def test_default_budget_is_stated_and_zero_shows_every_point(
                  "--html-max-points", "0"]) == 0
     capsys.readouterr()
     notes = _page(sub)[1]["notes"]
-    assert any("showing 100 of 256 points" in n for n in notes), notes
-    assert not any("showing" in n for n in _page(every)[1]["notes"])
+    assert any("ran on the 100 shown points, a random subsample of the 256 "
+               "given" in n for n in notes), notes
+    assert not any("shown" in n or "showing" in n for n in _page(every)[1]["notes"])
     with pytest.raises(ValueError, match="--html-max-points must be positive"):
         _run([str(cls_ckpt), chair, "--html", str(sub), "--html-max-points", "-1"])
 
@@ -190,3 +191,47 @@ def test_memory_estimate_is_linear_in_the_points(scan, monkeypatch):
     monkeypatch.setattr(html_mod, "available_memory", lambda: two // 2)
     with pytest.raises(ValueError, match=r"would need about .* of memory"):
         html_mod.check_viewer_memory(model, Data(pos=pos), None)
+
+
+def test_the_model_runs_on_the_shown_points_past_the_budget(tmp_path):
+    """Past the budget the forward pass (which records every weight of every
+    point) sees only the shown subsample, so its memory is bounded by the
+    budget; the page says so, and the labels are those of the shown points."""
+    from torch_geometric.data import Data
+
+    from pointsam.models import create_model
+    from pointsam.viz.html import to_html
+
+    model = create_model("pointnet2_lite_semseg", num_classes=5,
+                         attention="local").eval()
+    seen = []
+    model.register_forward_pre_hook(
+        lambda m, a, kw: seen.append((kw.get("pos") if "pos" in kw else
+                                      getattr(a[0], "pos", None)).size(0)),
+        with_kwargs=True)
+    g = torch.Generator().manual_seed(0)
+    data = Data(pos=torch.rand(3_000, 3, generator=g) * 10,
+                y=torch.randint(5, (3_000,), generator=g))
+    page = to_html(model, data, tmp_path / "v.html", max_points=1_000)
+    assert seen == [1_000]
+    notes = _page(page)[1]["notes"]
+    assert notes[0].startswith("the model ran on the 1,000 shown points, a random "
+                               "subsample of the 3,000 given"), notes
+    seen.clear()
+    to_html(model, data, tmp_path / "all.html", max_points=None)
+    assert seen == [3_000]
+
+
+def test_memory_estimate_stops_growing_at_the_budget():
+    from torch_geometric.data import Data
+
+    from pointsam.models import create_model
+    from pointsam.viz import html as html_mod
+
+    model = create_model("pointnet2_lite_semseg", num_classes=5,
+                         attention="local").eval()
+    pos = torch.rand(40_000, 3) * 40
+    one = html_mod.viewer_memory(model, Data(pos=pos[:20_000]), 10_000)
+    two = html_mod.viewer_memory(model, Data(pos=pos), 10_000)
+    assert abs(two - one) < 0.05 * one  # bounded by the budget, not by the scan
+    assert html_mod.viewer_memory(model, Data(pos=pos), None) > 3 * two
