@@ -7,6 +7,7 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from pointsam.models import TemporalLidarSegmenter, create_model
+from pointsam.models.temporal_lidar import CoarseTemporal
 from pointsam.nn import TemporalAttention
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,19 +48,23 @@ def test_shapes_and_registered():
     assert isinstance(m, TemporalLidarSegmenter) and "num_past=0" in repr(m)
 
 
-def test_twin_differs_only_by_the_temporal_module():
-    t, s = _model(2), _model(0)
+@pytest.mark.parametrize("placement", ["coarse", "full"])
+def test_twin_differs_only_by_the_temporal_module(placement):
+    t, s = _model(2, placement=placement), _model(0, placement=placement)
     names_t = {n: p.shape for n, p in t.named_parameters()}
     names_s = {n: p.shape for n, p in s.named_parameters()}
     extra = {n for n in names_t if n not in names_s}
     assert extra and all(n.startswith("temporal.") for n in extra)
     assert all(names_t[n] == names_s[n] for n in names_s)
-    assert isinstance(t.temporal, TemporalAttention) and s.temporal is None
+    ta = t.temporal.attention if placement == "coarse" else t.temporal
+    assert isinstance(ta, TemporalAttention) and s.temporal is None
+    assert isinstance(t.temporal, CoarseTemporal) == (placement == "coarse")
 
 
-def test_invariant_to_permuting_past_points():
+@pytest.mark.parametrize("placement", ["coarse", "full"])
+def test_invariant_to_permuting_past_points(placement):
     d = _scene(2)
-    m = _model(2)
+    m = _model(2, placement=placement)
     ref = m(d)
     g = torch.Generator().manual_seed(5)
     n = d.pos.size(0)
@@ -71,9 +76,10 @@ def test_invariant_to_permuting_past_points():
     assert torch.allclose(out, ref, atol=1e-5)
 
 
-def test_past_scans_of_one_cloud_never_reach_another():
+@pytest.mark.parametrize("placement", ["coarse", "full"])
+def test_past_scans_of_one_cloud_never_reach_another(placement):
     a, b = _scene(3), _scene(4)
-    m = _model(2)
+    m = _model(2, placement=placement)
     ref = m(Batch.from_data_list([a, b]))
     a2 = a.clone()
     past = a2.frame > 0
@@ -95,9 +101,10 @@ def test_twin_ignores_past_scans():
     assert torch.allclose(no_frame, ref, atol=1e-6)
 
 
-def test_gradients_reach_the_temporal_module():
+@pytest.mark.parametrize("placement", ["coarse", "full"])
+def test_gradients_reach_the_temporal_module(placement):
     d = Batch.from_data_list([_scene(6, shift=1.0), _scene(7)])
-    m = _model(2).train()
+    m = _model(2, placement=placement).train()
     m(d).square().mean().backward()
     for name, p in m.temporal.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -161,13 +168,13 @@ def test_whole_scan_inference_refuses_multi_scan_samples():
 
 
 def test_configs_train_end_to_end(tmp_path):
-    """Both shipped configs, shrunk to seconds: a couple of steps each."""
+    """The three configs, shrunk to seconds: a couple of steps each."""
     import json
 
     from pointsam.engine.config import load_config
     from pointsam.engine.trainer import Trainer
 
-    for name in ("temporal_T2", "temporal_single"):
+    for name in ("temporal_coarse", "temporal_full", "temporal_single"):
         cfg = load_config(ROOT / "train" / "lidar" / f"{name}.yaml", [
             "train.epochs=1", "data.args.num_samples=3", "data.args.beams=8",
             "data.args.azimuth_steps=120", "train.max_batches=2",
@@ -175,3 +182,14 @@ def test_configs_train_end_to_end(tmp_path):
         s = Trainer(cfg).fit()
         assert s["model"] == NAME and len(s["test"]["iou"]) == 10
         assert json.loads((tmp_path / name / "summary.json").read_text())["test"]
+
+
+@pytest.mark.parametrize("placement", ["coarse", "full"])
+def test_a_common_translation_of_every_scan_changes_nothing(placement):
+    """Only relative positions matter: voxels are anchored at each cloud's own
+    corner and the balls, attention and interpolation use differences."""
+    d = _scene(9, shift=0.7)
+    m = _model(2, placement=placement)
+    ref = m(d)
+    moved = Data(pos=d.pos + torch.tensor([12.0, -4.5, 0.6]), frame=d.frame)
+    assert torch.allclose(m(moved), ref, atol=1e-4)
