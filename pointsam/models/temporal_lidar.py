@@ -140,7 +140,7 @@ class CoarseTemporal(nn.Module):
 
     def _ball_encode(self, centre: Tensor, cbatch: Tensor, q: Tensor, f: Tensor,
                      qbatch: Tensor, b: int) -> Tensor:
-        """:math:`\mathbf{e}_s` [S, C] of one voxelised scan (q [M, 3], f [M, C])
+        r""":math:`\mathbf{e}_s` [S, C] of one voxelised scan (q [M, 3], f [M, C])
         at the centres [S, 3] (0 where the ball holds no point)."""
         nbr, mask = ops.radius(q, self.radius, qbatch, query=centre,
                                query_batch=cbatch, max_num_neighbors=self.ball_k,
@@ -152,7 +152,7 @@ class CoarseTemporal(nn.Module):
 
     def forward(self, x0: Tensor, rel0: Tensor, b0: Tensor, b: int,
                 past: list[tuple[Tensor, Tensor, Tensor]]) -> Tensor:
-        """The coarse temporal term [N_0, C] added to :math:`\phi(h)` of the
+        r"""The coarse temporal term [N_0, C] added to :math:`\phi(h)` of the
         newest scan (module docstring); ``past`` holds (features, positions,
         cloud ids) of each earlier scan."""
         q0, f0, qb0 = self._voxels(rel0, x0, b0, b)

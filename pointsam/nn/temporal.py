@@ -100,10 +100,15 @@ class TemporalAttention(PointModule):
           ``past_batch`` list of T :math:`(N_\tau)` (required when ``batch``
           is given). ``nbr_idx`` / ``nbr_mask`` (current-frame neighbours) are
           accepted and ignored.
-        - **output:** :math:`(N, C)`; with ``return_attention=True`` also
-          ``{"attn": (N, T k, H)}``, column :math:`\tau k + j` the weight of
-          the j-th nearest point of past frame :math:`\tau` (0 where masked);
-          it sums to 1 over the T k columns
+        - **output:** :math:`(N, C)`; with ``return_attention=True`` also the
+          dict ``{"attn": (N, T k, H), "nbr_pos": (N, T k, 3), "nbr_mask":
+          (N, T k), "nbr_frame": (T k)}``: column :math:`\tau k + j` of
+          ``attn`` is the weight of the j-th nearest point of past frame
+          :math:`t - \tau - 1` (0 where masked; a row sums to 1 over the T k
+          columns), ``nbr_pos`` that point's position (the frame of ``pos``),
+          ``nbr_mask`` ``False`` where it is masked (a cloud with fewer than
+          k points in that past frame), ``nbr_frame`` the :math:`\tau + 1`
+          of each column (1 = the previous frame)
 
     Example:
         >>> ta = TemporalAttention(16, num_heads=4, k=4)
@@ -112,12 +117,15 @@ class TemporalAttention(PointModule):
         >>> past_pos = [torch.randn(25, 3), torch.randn(28, 3)]
         >>> out, attn = ta(x, pos, past_x=past_x, past_pos=past_pos,
         ...                return_attention=True)
-        >>> out.shape, attn["attn"].shape
-        (torch.Size([30, 16]), torch.Size([30, 8, 4]))
+        >>> out.shape, attn["attn"].shape, attn["nbr_pos"].shape
+        (torch.Size([30, 16]), torch.Size([30, 8, 4]), torch.Size([30, 8, 3]))
     """
 
     extra_inputs = frozenset({"past_x", "past_pos", "past_batch"})
-    weight_kinds = {"attn": WeightKind.TEMPORAL}  # [N, T k, H]
+    weight_kinds = {"attn": WeightKind.TEMPORAL,  # [N, T k, H]
+                    "nbr_pos": WeightKind.TABLE,  # [N, T k, 3]
+                    "nbr_mask": WeightKind.TABLE,  # [N, T k]
+                    "nbr_frame": WeightKind.TABLE}  # [T k]
     export_blocker = ("cannot be exported: a multi-scan model picks its scans from "
                       "`frame` with boolean masks and searches the past scans' "
                       "neighbours inside forward, so it has no plan()/network() "
@@ -268,8 +276,12 @@ class TemporalAttention(PointModule):
         out, a = chunked_neighbour_apply(kernel, dst, src, nbr, valid, modules,
                                          chunk=chunk, want=want, fused=self.fused)
         out = self.proj(out)  # [N, C]
-        return self.finish(out, {"attn": a} if want and a is not None else None,
-                           return_attention)
+        rec = None
+        if want and a is not None:  # the candidates, for the viewer (recording only)
+            frames = torch.arange(1, t + 1, device=nbr.device)  # [T]
+            rec = {"attn": a, "nbr_pos": all_pos.detach()[nbr],  # [N, T k, 3]
+                   "nbr_mask": valid, "nbr_frame": frames.repeat_interleave(kk)}
+        return self.finish(out, rec, return_attention)
 
     def _kernel(self, num_past: int, dtype: torch.dtype, dst: Tensor, src_j: Tensor,
                 mask: Tensor, want: bool) -> tuple[Tensor, Tensor | None]:

@@ -87,11 +87,13 @@ def render_map(amap: AttentionMap, out_dir: Path, *, size: tuple[int, int] = (64
     h = size[1] if len(amap.panels) == 1 else max(size[1], 140 * len(amap.panels) + 60)
     render_figure(amap.panels, png, size=(size[0], h), views=views,
                   title=amap.title + suffix, vmin=amap.vmin, vmax=amap.vmax,
-                  value_label=amap.value_label, up=up, backend=backend)
+                  cmap=amap.cmap, value_label=amap.value_label, up=up,
+                  backend=backend)
     paths.append(png)
     if ply and amap.raw and amap.raw_pos is not None:
         paths.append(export_ply(out_dir / f"{amap.slug}.ply", amap.raw_pos,
-                                weights=amap.raw, vmin=amap.vmin, vmax=amap.vmax))
+                                weights=amap.raw, cmap=amap.cmap, vmin=amap.vmin,
+                                vmax=amap.vmax))
     return paths
 
 

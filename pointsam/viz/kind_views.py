@@ -15,7 +15,7 @@ import numpy as np
 from torch import Tensor
 
 from ..nn.base import WeightKind
-from .colors import axis_colors, colormap, to_numpy
+from .colors import colormap, to_numpy
 from .kinds import (  # noqa: F401  (shared helpers of the pictures and maps)
     AttentionMap,
     LayerInputs,
@@ -34,6 +34,7 @@ from .kinds import (  # noqa: F401  (shared helpers of the pictures and maps)
     take,
 )
 from .render import Panel
+from .temporal_views import picture_temporal, viewer_temporal
 
 __all__ = ["VIEWS", "UNDECLARED", "View", "view_of", "recorded_weights",
            "PictureFrame", "ViewerFrame"]
@@ -99,15 +100,25 @@ def _picture_point(f: PictureFrame, wt: Weight, w: np.ndarray) -> AttentionMap |
 
 
 def _picture_axis(f: PictureFrame, wt: Weight, w: np.ndarray) -> AttentionMap | None:
+    r"""Each axis's weight against 1/3 (one row per axis, a diverging scale
+    symmetric about 0 over the largest deviation): trained weights often stay
+    near (1/3, 1/3, 1/3), and drawn directly as RGB they all look one grey;
+    the row titles give each axis's range."""
     s = f.at(wt.layer, w.shape[0])
     if s is None:
         return None
     v = w[s.idx]  # [S_b, 3]
+    dev = v - 1.0 / 3.0  # [S_b, 3]
+    m = max(float(np.nanmax(np.abs(dev))) if dev.size else 0.0, 1e-3)
+    lo, hi = np.nanmin(v, axis=0), np.nanmax(v, axis=0)  # [3] each
+    panels = [Panel(s.pc, values=dev[:, a],
+                    title=f"{ax}: weight {lo[a]:.3f} .. {hi[a]:.3f}")
+              for a, ax in enumerate("xyz")]
     return AttentionMap(
-        wt.layer, "axis", f"{wt.label}: axis weights (x,y,z = R,G,B)",
-        [Panel(s.pc, colors=axis_colors(v), legend=[
-            ("x", (1, 0, 0)), ("y", (0, 1, 0)), ("z", (0, 0, 1))])],
-        raw={"axis_x": v[:, 0], "axis_y": v[:, 1], "axis_z": v[:, 2]}, raw_pos=s.pc)
+        wt.layer, "axis", f"{wt.label}: axis weights minus 1/3", panels,
+        vmin=-m, vmax=m, cmap="RdBu_r",
+        raw={f"axis_{ax}_minus_third": dev[:, a] for a, ax in enumerate("xyz")},
+        raw_pos=s.pc)
 
 
 def _picture_neighbours(f: PictureFrame, wt: Weight, w: np.ndarray
@@ -393,7 +404,7 @@ VIEWS: dict[str, View] = {
     WeightKind.FULL: View(_picture_row, _viewer_row),
     WeightKind.FUSION: View(_picture_fusion, _viewer_fusion),
     WeightKind.LEVELS: View(_picture_levels, _viewer_levels),
-    WeightKind.TEMPORAL: View(None, None, "the past scans' points are not recorded"),
+    WeightKind.TEMPORAL: View(picture_temporal, viewer_temporal),
     WeightKind.CROSS_MODAL: View(None, None,
                                  "the other modality's tokens have no points"),
     WeightKind.TABLE: View(None, None, "a table read by the weight next to it"),

@@ -24,9 +24,9 @@ token          [N, M, H] + centres    token weights of a query   click map: a qu
 full           [B, H, N, N]           a query's row              click map: a query's row
 fusion         [N, H, m]              one panel per input        one map per input
 levels         [N, L-1, H, 2]         one panel per new level    one map per level
-temporal       [N, T k, H]            not drawn: the past scans' points are not recorded
+temporal       [N, T k, H] + nbr_pos  one panel per past scan    click map: a query's past points
 cross_modal    [N, T, H]              not drawn: the other modality's tokens have no points
-table          indices, positions     read by the neighbour and token weights next to them
+table          indices, positions     read by the neighbour, token and temporal weights next to them
 (undeclared)   [N] or [N, C]          mean per point             mean per point
 =============  =====================  =========================  ===============================
 
@@ -73,7 +73,8 @@ _VALUE_LABELS = {
     "row": "weight (softmax over points)",
     "branch": "LAFF weight (softmax)",
     "level": "LAFF weight of new level",
-    "axis": "axis weight",
+    "axis": "axis weight - 1/3",
+    "temporal": "weight (softmax over T k past points)",
 }
 
 
@@ -93,13 +94,15 @@ class AttentionMap:
         layer: Qualified module name (``backbone.stages.1.attn``).
         key: The weight's name in the module's dict (``point``, ``attn`` ...).
         kind: What the picture shows: ``point``, ``channel``, ``axis``,
-            ``neighbour``, ``token``, ``row``, ``branch``, ``level`` or
-            ``mean`` (:data:`VIEWS` says which weight kind gives which).
+            ``neighbour``, ``token``, ``row``, ``branch``, ``level``,
+            ``temporal`` or ``mean`` (:data:`VIEWS` says which weight kind gives which).
         title: Human-readable title.
         panels: Point panels (empty for a bar chart).
         bars: Bar heights ``[C]`` (channel weights) or ``None``.
         vmin: Low end of the colour scale (``None``: from the data).
         vmax: High end of the colour scale.
+        cmap: Matplotlib colour map of the panels (a diverging one for a
+            scale centred on a reference value).
         raw: Per-point raw weights for the PLY export (``name -> [N]``) with
             the positions in ``raw_pos``.
     """
@@ -111,6 +114,7 @@ class AttentionMap:
     bars: np.ndarray | None = None
     vmin: float | None = None
     vmax: float | None = None
+    cmap: str = "viridis"
     raw: dict[str, np.ndarray] = field(default_factory=dict)
     raw_pos: np.ndarray | None = None
     key: str = ""

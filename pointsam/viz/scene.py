@@ -4,13 +4,13 @@ r"""What the interactive viewer shows: captured weights as a :class:`Scene`.
 (``capture(model)`` and ``capture_inputs(model)`` of one forward pass), but keeps
 what a static picture has to drop: every head, and for the attention that
 depends on a query point (neighbours, axial tubes, global tokens, full
-attention rows) the weights of *every* query, so that the page can answer a
-click. What each kind of weight becomes is the viewer column of
+attention rows, past scans' points) the weights of *every* query, so that the
+page can answer a click. What each kind of weight becomes is the viewer column of
 :data:`pointsam.viz.kind_views.VIEWS`, the table that
 :func:`~pointsam.viz.attention_maps` shares: a scalar map (gates, fusion
 weights per input, with a head selector), a bar chart (channel gates), an RGB
-map (axis weights) or a click map (a query's neighbours, axial tube, tokens
-or full-attention row).
+map (axis weights) or a click map (a query's neighbours, axial tube, tokens,
+full-attention row, or the past scans' points it attends to, drawn as markers).
 
 Points live in *clouds*: cloud 0 is the input; a layer that ran on subsampled
 points (a deeper stage) gets its own. ``max_points`` subsamples a cloud for
@@ -174,12 +174,23 @@ class _Builder:
 
     def _click(self, layer: str, name: str, ci: int, kind: str, w: np.ndarray,
                idx: np.ndarray | None = None, assign: np.ndarray | None = None,
-               centres: np.ndarray | None = None) -> dict[str, Any]:
-        """A click table: ``w`` ``[n, K, H]`` weights of each query row."""
+               centres: np.ndarray | None = None, mpos: np.ndarray | None = None,
+               mmask: np.ndarray | None = None, mscan: np.ndarray | None = None
+               ) -> dict[str, Any]:
+        """A click table: ``w`` ``[n, K, H]`` weights of each query row.
+
+        Column k of row i weighs point ``idx[i, k]`` of the cloud, or token
+        ``k`` (``centres`` ``[K, 3]``, ``assign`` ``[n]`` the token of each
+        point), or the marker at ``mpos[i, k]`` (``[n, K, 3]``: points outside
+        the cloud, the past scans' points of a temporal weight; ``mmask``
+        ``[n, K]`` ``False`` where there is none, stored as NaN; ``mscan``
+        ``[K]`` the group of each column, one marker symbol each).
+        """
         n, k, h = w.shape
         heads = 1 if h == 1 else h + 1
-        rows = self.rows_kept(ci, n, k * heads * 2 + (k * 4 if idx is not None else 0),
-                              layer)
+        row_bytes = (k * heads * 2 + (k * 4 if idx is not None else 0)
+                     + (k * 12 if mpos is not None else 0))
+        rows = self.rows_kept(ci, n, row_bytes, layer)
         ww = w[rows]  # [R, K, H]
         ww = np.concatenate([ww.mean(2, keepdims=True), ww], axis=2) if h > 1 else ww
         table = {"rows": self.remap(ci, rows).astype(np.int32),
@@ -191,6 +202,13 @@ class _Builder:
         if assign is not None:
             table["assign"] = self.shown(ci, assign).astype(np.int32)  # [n]
             table["centres"] = centres.astype(np.float32)  # [K, 3]
+        if mpos is not None:
+            mp = mpos[rows].astype(np.float32)  # [R, K, 3]
+            if mmask is not None:
+                mp[~mmask[rows].astype(bool)] = np.nan
+            table["mpos"] = mp
+            table["mscan"] = (np.zeros(k) if mscan is None else mscan
+                              ).astype(np.int32)  # [K]
         return dict(layer=layer, name=name, kind="click", cloud=ci, click=kind,
                     table=table, heads=h, value_label="attention weight (softmax)")
 

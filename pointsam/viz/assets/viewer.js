@@ -41,6 +41,9 @@
     "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
     "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"];
   const GREY = "#c7c7c7", QUERY = "#e81f63";
+  // marker symbol of each group of a click map's markers (past scan t-1, t-2 ...)
+  const SYMBOLS = ["diamond", "square", "cross", "x", "diamond-open", "square-open"];
+  const symbolOf = (g) => SYMBOLS[(Math.max(1, g) - 1) % SYMBOLS.length];
   const CMAPS = Object.keys(S.cmaps);  // name -> 256 "#rrggbb" (matplotlib's tables)
   const LEVELS = 64;  // colour levels of a scalar map: one uniform-colour trace each
   const state = { map: 0, head: 0, cmap: CMAPS[0], size: S.point_size, qpos: null };
@@ -111,6 +114,12 @@
         for (let i = 0; i < n; i++) vals[i] = w[r * K + t.assign[i]] / 65535;
         const M = t.centres.length / 3;
         for (let j = 0; j < M; j++) markers.push([t.centres[3 * j], t.centres[3 * j + 1], t.centres[3 * j + 2], w[r * K + j] / 65535]);
+      } else if (t.mpos) {  // points outside the cloud (past scans): markers only
+        for (let k = 0; k < K; k++) {
+          const o = 3 * (r * K + k), x = t.mpos[o];
+          if (x !== x) continue;  // masked
+          markers.push([x, t.mpos[o + 1], t.mpos[o + 2], w[r * K + k] / 65535, symbolOf(t.mscan[k]), t.mscan[k]]);
+        }
       } else {
         for (let k = 0; k < K; k++) {
           const j = t.idx[r * K + k];
@@ -119,9 +128,17 @@
         }
       }
       const qr = t.rows[r];
-      const legend = [["query (ring)", QUERY]].concat(t.assign
+      let legend = [["query (ring)", QUERY]].concat(t.assign
         ? [["token centres: diamonds, by weight", "#ffffff"]] : [["not weighted by the query", GREY]]);
-      return { vals, markers, query: [c.x[qr], c.y[qr], c.z[qr]], row: qr, legend };
+      let top;
+      if (t.mpos) {
+        const scans = [...new Set(Array.from(t.mscan))].sort((a, b) => a - b);
+        legend = [["query (ring)", QUERY], ["current scan (grey)", GREY]].concat(
+          scans.map((g) => ["scan t-" + g + ": " + symbolOf(g) + ", by weight", "#ffffff"]));
+        top = Math.max(1e-9, ...markers.map((p) => p[3]));
+      }
+      return { vals, markers, query: [c.x[qr], c.y[qr], c.z[qr]], row: qr, legend,
+        range: t.mpos ? [0, top] : undefined };
     }
     return { vals: new Float32Array(n).fill(NaN) };
   }
@@ -149,7 +166,7 @@
     const groups = new Map(), grey = [];
     let lo = 0, hi = 1, big = false;
     if (ev.vals) {
-      [lo, hi] = range(m, ev.vals);
+      [lo, hi] = ev.range || range(m, ev.vals);
       big = m.kind === "click" && !m.table.assign;
       const f = (LEVELS - 1) / (hi - lo);
       for (let i = 0; i < n; i++) {
@@ -180,10 +197,10 @@
         color: [lo], colorscale: colorscale(state.cmap), cmin: lo, cmax: hi, showscale: true,
         colorbar: { title: { text: m.value_label || "weight", side: "right" }, thickness: 14, len: 0.8 } } }));
     }
-    if (ev.markers && ev.markers.length) {  // token centres, coloured by their weight
+    if (ev.markers && ev.markers.length) {  // token centres or past points, coloured by weight
       const top = Math.max(1e-9, ...ev.markers.map((p) => p[3]));
       out.push(Object.assign({}, base, { x: ev.markers.map((p) => p[0]), y: ev.markers.map((p) => p[1]), z: ev.markers.map((p) => p[2]),
-        marker: { size: size * 3, symbol: "diamond", line: { color: "#1e1e1e", width: 2 },
+        marker: { size: size * 3, symbol: ev.markers.map((p) => p[4] || "diamond"), line: { color: "#1e1e1e", width: 2 },
           color: ev.markers.map((p) => levelColor(state.cmap, Math.round(p[3] / top * (LEVELS - 1)))) } }));
     }
     // the query: an open ring (it never hides the colour of the point it marks),
@@ -205,7 +222,11 @@
     for (const o of S.maps) if (o.kind === "labels") lines.push(o.name + ": " + className(o.labels[qi]));
     const c = cloudXYZ(m.cloud), i = ev.row !== undefined ? ev.row : nearest(m.cloud, state.qpos);
     if (m.kind === "scalar" && ev.vals) lines.push(m.name + " here: " + ev.vals[i].toFixed(4));
-    if (m.kind === "click") {
+    if (m.kind === "click" && m.table.mpos) {
+      const top = ev.markers.slice().sort((a, b) => b[3] - a[3]);
+      lines.push(top.length + " past points weighted; the largest:");
+      for (const p of top.slice(0, 8)) lines.push("  scan t-" + p[5] + " (" + p.slice(0, 3).map((v) => v.toFixed(2)).join(", ") + "): " + p[3].toFixed(4));
+    } else if (m.kind === "click") {
       let cnt = 0, top = [];
       for (let j = 0; j < c.n; j++) if (ev.vals[j] === ev.vals[j]) { cnt++; top.push([ev.vals[j], j]); }
       top.sort((a, b) => b[0] - a[0]);
