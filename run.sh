@@ -6,6 +6,9 @@
 #   bash run.sh test-numerics   the numerics-heavy tests again under MKL summation
 #                        orders of other CPUs (MKL_CBWR=AVX2, then COMPATIBLE)
 #   bash run.sh typecheck   mypy (pinned) over the packages pyproject.toml lists
+#   bash run.sh docs     set up, install the docs extras, build the site into
+#                        docs/_build/html (warnings are errors, the examples run)
+#                        and check it offline in headless Chromium
 #   bash run.sh setup    set up only
 #
 # Set-up: Debian packages Open3D needs (when root with apt), a .venv beside this
@@ -59,6 +62,16 @@ setup_python() {
 
 setup() { setup_system; setup_python; }
 
+setup_docs() {
+  local stamp="$VENV/.pointsam-docs-installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
+      || ! "$VENV/bin/python" -c 'import sphinx, sphinx_gallery, myst_parser, pydata_sphinx_theme' 2>/dev/null; then
+    say "installing pointsam[dev,docs] (editable)"
+    "$VENV/bin/python" -m pip install -q -e ".[dev,docs]"
+    touch "$stamp"
+  fi
+}
+
 cmd=${1:-demo}; shift || true
 case "$cmd" in
   setup) setup ;;
@@ -76,5 +89,15 @@ case "$cmd" in
         tests/nn tests/ops tests/models tests/export pointsam/nn pointsam/ops "$@"
     done ;;
   typecheck) setup; exec "$VENV/bin/python" -m mypy "$@" ;;
-  *) echo "usage: bash run.sh {demo|test|test-numerics|typecheck|setup} [args...]"; exit 2 ;;
+  docs)
+    # extra arguments go to sphinx-build (-E: read every source again); the
+    # examples (docs/examples) run during the build, and again only when edited.
+    # The HTML is written afresh, so no page of an earlier build lingers.
+    setup; setup_docs
+    rm -rf docs/_build/html
+    "$VENV/bin/sphinx-build" -W --keep-going -b html "$@" docs docs/_build/html
+    say "built docs/_build/html/index.html; checking it offline in headless Chromium"
+    POINTSAM_DOCS_BUILT=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m docs \
+      tests/docs ;;
+  *) echo "usage: bash run.sh {demo|test|test-numerics|typecheck|docs|setup} [args...]"; exit 2 ;;
 esac

@@ -37,11 +37,11 @@ class ShapeNetPart(PointDataset):
     raises :class:`CloudFormatError` naming the file.
 
     Stats:
-        ==========  ======  =====  =====  ==========  ======
-        #categories #parts  #train #val   #test       #points
-        ==========  ======  =====  =====  ==========  ======
-        16          50      12,137 1,870  2,874       ~2,500
-        ==========  ======  =====  =====  ==========  ======
+        ===========  ======  ======  =====  ==========  =======
+        #categories  #parts  #train  #val   #test       #points
+        ===========  ======  ======  =====  ==========  =======
+        16           50      12,137  1,870  2,874       ~2,500
+        ===========  ======  ======  =====  ==========  =======
 
     Args:
         root: Dataset folder (default

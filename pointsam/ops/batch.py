@@ -9,7 +9,7 @@ __all__ = ["default_batch", "batch_to_ptr", "ptr_to_batch", "batch_size_of", "to
 
 
 def default_batch(batch: Tensor | None, ref: Tensor) -> Tensor:
-    r"""``batch`` itself, or the one-cloud batch vector ``zeros(N)`` for ``ref`` [N, *].
+    r"""``batch`` itself, or the one-cloud batch vector ``zeros(N)`` for ``ref`` ``[N, *]``.
 
     The single place where "no ``batch`` means one cloud" is spelled out.
 

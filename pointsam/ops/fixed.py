@@ -216,7 +216,7 @@ def fixed_layout(batch: Tensor, batch_size: Any, min_width: int = 1
 
 
 def count_per_index(index: Tensor, num: int | Any) -> Tensor:
-    r"""How often each of ``0 .. num - 1`` occurs in ``index``: ``bincount``.
+    r"""How often each of ``0..num-1`` occurs in ``index``: ``bincount``.
 
     Inside :func:`fixed_size` the rows of ``index`` are B clouds of equal size
     whose values lie in their cloud's block of ``num / B`` entries (a point's
