@@ -112,6 +112,35 @@ class TransformedDataset(Dataset):
             del data.x
         return data
 
+    def class_counts(self) -> Any:
+        """Labelled points per class of these items [C]: the base set's own count
+        when it counts (and these are all its items), else read item by item,
+        untransformed (of a multi-scan sample, the newest scan's points, the
+        ones a segmentation task scores); ``None`` for a set without
+        ``num_classes`` or per-point ``y``."""
+        import torch
+
+        everything = self.indices == list(range(len(self.base)))
+        own = getattr(self.base, "class_counts", None)
+        counts = own() if everything and callable(own) else None
+        if counts is not None:
+            return counts
+        num = getattr(self.base, "num_classes", None)
+        if not isinstance(num, int):
+            return None
+        total = torch.zeros(num, dtype=torch.long)
+        for j in self.indices:
+            d = self.base[j]
+            y = getattr(d, "y", None)
+            if y is None or y.numel() != d.num_nodes:
+                return None  # not per-point labels
+            y = y.view(-1)
+            frame = getattr(d, "frame", None)
+            if frame is not None:
+                y = y[frame.view(-1) == 0]  # [N_0] scored points
+            total += torch.bincount(y[y >= 0], minlength=num)[:num]
+        return total
+
     def __getattr__(self, name: str) -> Any:  # class names etc. of the base set
         if name in ("base", "indices", "transform", "_cache"):
             raise AttributeError(name)
