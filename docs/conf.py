@@ -105,3 +105,9 @@ html_theme_options = {
 }
 # light or dark as the reader's system says (unset, the theme logs an error)
 html_context = {"default_mode": "auto"}
+# docs/_static/pointsam.css: the guides' wide tables get the window's width
+html_static_path = ["_static"]
+html_css_files = ["pointsam.css"]
+# The guides show the repository's pictures by their relative paths
+# (../../viz/gallery/*.png from docs/guides/, as on GitHub); Sphinx copies
+# every image a page references into _images/, from inside docs/ or not.

@@ -5,7 +5,7 @@ passes when ``call(env)`` raises exactly that class (not a subclass of another
 kind, not a torch internal error) with the fragment in its message. The CLI rows
 run ``pointsam`` with ``POINTSAM_DEBUG=1`` (so the exception itself is checked)
 and once more without it: exit code 2 and one ``pointsam: error:`` line. The
-count of rows is what the README's reliability section states.
+count of rows is what docs/guides/reliability.md states.
 """
 
 from __future__ import annotations

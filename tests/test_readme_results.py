@@ -1,13 +1,14 @@
-"""The README's multi-seed tables are the committed sweep reports, and those
+"""The guides' multi-seed tables are the committed sweep reports, and those
 reports agree with their own per-run data.
 
-``train/results/NAME/`` holds what ``pointsam sweep`` wrote for the README's
-sweeps; ``train/readme_results.py`` copies its tables into the README between
-``<!-- sweep NAME TABLE -->`` markers. Here: every README block equals its
-table (no hand-typed number), and every ``results.md`` is recomputed from its
-``results_seeds.csv`` (mean, sample std, the paired per-seed differences, their
-95% Student-t interval and verdict), independently of
-``pointsam.engine.sweep_report``.
+``train/results/NAME/`` holds what ``pointsam sweep`` wrote for the sweeps the
+user guides show; ``train/readme_results.py`` copies its tables onto the guide
+page that its ``PAGES`` names (``docs/guides/*.md``), between
+``<!-- sweep NAME TABLE -->`` markers. Here: every block equals its table (no
+hand-typed number), each sweep's blocks are on its page and nowhere else, and
+every ``results.md`` is recomputed from its ``results_seeds.csv`` (mean, sample
+std, the paired per-seed differences, their 95% Student-t interval and
+verdict), independently of ``pointsam.engine.sweep_report``.
 """
 
 import csv
@@ -29,28 +30,67 @@ METRICS = {"oa": "OA", "macc": "mAcc", "instance_miou": "instance mIoU",
            "class_miou": "class mIoU", "miou": "mIoU"}
 
 
-def test_every_readme_sweep_block_is_its_results_table():
-    text = (ROOT / "README.md").read_text()
-    blocks = TOOL["BLOCK"].findall(text)
-    assert len(blocks) >= 4  # DGCNN and SyntheticParts: per-config and paired
-    assert TOOL["render"](text) == text
+def test_every_guide_sweep_block_is_its_results_table():
+    pages = TOOL["read_pages"]()
+    blocks = {rel: TOOL["BLOCK"].findall(text) for rel, text in pages.items()}
+    names = {name for found in blocks.values() for name, *_ in found}
+    # ModelNet10 and SyntheticParts (per-config and paired), and the LiDAR grid
+    assert len(blocks["docs/guides/modelnet.md"]) >= 4
+    assert len(blocks["docs/guides/lidar.md"]) >= 2
+    for rel, text in pages.items():
+        assert TOOL["render"](text) == text, rel
+    assert TOOL["misplaced"](pages) == []
     assert TOOL["main"](["--check"]) == 0
-    assert {name for name, *_ in blocks} <= set(SWEEPS)
+    assert names == set(TOOL["PAGES"]) and names <= set(SWEEPS)
+    assert not blocks["README.md"]  # the README shows no sweep table
+
+
+def _copy_pages(tmp_path):
+    for rel, text in TOOL["read_pages"]().items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    return tmp_path
 
 
 def test_a_changed_number_in_a_block_is_caught(tmp_path, capsys):
-    text = (ROOT / "README.md").read_text()
-    name, which, metric, body = TOOL["BLOCK"].findall(text)[0]
-    row = body.splitlines()[2]  # the first data row
-    cells = row.split("|")
-    cells[3] = cells[3].replace(cells[3].strip()[:1], "0" if cells[3].strip()[:1] != "0"
-                                else "1", 1)
-    changed = text.replace(row, "|".join(cells), 1)
-    assert changed != text and TOOL["render"](changed) == text
-    readme = tmp_path / "README.md"
-    readme.write_text(changed)
-    assert TOOL["main"](["--check", "--readme", str(readme)]) == 1
-    assert f"{name} {which}" in capsys.readouterr().err
+    root = _copy_pages(tmp_path)
+    for rel in sorted(set(TOOL["PAGES"].values())):
+        page = root / rel
+        text = page.read_text()
+        name, which, metric, body = TOOL["BLOCK"].findall(text)[0]
+        row = body.splitlines()[2]  # the first data row
+        cells = row.split("|")
+        cells[3] = cells[3].replace(cells[3].strip()[:1], "0" if cells[3].strip()[:1] != "0"
+                                    else "1", 1)
+        changed = text.replace(row, "|".join(cells), 1)
+        assert changed != text and TOOL["render"](changed) == text
+        page.write_text(changed)
+        assert TOOL["main"](["--check", "--root", str(root)]) == 1
+        assert f"{name} {which}" in capsys.readouterr().err
+        page.write_text(text)
+        assert TOOL["main"](["--check", "--root", str(root)]) == 0
+
+
+def test_a_misplaced_or_missing_block_is_caught(tmp_path, capsys):
+    root = _copy_pages(tmp_path)
+    lidar, modelnet = root / "docs/guides/lidar.md", root / "docs/guides/modelnet.md"
+    text = lidar.read_text()
+    block = TOOL["BLOCK"].search(text).group(0)
+    # a LiDAR block moved to the ModelNet page
+    lidar.write_text(text.replace(block, "", 1))
+    modelnet.write_text(modelnet.read_text() + "\n" + block + "\n")
+    assert TOOL["main"](["--check", "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "docs/guides/modelnet.md: block of sweep 'lidar'" in err
+    # every LiDAR block gone from its page
+    lidar.write_text(TOOL["BLOCK"].sub("", text))
+    assert TOOL["main"](["--check", "--root", str(root)]) == 1
+    assert "docs/guides/lidar.md: no block of sweep 'lidar'" in capsys.readouterr().err
+    # a block in the README, or of a sweep PAGES does not name
+    assert TOOL["misplaced"]({"README.md": block}) == [
+        "README.md: block of sweep 'lidar', which PAGES puts on docs/guides/lidar.md"]
+    assert "does not name" in TOOL["misplaced"](
+        {"docs/guides/lidar.md": block.replace("sweep lidar", "sweep other", 1)})[0]
 
 
 def test_a_block_of_a_missing_sweep_or_table_is_an_error():

@@ -1,14 +1,15 @@
 """Does a trained temporal model use the earlier scans? Swap them and re-score.
 
-Usage: python train/temporal_ablation.py RUN_DIR [--samples N]
+Usage: python train/temporal_ablation.py RUN_DIR [RUN_DIR ...] [--samples N]
 
-Loads RUN_DIR/best.pt (a pointnet2_lite_temporal_lidarseg run of
-train/lidar/temporal_T2.yaml) and scores the newest scan of the test split
-three ways: with the real earlier scans; with every earlier scan replaced by a
+Loads each RUN_DIR/best.pt (a pointnet2_lite_temporal_lidarseg run of
+train/lidar/temporal_coarse.yaml or temporal_full.yaml, e.g. the seeds of a
+`pointsam sweep`) and scores the newest scan of the test split three ways: with the real earlier scans; with every earlier scan replaced by a
 copy of the newest one (nothing moved: the past says "static everywhere"); and
 with the earlier scans dropped from the moving objects only (their past points
-removed, as if nothing had been there). Prints mIoU, the moving car IoU, and
-how many moving-car points are called moving, each way.
+removed, as if nothing had been there). Prints a markdown table: mIoU, the
+moving car IoU, and the shares of moving-car points called moving and of
+parked-car points called moving, each way, per run.
 """
 
 import argparse
@@ -47,31 +48,35 @@ def _no_moving_past(d):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("run")
+    ap.add_argument("runs", nargs="+")
     ap.add_argument("--samples", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    model, task, cfg, _ = load_trained(f"{a.run}/best.pt")
-    ds = build_dataset(cfg, cfg.data.test_split)
-    n = a.samples or len(ds)
-    ways = {"real past": lambda d: d, "past = newest (static)": _static_past,
-            "moving objects' past removed": _no_moving_past}
-    for name, f in ways.items():
-        m = SemSegMetrics(task.num_classes, task.ignore_index)
-        with torch.no_grad():
-            for i in range(n):
-                d = f(ds[i])
-                if "x" in d:
-                    del d.x
-                b = Batch.from_data_list([d])
-                task.update(m, model(b), b)
-        r = m.compute()
-        cm = m.confusion
-        called = float(cm[8, 8] + cm[8, 9]) / max(1, int(cm[8].sum()))
-        static = float(cm[4, 8]) / max(1, int(cm[4].sum()))
-        print(f"{name:30s} mIoU {100 * r['miou']:.1f}  moving car IoU "
-              f"{100 * r['iou'][8]:.1f}  moving cars called moving {100 * called:.1f}%"
-              f"  parked cars called moving {100 * static:.1f}%")
+    print("| run | past scans | mIoU | moving car IoU | moving cars called moving "
+          "| parked cars called moving |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for run in a.runs:
+        model, task, cfg, _ = load_trained(f"{run}/best.pt")
+        ds = build_dataset(cfg, cfg.data.test_split)
+        n = a.samples or len(ds)
+        ways = {"real": lambda d: d, "swapped for static copies": _static_past,
+                "moving objects' past removed": _no_moving_past}
+        for name, f in ways.items():
+            m = SemSegMetrics(task.num_classes, task.ignore_index)
+            with torch.no_grad():
+                for i in range(n):
+                    d = f(ds[i])
+                    if "x" in d:
+                        del d.x
+                    b = Batch.from_data_list([d])
+                    task.update(m, model(b), b)
+            r = m.compute()
+            cm = m.confusion
+            called = float(cm[8, 8] + cm[8, 9]) / max(1, int(cm[8].sum()))
+            static = float(cm[4, 8]) / max(1, int(cm[4].sum()))
+            print(f"| {run} | {name} | {100 * r['miou']:.1f} | "
+                  f"{100 * r['iou'][8]:.1f} | {100 * called:.1f}% | "
+                  f"{100 * static:.1f}% |", flush=True)
 
 
 if __name__ == "__main__":

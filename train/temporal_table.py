@@ -1,9 +1,10 @@
 """Print the temporal vs single-scan table (markdown) from finished runs.
 
 Usage: python train/temporal_table.py RUN_DIR [RUN_DIR ...]
-       (default: runs/temporal_T2 runs/temporal_single)
-Each RUN_DIR holds the summary.json that ``pointsam train`` wrote for
-train/lidar/temporal_T2.yaml or temporal_single.yaml. Scores are on the held-out
+       (default: runs/temporal_coarse runs/temporal_single)
+Each RUN_DIR holds the summary.json that ``pointsam train`` (or ``pointsam
+sweep``) wrote for train/lidar/temporal_coarse.yaml, temporal_full.yaml or
+temporal_single.yaml. Scores are on the held-out
 test split, newest scan's points only: per-class IoU, mIoU, OA, and two numbers
 read from the confusion matrix: ``car (any)``, the IoU of car and moving car
 merged (is it a car at all?), ``moving car -> car``, the share of moving-car
@@ -26,13 +27,18 @@ def _merged_iou(cm, ids):
     return tp / (row + col - tp) if row + col - tp else float("nan")
 
 
+def _name(args):
+    if not args.get("num_past", 2):
+        return "single scan"
+    return f"T={args.get('num_past', 2)} temporal, {args.get('placement', 'coarse')}"
+
+
 def row(summary):
     t = summary["test"]
     cm = t["confusion"]
     mov, static = sum(cm[8]), sum(cm[4])
     return {
-        "model": "T=2 temporal" if summary["config"]["model"]["args"].get(
-            "num_past", 2) else "single scan",
+        "model": _name(summary["config"]["model"]["args"]),
         "seed": summary["seed"],
         "params": summary["num_parameters"],
         "iou": t["iou"],
@@ -47,7 +53,7 @@ def row(summary):
 
 
 def main(argv):
-    runs = argv or ["runs/temporal_T2", "runs/temporal_single"]
+    runs = argv or ["runs/temporal_coarse", "runs/temporal_single"]
     rows = []
     for r in runs:
         p = Path(r) / "summary.json"

@@ -196,8 +196,9 @@ def _visit(b, rel: str) -> dict[str, str]:
     return dict(b.requests)
 
 
+# guides/lidar.html: a guide with the repository's pictures (../../viz/gallery)
 PAGES = ["index.html", "api/generated/pointsam.nn.LocalGlobalAttention.html",
-         "auto_examples/plot_chair_attention.html"]
+         "auto_examples/plot_chair_attention.html", "guides/lidar.html"]
 
 
 @pytest.mark.docs
