@@ -42,16 +42,21 @@ one shared set abstraction encodes every scan *at the same centres*,
 
 (0 for a ball with no point), so a parked car gives
 :math:`\mathbf{e}^{(\tau)}_s \approx \mathbf{e}^{(0)}_s` and a driving car a
-ball whose content has slid. The centres attend over the past encodings at
-their ``k`` nearest centres, and the result, compared with the centre's own
-encoding, is interpolated back to the newest scan's points (3 nearest
-centres, inverse squared distance) and added:
+ball whose content has slid. The centres attend over the *changes*
+:math:`\Delta^{(\tau)}_s = \mathbf{e}^{(\tau)}_s - \mathbf{e}^{(0)}_s` at their
+``k`` nearest centres (keys and values are made of them, so a static scene
+offers near-zero values), and the result, with the centre's own encoding, is
+interpolated back to the newest scan's points (3 nearest centres, inverse
+squared distance) and added:
 
 .. math::
     \mathbf{m}_s = \mu\big([\mathbf{e}^{(0)}_s,\ \mathrm{TA}(\mathbf{e}^{(0)},
-    \mathbf{c};\ \{\mathbf{e}^{(\tau)}, \mathbf{c}\}_{\tau=1..T})_s]\big),
+    \mathbf{c};\ \{\Delta^{(\tau)}, \mathbf{c}\}_{\tau=1..T})_s]\big),
     \qquad \mathbf{x}'_i = \phi(h_i) + \sum_{s \in \mathcal{N}_3(i)}
     w_{is}\, \mathbf{m}_s
+
+(attending over the encodings themselves instead of their changes: moving-car
+IoU 33.9 against 43.7, one seed, ``temporal_coarse.yaml`` with class weights)
 
 ``placement="full"`` is the first design, kept to compare: every point of the
 newest scan attends to its k nearest points of each past scan.
@@ -164,6 +169,7 @@ class CoarseTemporal(nn.Module):
             qt, ft, qbt = self._voxels(pt, xt, bt, b)
             enc.append(self._ball_encode(centre, cb, qt, ft, qbt, b))  # [S, C]
         t = len(enc)
+        enc = [e - e0 for e in enc]  # [S, C] each: what changed since scan tau
         ta = self.attention(e0, centre, cb, past_x=enc, past_pos=[centre] * t,
                            past_batch=[cb] * t)  # [S, C]
         m = self.compare(torch.cat([e0, ta], dim=-1))  # [S, C]
