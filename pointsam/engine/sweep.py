@@ -157,11 +157,10 @@ def plan_sweep(configs: Sequence[str | Path], seeds: Sequence[int], out: str | P
 
 def _build_check(cfg: Config) -> str:
     """Build the dataset, task and model of ``cfg`` (no training); its task."""
-    from .builders import build_dataset, build_model, build_task
+    from .builders import build_datasets, build_model, build_task
 
-    ds = build_dataset(cfg, "train")
-    task = build_task(cfg, ds)
-    build_dataset(cfg, cfg.data.test_split)
+    sets = build_datasets(cfg)  # as the trainer: class counts of the carved train
+    task = build_task(cfg, sets["train"])
     build_model(cfg, task)
     return task.name
 
