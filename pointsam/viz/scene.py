@@ -52,10 +52,11 @@ __all__ = ["Scene", "build_scene", "scene_from_model", "per_point", "display_sub
 #: every object cloud and a whole 64-beam scan (~120k points: shown whole), so
 #: only larger scans are subsampled; it keeps the page near 50 MB (49 MB
 #: measured for a 1M-point scan with local_global, against 71 MB unbounded)
-#: and within what plotly's WebGL scatter draws interactively (README: a
-#: 123k-point page paints in 8-9 s in software WebGL on 2 cores). A larger
-#: cloud is shown as a seeded random subsample that the page states; the model
-#: still runs on every point.
+#: and within what plotly's WebGL scatter draws interactively (the attention
+#: guide, docs/guides/attention.md: a 123k-point page paints in 8-9 s in
+#: software WebGL on 2 cores). A larger cloud is shown as a seeded random
+#: subsample that the page states, and :func:`scene_from_model` runs the model
+#: on that subsample only (its recorded forward pass is bounded by the budget).
 DEFAULT_MAX_POINTS = 200_000
 
 
