@@ -270,9 +270,11 @@ class TemporalLidarSegmenter(WrapperModel):
     def export_blocker(self) -> str | None:
         return ("TemporalLidarSegmenter (and its single-scan twin, num_past=0) "
                 "cannot be exported: it picks its scans from `frame` with boolean "
-                "masks and searches the past scans' neighbours inside forward, so "
-                "it has no plan()/network() split; run it eagerly (pointsam eval, "
-                "or model(batch) in Python)")
+                "masks, and voxelises every scan and searches its balls and the "
+                "past scans' neighbours inside forward (all of it from positions "
+                "alone, so a plan could hold it, but none is written yet): it has "
+                "no plan()/network() split; run it eagerly (pointsam eval, or "
+                "model(batch) in Python)")
 
     def extra_repr(self) -> str:
         coarse = (f", voxel={self.voxel}, coarse_voxel={self.coarse_voxel}, "
