@@ -44,6 +44,7 @@ PAGES = {
     "mn10_pn2_lite_seconds": "docs/guides/modelnet.md",
     "synthetic_parts": "docs/guides/modelnet.md",
     "lidar": "docs/guides/lidar.md",
+    "lidar_fold_a": "docs/guides/lidar.md",
     "temporal": "docs/guides/temporal.md",
 }
 #: folders of docs/ that a build writes (never a page of blocks)
