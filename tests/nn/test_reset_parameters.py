@@ -95,4 +95,5 @@ def test_reset_keeps_special_inits() -> None:
     assert not dg.backbone.spatial_transform.transform.weight.any()
     tl = build_tiny("pointnet2_lite_temporal_lidarseg")
     tl.reset_parameters()
-    assert float(tl.temporal.time_emb.weight.detach().std()) < 0.1
+    ta = tl.temporal.attention  # the coarse placement's TemporalAttention
+    assert float(ta.time_emb.weight.detach().std()) < 0.1
