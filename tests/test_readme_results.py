@@ -75,22 +75,23 @@ def test_a_misplaced_or_missing_block_is_caught(tmp_path, capsys):
     root = _copy_pages(tmp_path)
     lidar, modelnet = root / "docs/guides/lidar.md", root / "docs/guides/modelnet.md"
     text = lidar.read_text()
-    block = TOOL["BLOCK"].search(text).group(0)
+    found = TOOL["BLOCK"].search(text)
+    block, name = found.group(0), found.group(1)  # the page's first block
     # a LiDAR block moved to the ModelNet page
     lidar.write_text(text.replace(block, "", 1))
     modelnet.write_text(modelnet.read_text() + "\n" + block + "\n")
     assert TOOL["main"](["--check", "--root", str(root)]) == 1
     err = capsys.readouterr().err
-    assert "docs/guides/modelnet.md: block of sweep 'lidar'" in err
+    assert f"docs/guides/modelnet.md: block of sweep '{name}'" in err
     # every LiDAR block gone from its page
     lidar.write_text(TOOL["BLOCK"].sub("", text))
     assert TOOL["main"](["--check", "--root", str(root)]) == 1
-    assert "docs/guides/lidar.md: no block of sweep 'lidar'" in capsys.readouterr().err
+    assert f"docs/guides/lidar.md: no block of sweep '{name}'" in capsys.readouterr().err
     # a block in the README, or of a sweep PAGES does not name
     assert TOOL["misplaced"]({"README.md": block}) == [
-        "README.md: block of sweep 'lidar', which PAGES puts on docs/guides/lidar.md"]
+        f"README.md: block of sweep '{name}', which PAGES puts on docs/guides/lidar.md"]
     assert "does not name" in TOOL["misplaced"](
-        {"docs/guides/lidar.md": block.replace("sweep lidar", "sweep other", 1)})[0]
+        {"docs/guides/lidar.md": block.replace(f"sweep {name}", "sweep other", 1)})[0]
 
 
 def test_a_block_of_a_missing_sweep_or_table_is_an_error():
