@@ -45,6 +45,7 @@ PAGES = {
     "synthetic_parts": "docs/guides/modelnet.md",
     "lidar": "docs/guides/lidar.md",
     "lidar_fold_a": "docs/guides/lidar.md",
+    "lidar_fold_b": "docs/guides/lidar.md",
     "temporal": "docs/guides/temporal.md",
 }
 #: folders of docs/ that a build writes (never a page of blocks)
