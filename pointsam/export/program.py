@@ -68,7 +68,7 @@ def _prepare(model: nn.Module, example: Mapping[str, Tensor] | None,
         return _prepare_fixed(model, example, with_attention, num_points)
     ex = dict(example) if example is not None else example_cloud(model)
     names, tensors = plan_inputs(model, ex["pos"], ex.get("batch"), x=ex.get("x"),
-                                 category=ex.get("category"))
+                                 category=ex.get("category"), frame=ex.get("frame"))
     plan = dict(zip([n[5:] for n in names if n.startswith("plan.")],
                     [t for n, t in zip(names, tensors) if n.startswith("plan.")]))
     has_x, has_cat = _takes(model)

@@ -243,10 +243,11 @@ class OnnxModel:
         return t
 
     def inputs(self, pos: Tensor, batch: Tensor | None = None, *,
-               x: Tensor | None = None, category: Tensor | None = None
-               ) -> dict[str, Any]:
+               x: Tensor | None = None, category: Tensor | None = None,
+               frame: Tensor | None = None) -> dict[str, Any]:
         """The session's feed: ``pos``, ``x``, ``category`` and the plan (or, end
-        to end, the clouds as :math:`(B, N, *)`)."""
+        to end, the clouds as :math:`(B, N, *)`); ``frame`` [N] (which scan each
+        point is of) for a multi-scan model."""
         if self.end_to_end:
             feed = {"pos": self._clouds(pos.float(), batch, "pos")}
             if "x" in self.input_names:
@@ -259,14 +260,15 @@ class OnnxModel:
                 feed["category"] = torch.as_tensor(category).long().flatten()
             return {k: v.contiguous().numpy() for k, v in feed.items()}
         assert self.model is not None
-        names, tensors = plan_inputs(self.model, pos, batch, x=x, category=category)
+        names, tensors = plan_inputs(self.model, pos, batch, x=x, category=category,
+                                     frame=frame)
         feed = dict(zip(names, tensors))
         return {n: feed[n].numpy() for n in self.input_names}
 
     def __call__(self, pos: Tensor, batch: Tensor | None = None, *,
-                 x: Tensor | None = None, category: Tensor | None = None
-                 ) -> dict[str, Any]:
-        feed = self.inputs(pos, batch, x=x, category=category)
+                 x: Tensor | None = None, category: Tensor | None = None,
+                 frame: Tensor | None = None) -> dict[str, Any]:
+        feed = self.inputs(pos, batch, x=x, category=category, frame=frame)
         outs = self.session.run(None, feed)
         return dict(zip([o.name for o in self.session.get_outputs()], outs))
 

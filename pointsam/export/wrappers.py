@@ -138,12 +138,20 @@ class FixedSizeModel(nn.Module):
 
 
 def plan_inputs(model: nn.Module, pos: Tensor, batch: Tensor | None = None, *,
-                x: Tensor | None = None, category: Tensor | None = None
-                ) -> tuple[list[str], list[Tensor]]:
-    """Input names and tensors of the exported network for one batch."""
+                x: Tensor | None = None, category: Tensor | None = None,
+                frame: Tensor | None = None) -> tuple[list[str], list[Tensor]]:
+    """Input names and tensors of the exported network for one batch (``frame``
+    [N]: which scan each point is of, for a model that :attr:`reads_frame
+    <pointsam.models.PointModel.reads_frame>`)."""
     model = _check_exportable(model)
+    if frame is not None and not model.reads_frame:
+        raise ValueError(f"{type(model).__name__} reads one scan: it takes no frame")
+    if frame is None and model.num_past > 0:
+        raise ValueError(f"a multi-scan model (num_past={model.num_past}) needs "
+                         "frame [N]: which scan each point is of (0 = newest)")
     with torch.no_grad():
-        plan = model.plan(pos, batch)
+        plan = (model.plan(pos, batch, frame=frame) if frame is not None
+                else model.plan(pos, batch))
     keys = sorted(plan)
     names, tensors = ["pos"], [pos]
     has_x, has_cat = _takes(model)
@@ -165,13 +173,26 @@ def plan_inputs(model: nn.Module, pos: Tensor, batch: Tensor | None = None, *,
 def example_cloud(model: nn.Module, num_points: int | Sequence[int] = (1100, 1000)
                   ) -> dict[str, Tensor]:
     """A random example batch to trace with: one cloud per entry of ``num_points``
-    (default two clouds of different sizes, so that no size is specialised)."""
+    (default two clouds of different sizes, so that no size is specialised). A
+    multi-scan model (``num_past`` T > 0) gets ``frame`` too: each cloud split
+    into T + 1 scans of different sizes, 5 m across (its voxels and balls are
+    metres)."""
     sizes = [num_points] if isinstance(num_points, int) else list(num_points)
     g = torch.Generator().manual_seed(0)
     pos = torch.rand(sum(sizes), 3, generator=g) * 2 - 1
     batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
     num_clouds = len(sizes)
     out = {"pos": pos, "batch": batch}
+    t = _check_exportable(model).num_past
+    if t > 0:
+        out["pos"] = pos * 5.0
+        share = torch.arange(t + 1, 0, -1, dtype=torch.float64)  # scan 0 largest
+        frames = []
+        for n in sizes:
+            counts = (share / share.sum() * n).long()
+            counts[0] += n - int(counts.sum())
+            frames.append(torch.repeat_interleave(torch.arange(t + 1), counts))
+        out["frame"] = torch.cat(frames)  # [N]
     has_x, has_cat = _takes(model)
     if has_x:
         out["x"] = torch.rand(pos.size(0), _check_exportable(model).in_channels,

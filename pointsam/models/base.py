@@ -16,6 +16,9 @@ class names.
   (the neighbourhood size of the first stage).
 - :attr:`num_past`: earlier scans a multi-scan model reads besides the newest
   (0: one scan, as one file holds).
+- :attr:`reads_frame`: the model takes ``frame`` (which scan each point is of,
+  0 = newest) in ``forward`` and ``plan(..., frame=...)``: the multi-scan
+  segmenter and its single-scan twin.
 - :attr:`export_blocker` / :attr:`end_to_end_blocker`: ``None`` when the
   network (with the plan in Python) / the whole model (plan in the graph)
   exports, else why not (the message of the refusal).
@@ -57,6 +60,8 @@ class PointModel(nn.Module):
     task: ClassVar[str] = ""
     #: why an end-to-end export (plan in the graph) is refused, or ``None``
     end_to_end_reason: ClassVar[str | None] = None
+    #: ``plan()`` takes ``frame=`` (which scan each point is of)
+    reads_frame: ClassVar[bool] = False
 
     @property
     def in_channels(self) -> int:

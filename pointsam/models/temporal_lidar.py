@@ -65,12 +65,16 @@ With ``num_past=0`` the temporal branch is absent (:math:`\mathbf{x}' =
 \phi(h)`): the single-scan twin, with the same parameters but those of
 :math:`\mathrm{TA}`; it ignores every point with ``frame > 0``.
 
-The model is eager-only: it selects the scans with boolean masks and its
-temporal attention searches neighbours inside forward, so it has no
-``plan()``/``network()`` split (DESIGN.md section 9) and ``pointsam export``
-refuses it; ``pointsam predict`` reads one scan from one file, so it refuses
-the temporal model too (evaluate it with ``pointsam eval`` on a multi-scan
-dataset).
+The forward is a geometry plan and a network (DESIGN.md section 9): which
+rows belong to which scan, the heights above ground, every voxel grouping,
+ball, neighbour table and interpolation weight depend on positions, clouds and
+``frame`` alone and are :meth:`TemporalLidarSegmenter.plan`; the network reads
+them with gathers, one float64 prefix sum per voxel mean
+(:func:`~pointsam.ops.sorted_segment_mean`) and dense tensor ops, so it
+exports (ONNX, ``.pt2``: ``plan(pos, batch, frame=frame)`` gives the inputs).
+``pointsam predict`` reads one scan from one file, so it refuses the temporal
+model (evaluate it with ``pointsam eval`` on a multi-scan dataset, or feed an
+export the plan of a registered sequence).
 """
 
 from __future__ import annotations
@@ -107,10 +111,9 @@ class CoarseTemporal(nn.Module):
         voxel, coarse_voxel, radius, ball_k: As :class:`TemporalLidarSegmenter`.
 
     Shapes:
-        - **input:** x0 :math:`(N_0, C)`, rel0 :math:`(N_0, 3)`, b0
-          :math:`(N_0)`, the number of clouds, and per past scan a tuple
-          (features :math:`(N_\tau, C)`, positions :math:`(N_\tau, 3)`, cloud
-          ids :math:`(N_\tau)`) in the newest scan's frame
+        - **input:** (forward, the network) per scan :math:`\tau = 0 \dots T`
+          features :math:`(N_\tau, C)` and positions :math:`(N_\tau, 3)` in
+          the newest scan's frame, and the :meth:`plan` of those positions
         - **output:** :math:`(N_0, C)`
     """
 
@@ -135,49 +138,84 @@ class CoarseTemporal(nn.Module):
         return (f"voxel={self.voxel}, coarse_voxel={self.coarse_voxel}, "
                 f"radius={self.radius}, ball_k={self.ball_k}")
 
-    def _voxels(self, pos: Tensor, x: Tensor, batch: Tensor, b: int
-                ) -> tuple[Tensor, Tensor, Tensor]:
-        """One scan voxelised at ``voxel``: mean positions [M, 3], mean features
-        [M, C], cloud ids [M]."""
-        g = ops.grid_subsample(pos, self.voxel, batch, batch_size=b)
-        m = g.pos.size(0)
-        return g.pos, ops.segment_mean(x, g.cluster, m), batch[g.index]  # [M, *]
+    def plan(self, scans: list[tuple[Tensor, Tensor]], b: int) -> dict[str, Tensor]:
+        r"""Every index and weight of the module from positions alone.
 
-    def _ball_encode(self, centre: Tensor, cbatch: Tensor, q: Tensor, f: Tensor,
-                     qbatch: Tensor, b: int) -> Tensor:
+        ``scans`` holds (positions :math:`(N_\tau, 3)` centred on the newest
+        scan, cloud ids :math:`(N_\tau)`) of scans :math:`\tau = 0 \dots T`.
+        Keys: ``vox<tau>.order`` :math:`(N_\tau)` / ``vox<tau>.bounds``
+        :math:`(M_\tau + 1)`, each scan's voxels (:func:`~pointsam.ops.segment_bounds`);
+        ``coarse.order`` / ``coarse.bounds``, the newest scan's voxels grouped
+        into the centres :math:`(S)`; ``ball<tau>.index`` / ``ball<tau>.mask``
+        :math:`(S, \text{ball\_k})`, the voxels of scan :math:`\tau` in each
+        centre's ball; ``attn.index`` / ``attn.mask`` :math:`(S, T k)`, the k
+        nearest centres in each past scan's copy; ``interp.index`` /
+        ``interp.weight`` :math:`(N_0, 3)`, the 3 nearest centres of each
+        point and their normalised inverse squared distances."""
+        out: dict[str, Tensor] = {}
+        vox = []
+        for tau, (p, pb) in enumerate(scans):
+            g = ops.grid_subsample(p, self.voxel, pb, batch_size=b)
+            order, bounds = ops.segment_bounds(g.cluster, g.pos.size(0))
+            out[f"vox{tau}.order"], out[f"vox{tau}.bounds"] = order, bounds
+            q = ops.sorted_segment_mean(p, order, bounds)  # [M, 3], as the network
+            vox.append((q, pb[g.index]))  # [M, 3], [M]
+        q0, qb0 = vox[0]
+        g = ops.grid_subsample(q0, self.coarse_voxel, qb0, batch_size=b)
+        order, bounds = ops.segment_bounds(g.cluster, g.pos.size(0))
+        out["coarse.order"], out["coarse.bounds"] = order, bounds
+        centre = ops.sorted_segment_mean(q0, order, bounds)  # [S, 3]
+        cb = qb0[g.index]  # [S]
+        for tau, (q, qb) in enumerate(vox):
+            out[f"ball{tau}.index"], out[f"ball{tau}.mask"] = ops.radius(
+                q, self.radius, qb, query=centre, query_batch=cb,
+                max_num_neighbors=self.ball_k, batch_size=b)  # [S, K] each
+        t, s = len(scans) - 1, centre.size(0)
+        idx, mask = ops.knn(centre, self.attention.k, cb, query=centre,
+                            query_batch=cb, batch_size=b)  # [S, k] each
+        out["attn.index"] = torch.cat([idx + tau * s for tau in range(t)], 1)  # [S, T k]
+        out["attn.mask"] = mask.repeat(1, t)  # [S, T k]
+        rel0, b0 = scans[0]
+        idx, mask = ops.knn(centre, 3, cb, query=rel0, query_batch=b0,
+                            batch_size=b)  # [N_0, 3] each
+        d2 = ((rel0.unsqueeze(1) - centre[idx]) ** 2).sum(-1)  # [N_0, 3]
+        w = (1.0 / (d2 + 1e-8)).masked_fill(~mask, 0.0)
+        out["interp.index"], out["interp.weight"] = idx, w / w.sum(1, keepdim=True)
+        return out
+
+    def _ball_encode(self, centre: Tensor, q: Tensor, f: Tensor, nbr: Tensor,
+                     mask: Tensor) -> Tensor:
         r""":math:`\mathbf{e}_s` [S, C] of one voxelised scan (q [M, 3], f [M, C])
         at the centres [S, 3] (0 where the ball holds no point)."""
-        nbr, mask = ops.radius(q, self.radius, qbatch, query=centre,
-                               query_batch=cbatch, max_num_neighbors=self.ball_k,
-                               batch_size=b)  # [S, K] each
         h = torch.cat([f[nbr], q[nbr] - centre.unsqueeze(1)], dim=-1)  # [S, K, C+3]
         h = self.encode(h).masked_fill(~mask.unsqueeze(-1), float("-inf"))
         e = h.amax(dim=1)  # [S, C]
         return torch.where(mask.any(1, keepdim=True), e, torch.zeros_like(e))
 
-    def forward(self, x0: Tensor, rel0: Tensor, b0: Tensor, b: int,
-                past: list[tuple[Tensor, Tensor, Tensor]]) -> Tensor:
+    def forward(self, feats: list[Tensor], rel: list[Tensor],
+                plan: dict[str, Tensor]) -> Tensor:
         r"""The coarse temporal term [N_0, C] added to :math:`\phi(h)` of the
-        newest scan (module docstring); ``past`` holds (features, positions,
-        cloud ids) of each earlier scan."""
-        q0, f0, qb0 = self._voxels(rel0, x0, b0, b)
-        g = ops.grid_subsample(q0, self.coarse_voxel, qb0, batch_size=b)
-        centre, cb = g.pos, qb0[g.index]  # [S, 3], [S]
-        e0 = self._ball_encode(centre, cb, q0, f0, qb0, b)  # [S, C]
+        newest scan (module docstring), from :meth:`plan` (plain tensor ops:
+        what exports): ``feats[tau]`` :math:`(N_\tau, C)` and ``rel[tau]``
+        :math:`(N_\tau, 3)` of scans :math:`\tau = 0 \dots T`."""
         enc = []
-        for xt, pt, bt in past:
-            qt, ft, qbt = self._voxels(pt, xt, bt, b)
-            enc.append(self._ball_encode(centre, cb, qt, ft, qbt, b))  # [S, C]
-        t = len(enc)
-        enc = [e - e0 for e in enc]  # [S, C] each: what changed since scan tau
-        ta = self.attention(e0, centre, cb, past_x=enc, past_pos=[centre] * t,
-                           past_batch=[cb] * t)  # [S, C]
+        centre = rel[0].new_zeros(0, 3)
+        for tau, (f, p) in enumerate(zip(feats, rel)):
+            order, bounds = plan[f"vox{tau}.order"], plan[f"vox{tau}.bounds"]
+            q = ops.sorted_segment_mean(p, order, bounds)  # [M, 3] voxel means
+            fm = ops.sorted_segment_mean(f, order, bounds)  # [M, C]
+            if tau == 0:
+                centre = ops.sorted_segment_mean(q, plan["coarse.order"],
+                                                 plan["coarse.bounds"])  # [S, 3]
+            enc.append(self._ball_encode(centre, q, fm, plan[f"ball{tau}.index"],
+                                         plan[f"ball{tau}.mask"]))  # [S, C]
+        e0, t = enc[0], len(enc) - 1
+        delta = [e - e0 for e in enc[1:]]  # [S, C] each: what changed since scan tau
+        ta = self.attention(e0, centre, past_x=delta, past_pos=[centre] * t,
+                            past_index=plan["attn.index"],
+                            past_mask=plan["attn.mask"])  # [S, C]
         m = self.compare(torch.cat([e0, ta], dim=-1))  # [S, C]
-        idx, mask = ops.knn(centre, 3, cb, query=rel0, query_batch=b0,
-                            batch_size=b)  # [N_0, 3] each
-        d2 = ((rel0.unsqueeze(1) - centre[idx]) ** 2).sum(-1)  # [N_0, 3]
-        w = (1.0 / (d2 + 1e-8)).masked_fill(~mask, 0.0)
-        w = w / w.sum(1, keepdim=True)  # [N_0, 3]
+        idx, w = plan["interp.index"], plan["interp.weight"]  # [N_0, 3] each
         return (w.unsqueeze(-1) * m[idx]).sum(1)  # [N_0, C]
 
 
@@ -224,6 +262,7 @@ class TemporalLidarSegmenter(WrapperModel):
     """
 
     task = "semseg"
+    reads_frame = True
 
     def __init__(self, net: nn.Module, *, channels: int = 32, num_past: int = 2,
                  num_heads: int = 4, k: int = 16, cell: float = 4.0,
@@ -266,16 +305,6 @@ class TemporalLidarSegmenter(WrapperModel):
     def num_past(self) -> int:
         return self._num_past
 
-    @property
-    def export_blocker(self) -> str | None:
-        return ("TemporalLidarSegmenter (and its single-scan twin, num_past=0) "
-                "cannot be exported: it picks its scans from `frame` with boolean "
-                "masks, and voxelises every scan and searches its balls and the "
-                "past scans' neighbours inside forward (all of it from positions "
-                "alone, so a plan could hold it, but none is written yet): it has "
-                "no plan()/network() split; run it eagerly (pointsam eval, or "
-                "model(batch) in Python)")
-
     def extra_repr(self) -> str:
         coarse = (f", voxel={self.voxel}, coarse_voxel={self.coarse_voxel}, "
                   f"radius={self.radius}, ball_k={self.ball_k}"
@@ -284,10 +313,25 @@ class TemporalLidarSegmenter(WrapperModel):
                 f"placement={self.placement!r}, cell={self.cell}, "
                 f"quantile={self.quantile}{coarse}")
 
-    def _features(self, pos: Tensor, batch: Tensor) -> Tensor:
-        """:math:`\\phi(h)` [n, C] of one scan's points (height per cloud)."""
-        h = height_above_ground(pos, batch, cell=self.cell, quantile=self.quantile)
-        return self.embed(h.unsqueeze(1).to(pos.dtype))  # [n, C]
+    def _frame(self, frame: Tensor | None, batch: Tensor) -> Tensor:
+        """``frame`` [N] checked (0 = newest scan; ``None``: one scan)."""
+        if frame is None:
+            return torch.zeros_like(batch)  # [N] one scan
+        frame = frame.view(-1)
+        if frame.numel() != batch.numel() or frame.dtype.is_floating_point \
+                or frame.dtype == torch.bool:
+            raise ValueError(f"frame must be an integer tensor [N={batch.numel()}] "
+                             f"(0 = newest scan), got {frame.dtype} "
+                             f"{tuple(frame.shape)}")
+        if not bool((frame == 0).any()):
+            raise ValueError("no point has frame == 0: the newest scan is empty")
+        if self.temporal is not None and int(frame.max()) < self.num_past:
+            raise ValueError(
+                f"this model attends to num_past={self.num_past} previous scans "
+                f"(frame 1..{self.num_past}) but the input has frames "
+                f"0..{int(frame.max())}: load num_scans={self.num_past + 1} or more "
+                "(SemanticKITTI/SyntheticLidar num_scans)")
+        return frame
 
     def forward(self, data: Any = None, *, frame: Tensor | None = None,
                 **tensors: Tensor) -> Tensor:
@@ -297,43 +341,82 @@ class TemporalLidarSegmenter(WrapperModel):
             frame = getattr(data, "frame", None)
         _, pos, batch, _, b = unpack(data, **{k: v for k, v in tensors.items()
                                               if k != "x"})
-        if frame is None:
-            frame = torch.zeros_like(batch)  # [N] one scan
-        frame = frame.view(-1)
-        if frame.numel() != pos.size(0) or frame.dtype.is_floating_point \
-                or frame.dtype == torch.bool:
-            raise ValueError(f"frame must be an integer tensor [N={pos.size(0)}] "
-                             f"(0 = newest scan), got {frame.dtype} "
-                             f"{tuple(frame.shape)}")
-        cur = frame == 0  # [N]
-        if not bool(cur.any()):
-            raise ValueError("no point has frame == 0: the newest scan is empty")
-        if self.temporal is not None and int(frame.max()) < self.num_past:
-            raise ValueError(
-                f"this model attends to num_past={self.num_past} previous scans "
-                f"(frame 1..{self.num_past}) but the input has frames "
-                f"0..{int(frame.max())}: load num_scans={self.num_past + 1} or more "
-                "(SemanticKITTI/SyntheticLidar num_scans)")
-        p0, b0 = pos[cur], batch[cur]  # [N_0, 3], [N_0]
-        centre = ops.segment_mean(p0, b0, b)  # [B, 3] of the newest scan
-        x0 = self._features(p0, b0)  # [N_0, C]
-        rel0 = p0 - centre[b0]  # [N_0, 3]
-        if self.temporal is not None:
-            past_x, past_pos, past_batch = [], [], []
-            for tau in range(1, self.num_past + 1):
-                m = frame == tau  # [N]
-                pt, bt = pos[m], batch[m]  # [N_tau, 3], [N_tau]
-                past_x.append(self._features(pt, bt))  # [N_tau, C]
-                past_pos.append(pt - centre[bt])  # [N_tau, 3]
-                past_batch.append(bt)
-            if isinstance(self.temporal, CoarseTemporal):
-                x0 = x0 + self.temporal(x0, rel0, b0, b, list(zip(
-                    past_x, past_pos, past_batch)))  # [N_0, C]
-            else:
-                x0 = x0 + self.temporal(x0, rel0, b0, past_x=past_x,
-                                        past_pos=past_pos,
-                                        past_batch=past_batch)  # [N_0, C]
-        return self.net(pos=rel0, x=x0, batch=b0)  # [N_0, classes]
+        with torch.no_grad():
+            plan = self.plan(pos, batch, batch_size=b, frame=frame)
+        return self.network(None, pos, plan)
+
+    def plan(self, pos: Tensor, batch: Tensor | None = None, *,
+             batch_size: int | None = None, frame: Tensor | None = None
+             ) -> dict[str, Tensor]:
+        r"""Everything that depends on positions, clouds and scans alone
+        (DESIGN.md section 9), so that the network exports.
+
+        Per scan :math:`\tau = 0 \dots T` (T = ``num_past``; later scans are
+        not read): ``scan<tau>.index`` :math:`(N_\tau)`, its points' rows in
+        ``pos`` (in input order), ``scan<tau>.offset`` :math:`(N_\tau, 3)`, the
+        newest scan's cloud mean (every scan is centred on it),
+        ``scan<tau>.height`` :math:`(N_\tau, 1)`, the height above the local
+        ground of the scan itself; the temporal module's tables as
+        ``temporal.<key>`` (:meth:`CoarseTemporal.plan`, or ``index``/``mask``
+        :math:`(N_0, T k)` of the full placement's k nearest past points); the
+        inner segmenter's plan on the newest scan as ``net.<key>``.
+        ``frame`` :math:`(N)` int says which scan each point is of (0 =
+        newest; ``None``: every point)."""
+        if batch is None:
+            batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+        b = ops.batch_size_of(batch, batch_size)
+        frame = self._frame(frame, batch)
+        out: dict[str, Tensor] = {}
+        scans: list[tuple[Tensor, Tensor]] = []  # (centred positions, cloud ids)
+        centre = pos.new_zeros(b, 3)
+        for tau in range(self.num_past + 1 if self.temporal is not None else 1):
+            idx = (frame == tau).nonzero().squeeze(1)  # [N_tau]
+            pt, bt = pos[idx], batch[idx]  # [N_tau, 3], [N_tau]
+            if tau == 0:
+                centre = ops.segment_mean(pt, bt, b)  # [B, 3] of the newest scan
+            h = height_above_ground(pt, bt, cell=self.cell, quantile=self.quantile)
+            out[f"scan{tau}.index"], out[f"scan{tau}.offset"] = idx, centre[bt]
+            out[f"scan{tau}.height"] = h.unsqueeze(1).to(pos.dtype)  # [N_tau, 1]
+            scans.append((pt - centre[bt], bt))
+        if isinstance(self.temporal, CoarseTemporal):
+            sub = self.temporal.plan(scans, b)
+        elif self.temporal is not None:
+            idx_t, mask_t = self.temporal._search(
+                scans[0][0], scans[0][1], [p for p, _ in scans[1:]],
+                [q for _, q in scans[1:]])  # [N_0, T k] each
+            sub = {"index": idx_t, "mask": mask_t}
+        else:
+            sub = {}
+        out.update({f"temporal.{k}": v for k, v in sub.items()})
+        inner = self.net.plan(scans[0][0], scans[0][1], batch_size=b)
+        out.update({f"net.{k}": v for k, v in inner.items()})
+        return out
+
+    def network(self, x: Tensor | None, pos: Tensor, plan: dict[str, Tensor],
+                category: Tensor | None = None) -> Tensor:
+        """Logits of the newest scan's points from :meth:`plan` (plain tensor
+        ops: what exports); ``x`` is not read. Its modules do not check their
+        inputs again (:func:`~pointsam.ops.trusted`): the plan is built from
+        checked positions."""
+        with ops.trusted():
+            return self._network(pos, plan)
+
+    def _network(self, pos: Tensor, plan: dict[str, Tensor]) -> Tensor:
+        rel, feats = [], []
+        for tau in range(self.num_past + 1 if self.temporal is not None else 1):
+            r = pos[plan[f"scan{tau}.index"]] - plan[f"scan{tau}.offset"]  # [N_tau, 3]
+            rel.append(r)
+            feats.append(self.embed(plan[f"scan{tau}.height"]))  # [N_tau, C]
+        x0 = feats[0]
+        sub = {k[9:]: v for k, v in plan.items() if k.startswith("temporal.")}
+        if isinstance(self.temporal, CoarseTemporal):
+            x0 = x0 + self.temporal(feats, rel, sub)  # [N_0, C]
+        elif self.temporal is not None:
+            x0 = x0 + self.temporal(x0, rel[0], past_x=feats[1:], past_pos=rel[1:],
+                                    past_index=sub["index"],
+                                    past_mask=sub["mask"])  # [N_0, C]
+        inner = {k[4:]: v for k, v in plan.items() if k.startswith("net.")}
+        return self.net.network(x0, rel[0], inner)  # [N_0, classes]
 
 
 @register_model

@@ -13,6 +13,7 @@ from .. import ops
 from ._chunked import chunked_neighbour_apply, default_chunk
 from .base import PointModule, WeightKind
 from .common import MLP, Device, check_inputs, reset_children
+from .network import tracing
 
 __all__ = ["TemporalAttention"]
 
@@ -99,7 +100,11 @@ class TemporalAttention(PointModule):
           :math:`(N_\tau, C)`, ``past_pos`` list of T :math:`(N_\tau, 3)`,
           ``past_batch`` list of T :math:`(N_\tau)` (required when ``batch``
           is given). ``nbr_idx`` / ``nbr_mask`` (current-frame neighbours) are
-          accepted and ignored.
+          accepted and ignored. ``past_index`` :math:`(N, T k)` int64 and
+          ``past_mask`` :math:`(N, T k)` bool, optional: the candidates
+          precomputed (a geometry plan: column :math:`\tau k + j` indexes the
+          concatenated past frames, ``False`` where masked); the module then
+          searches nothing, which is what lets it export.
         - **output:** :math:`(N, C)`; with ``return_attention=True`` also the
           dict ``{"attn": (N, T k, H), "nbr_pos": (N, T k, 3), "nbr_mask":
           (N, T k), "nbr_frame": (T k)}``: column :math:`\tau k + j` of
@@ -126,12 +131,6 @@ class TemporalAttention(PointModule):
                     "nbr_pos": WeightKind.TABLE,  # [N, T k, 3]
                     "nbr_mask": WeightKind.TABLE,  # [N, T k]
                     "nbr_frame": WeightKind.TABLE}  # [T k]
-    export_blocker = ("cannot be exported: a multi-scan model picks its scans from "
-                      "`frame` with boolean masks and searches the past scans' "
-                      "neighbours inside forward, so it has no plan()/network() "
-                      "split; run it eagerly (pointsam eval, or model(batch) in "
-                      "Python)")
-
     def __init__(self, channels: int, *, num_heads: int = 8, k: int = 16,
                  num_frames: int | None = None, hidden_channels: int | None = None,
                  fused: bool = True, chunk: int | None = None,
@@ -242,27 +241,28 @@ class TemporalAttention(PointModule):
                 nbr_idx: Tensor | None = None, nbr_mask: Tensor | None = None, *,
                 past_x: Sequence[Tensor], past_pos: Sequence[Tensor],
                 past_batch: Sequence[Tensor | None] | None = None,
+                past_index: Tensor | None = None, past_mask: Tensor | None = None,
                 return_attention: bool = False
                 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         want = self.wants_attention(return_attention)
         x = self.check_forward(x, pos, batch)
-        pbatch = self._check_past(x, pos.dtype, batch, past_x, past_pos, past_batch)
         t, kk = len(past_x), self.k
-        b = ops.batch_size_of(batch)
-        idx_list, mask_list, offset = [], [], 0
-        for tau in range(t):
-            try:
-                idx, msk = ops.knn(past_pos[tau], kk, pbatch[tau], query=pos,
-                                   query_batch=batch, batch_size=b)  # [N, k]
-            except ValueError as err:
-                raise ValueError(f"past frame {tau}: {err} (every cloud of the "
-                                 f"current frame needs points in every past "
-                                 f"frame)") from None
-            idx_list.append(idx + offset)
-            mask_list.append(msk)
-            offset += past_pos[tau].size(0)
-        nbr = torch.cat(idx_list, dim=1)  # [N, T k]
-        valid = torch.cat(mask_list, dim=1)  # [N, T k]
+        if (past_index is None) != (past_mask is None):
+            raise ValueError("give both past_index and past_mask, or neither")
+        if past_index is not None and past_mask is not None:  # the plan's tables
+            if not ops.is_trusted():
+                self._check_past(x, pos.dtype, batch, past_x, past_pos, past_batch)
+                self._check_tables(past_index, past_mask, pos.size(0),
+                                   sum(p.size(0) for p in past_pos), t)
+            nbr, valid = past_index, past_mask  # [N, T k] each
+        else:
+            if tracing():
+                raise RuntimeError("TemporalAttention searches the past frames "
+                                   "inside forward, which does not export: give "
+                                   "past_index/past_mask (a geometry plan)")
+            pbatch = self._check_past(x, pos.dtype, batch, past_x, past_pos,
+                                      past_batch)
+            nbr, valid = self._search(pos, batch, past_pos, pbatch)
         all_x = torch.cat(list(past_x), dim=0)  # [P, C]
         all_pos = torch.cat(list(past_pos), dim=0)  # [P, 3]
         ct = torch.promote_types(x.dtype, pos.dtype)  # positions keep their precision
@@ -282,6 +282,40 @@ class TemporalAttention(PointModule):
             rec = {"attn": a, "nbr_pos": all_pos.detach()[nbr],  # [N, T k, 3]
                    "nbr_mask": valid, "nbr_frame": frames.repeat_interleave(kk)}
         return self.finish(out, rec, return_attention)
+
+    def _search(self, pos: Tensor, batch: Tensor | None,
+                past_pos: Sequence[Tensor], pbatch: Sequence[Tensor | None]
+                ) -> tuple[Tensor, Tensor]:
+        """The k nearest points of each past frame, [N, T k] indices into the
+        concatenated past frames and [N, T k] validity."""
+        b = ops.batch_size_of(batch)
+        idx_list, mask_list, offset = [], [], 0
+        for tau, pp in enumerate(past_pos):
+            try:
+                idx, msk = ops.knn(pp, self.k, pbatch[tau], query=pos,
+                                   query_batch=batch, batch_size=b)  # [N, k]
+            except ValueError as err:
+                raise ValueError(f"past frame {tau}: {err} (every cloud of the "
+                                 f"current frame needs points in every past "
+                                 f"frame)") from None
+            idx_list.append(idx + offset)
+            mask_list.append(msk)
+            offset += pp.size(0)
+        return torch.cat(idx_list, dim=1), torch.cat(mask_list, dim=1)  # [N, T k]
+
+    def _check_tables(self, index: Tensor, mask: Tensor, n: int, p: int,
+                      t: int) -> None:
+        tk = t * self.k
+        if tuple(index.shape) != (n, tk) or tuple(mask.shape) != (n, tk):
+            raise ValueError(f"past_index and past_mask must be [N, T k] = [{n}, "
+                             f"{tk}], got {list(index.shape)} and "
+                             f"{list(mask.shape)}")
+        if index.dtype != torch.long or mask.dtype != torch.bool:
+            raise ValueError(f"past_index must be int64 and past_mask bool, got "
+                             f"{index.dtype} and {mask.dtype}")
+        if index.numel() and bool(((index < 0) | (index >= p)).any()):
+            raise ValueError(f"past_index holds values outside [0, {p}) (the "
+                             f"points of the {t} past frames)")
 
     def _kernel(self, num_past: int, dtype: torch.dtype, dst: Tensor, src_j: Tensor,
                 mask: Tensor, want: bool) -> tuple[Tensor, Tensor | None]:

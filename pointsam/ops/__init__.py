@@ -41,7 +41,14 @@ from .fixed import (
 from .fps import available_fps_backends, canonical_start, fps, fps_backends
 from .grid import GridSample, grid_subsample
 from .knn import available_knn_backends, knn, knn_backends, radius
-from .segment import segment_max, segment_mean, segment_softmax, segment_sum
+from .segment import (
+    segment_bounds,
+    segment_max,
+    segment_mean,
+    segment_softmax,
+    segment_sum,
+    sorted_segment_mean,
+)
 
 __all__ = [
     "knn", "radius", "fps", "grid_subsample", "GridSample", "hdc_rates", "dilate",
@@ -49,6 +56,7 @@ __all__ = [
     "fixed_layout", "count_per_index",
     "knn_backends", "fps_backends", "available_knn_backends", "available_fps_backends",
     "canonical_start", "segment_sum", "segment_mean", "segment_max", "segment_softmax",
+    "segment_bounds", "sorted_segment_mean",
     "default_batch", "batch_to_ptr", "ptr_to_batch", "batch_size_of", "to_dense", "from_dense",
     "check_pos", "check_batch", "check_features", "check_positive_int",
     "trusted", "is_trusted", "validate_always",

@@ -26,8 +26,6 @@ TOL = 1e-4
 LITE = ["pointnet2_lite_cls", "pointnet2_lite_partseg", "pointnet2_lite_semseg",
         "dgcnn_lite_cls", "dgcnn_lite_partseg", "dgcnn_lite_semseg",
         "pointnet2_lite_lidarseg"]
-#: eager-only by design (ExportError says why): multi-scan models
-EAGER_ONLY = {"pointnet2_lite_temporal_lidarseg"}
 SHAPES = ["sofa/test/sofa_0738.pcd", "chair/test/chair_0890.pcd",
           "monitor/test/monitor_0466.pcd"]
 
@@ -61,6 +59,18 @@ def _clouds(shared, name: str) -> list[dict[str, torch.Tensor]]:
         parts = [[_pcd(shared, SHAPES[0], 1024)],
                  [_pcd(shared, SHAPES[1], 700), _pcd(shared, SHAPES[2], 900)]]
     out = []
+    if "temporal" in name:  # three scans a cloud: other points of the real frame
+        for sz in ([3000], [2000, 2600]):
+            pos, batch, frame = [], [], []
+            for c, n in enumerate(sz):
+                for tau in range(3):
+                    p = _lidar(shared, n - 300 * tau, skip=4000 * c + 500 * tau)
+                    pos.append(p)
+                    batch.append(torch.full((p.size(0),), c))
+                    frame.append(torch.full((p.size(0),), tau))
+            out.append({"pos": torch.cat(pos), "batch": torch.cat(batch),
+                        "frame": torch.cat(frame)})
+        return out
     for sz, ps in zip(sizes, parts):
         pos = torch.cat(ps)
         batch = torch.repeat_interleave(torch.arange(len(sz)), torch.tensor(sz))
@@ -72,7 +82,7 @@ def _clouds(shared, name: str) -> list[dict[str, torch.Tensor]]:
 
 
 def _eager(model, c) -> torch.Tensor:
-    kw = {"category": c["category"]} if "category" in c else {}
+    kw = {k: c[k] for k in ("category", "frame") if k in c}
     with torch.no_grad():
         return model(pos=c["pos"], batch=c["batch"], **kw)
 
@@ -109,12 +119,13 @@ def _check(name: str, attention, shared, tmp_path, onnx: bool = True) -> None:
     for c in clouds:
         ref = _eager(model, c)
         _, tensors = plan_inputs(model, c["pos"], c["batch"],
-                                 category=c.get("category"))
+                                 category=c.get("category"), frame=c.get("frame"))
         with torch.no_grad():
             got = ep.module()(*tensors)
         _assert_close(got, ref, model, (name, attention, "pt2"))
         if sess is not None:
-            out = sess(c["pos"], c["batch"], category=c.get("category"))
+            out = sess(c["pos"], c["batch"], category=c.get("category"),
+                       frame=c.get("frame"))
             _assert_close(torch.from_numpy(out["logits"]), ref, model,
                           (name, attention, "onnx"))
 
@@ -195,10 +206,6 @@ def test_with_attention_needs_attention():
 @pytest.mark.parametrize("name", list_models())
 def test_export_matrix(name, attention, shared_data, tmp_path):
     pytest.importorskip("onnxruntime")
-    if name in EAGER_ONLY:
-        with pytest.raises(ExportError, match="TemporalAttention cannot be exported"):
-            export_program(_model(name, attention))
-        return
     _check(name, attention, shared_data, tmp_path)
 
 

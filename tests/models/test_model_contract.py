@@ -44,4 +44,5 @@ def test_declared_in_channels_and_export_blockers():
     lidar = create_model("pointnet2_lite_lidarseg")
     assert lidar.export_blocker is None and "height above" in lidar.end_to_end_blocker
     twin = create_model("pointnet2_lite_temporal_lidarseg", num_past=0)
-    assert "cannot be exported" in twin.export_blocker and twin.num_past == 0
+    assert twin.export_blocker is None and twin.num_past == 0 and twin.reads_frame
+    assert not lidar.reads_frame

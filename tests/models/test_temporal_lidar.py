@@ -124,24 +124,79 @@ def test_clear_errors():
         create_model(NAME, num_past=-1)
 
 
-def test_export_and_predict_refuse_the_temporal_model():
+def test_predict_refuses_the_temporal_model():
     from pointsam.engine.config import config_from_dict
     from pointsam.engine.predict import predict_cloud
     from pointsam.engine.tasks import SemSegTask
-    from pointsam.export import ExportError, export_program
 
     m = _model(2)
-    with pytest.raises(ExportError, match="TemporalLidarSegmenter .* cannot be "
-                       "exported"):
-        export_program(m)
-    with pytest.raises(ExportError, match="no plan\\(\\)/network\\(\\) split"):
-        export_program(_model(0))
     cfg = config_from_dict({"train": {"out_dir": "unused"}})
     with pytest.raises(ValueError, match="multi-scan model"):
         predict_cloud(m, SemSegTask(5), cfg, Data(pos=torch.randn(200, 3) * 5))
     # the twin is a single-scan model: one file is fine
     res = predict_cloud(_model(0), SemSegTask(5), cfg, Data(pos=torch.randn(200, 3) * 5))
     assert res["probs"].shape == (200, 5)
+
+
+@pytest.mark.parametrize("placement", ["coarse", "full"])
+def test_plan_then_network_is_forward(placement):
+    """The plan holds every scan's rows, heights, voxels, balls and neighbour
+    tables; the network on it is the forward, and it reads no position the
+    plan did not see (a plan of other positions gives other logits)."""
+    d = Batch.from_data_list([_scene(10, shift=1.0), _scene(11, n=(120, 130, 110))])
+    m = _model(2, placement=placement)
+    plan = m.plan(d.pos, d.batch, frame=d.frame)
+    assert plan["scan0.index"].tolist() == (d.frame == 0).nonzero().flatten().tolist()
+    assert all(k.split(".")[0] in ("scan0", "scan1", "scan2", "temporal", "net")
+               for k in plan)
+    with torch.no_grad():
+        ref = m(d)
+        assert torch.equal(m.network(None, d.pos, plan), ref)
+        moved = d.pos + torch.tensor([3.0, -2.0, 0.5])  # translation invariant
+        assert torch.allclose(m.network(None, moved, m.plan(moved, d.batch,
+                                                            frame=d.frame)),
+                              ref, atol=1e-5)
+    with pytest.raises(ValueError, match="needs frame"):
+        from pointsam.export import plan_inputs
+        plan_inputs(m, d.pos, d.batch)
+
+
+@pytest.mark.parametrize("placement", ["coarse", "full"])
+def test_export_equals_eager_on_a_synthetic_sequence(placement, tmp_path):
+    """Issue 24 section 6: the temporal model exports (ONNX, .pt2); ONNX Runtime
+    (two threads) and the program equal eager within 1e-4 of the logits' scale
+    on a SyntheticLidar sequence of three scans with moving cars, two clouds of
+    different sizes in one batch, none of them the traced example."""
+    pytest.importorskip("onnxruntime")
+    from pointsam.data import SyntheticLidar
+    from pointsam.export import OnnxModel, export_onnx, export_program, plan_inputs
+
+    ds = SyntheticLidar(num_samples=2, num_scans=3, moving_classes=True,
+                        beams=16, azimuth_steps=256, crop_radius=20.0, seed=3)
+    d = Batch.from_data_list([ds[0], ds[1]])
+    args = {"num_classes": 5, "num_past": 2, "k": 4, "placement": placement}
+    torch.manual_seed(0)
+    m = create_model(NAME, **args)
+    for mod in m.modules():  # non-trivial statistics: eval is not the identity
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    m.eval()
+    with torch.no_grad():
+        ref = m(d)  # [N_0, 5]
+    tol = 1e-4 * max(1.0, float(ref.abs().max()))
+    prog, meta = export_program(m)
+    assert meta["outputs"] == ["logits"]
+    _, tensors = plan_inputs(m, d.pos, d.batch, frame=d.frame)
+    with torch.no_grad():
+        got = prog.module()(*tensors)
+    assert got.shape == ref.shape and float((got - ref).abs().max()) <= tol
+    path = export_onnx(m, tmp_path / "temporal.onnx", program=prog, model_name=NAME,
+                       model_args=args, optimize=False)
+    sess = OnnxModel(path, threads=2)  # built from the registry name: the plan side
+    out = torch.from_numpy(sess(d.pos, d.batch, frame=d.frame)["logits"])
+    assert out.shape == ref.shape and float((out - ref).abs().max()) <= tol
+    assert bool((out.argmax(1) == ref.argmax(1)).float().mean() > 0.999)
 
 
 def test_semseg_task_scores_the_newest_scan_only():
