@@ -279,7 +279,10 @@ class LidarFrames(PointDataset):
         root: The frames' folder.
         split: ``"train"``, ``"val"`` or ``"test"``.
         train_frames: Frame ids whose crops train.
-        test_frames: Frame ids of the test split.
+        test_frames: Frame ids of the test split; ``[]`` (given explicitly):
+            none, for a model trained on every labelled frame, checked on
+            other drives instead (the trainer then skips the test). Left out,
+            the test split refuses to build.
         val_frames: Further whole frames of the val split. (default: none)
         holdout: ``{"axis": 0 | 1 | 2, "below": metres}`` (or ``"above"``):
             the region of every train frame with ``pos[:, axis] < below`` (``>
@@ -311,7 +314,8 @@ class LidarFrames(PointDataset):
     ignore_index = IGNORE_INDEX
 
     def __init__(self, root: str | os.PathLike[str], split: str = "train", *,
-                 train_frames: Sequence[str] = (), test_frames: Sequence[str] = (),
+                 train_frames: Sequence[str] = (),
+                 test_frames: Sequence[str] | None = None,
                  val_frames: Sequence[str] = (), holdout: dict | None = None,
                  num_samples: int = 4096, synthetic_scenes: int = 0,
                  box_scans: Sequence[str] = (), box_fraction: float = 0.25,
@@ -323,6 +327,8 @@ class LidarFrames(PointDataset):
         if split not in self.splits:
             raise ValueError(f"split must be one of {', '.join(self.splits)}, got "
                              f"{split!r}")
+        no_test = test_frames is not None and len(test_frames) == 0
+        test_frames = () if test_frames is None else test_frames
         for name, ids in (("train_frames", train_frames), ("test_frames", test_frames),
                           ("val_frames", val_frames)):
             if isinstance(ids, str) or not all(isinstance(i, str) for i in ids):
@@ -384,8 +390,9 @@ class LidarFrames(PointDataset):
             self._crops = None
             ids = self.val_frames if split == "val" else self.test_frames
             self._scans = held + [self._frame(fid) for fid in ids]
-            if not self._scans and split == "test":
-                raise ValueError("LidarFrames has no test scan: give test_frames")
+            if not self._scans and split == "test" and not no_test:
+                raise ValueError("LidarFrames has no test scan: give test_frames "
+                                 "(test_frames: [] for none)")
 
     def _frame(self, fid: str) -> Data:
         return read_learning_frame(self.root / "points" / f"{fid}.npy",

@@ -89,6 +89,12 @@ def test_lidar_frames_bad_input(shared_data, tmp_path):
                     holdout={"axis": 1, "below": -500.0})
     with pytest.raises(ValueError, match="list of frame ids"):
         LidarFrames(root, train_frames="000700")
+    # a test split needs its frames; an explicit [] says there is none
+    with pytest.raises(ValueError, match="no test scan: give test_frames"):
+        LidarFrames(root, "test", train_frames=["000700"])
+    both = LidarFrames(root, "test", train_frames=["000700", "000750"],
+                       test_frames=[])
+    assert len(both) == 0
     # a frame with no labelled point cannot train
     (tmp_path / "points").mkdir()
     (tmp_path / "labels").mkdir()
