@@ -72,7 +72,8 @@ def _kitti_colors(n: int) -> list[list[float]]:
 
 
 def pack_run(run: str | Path, name: str, out: str | Path | None = None,
-             *, command: str = "", notes: str = "") -> Path:
+             *, command: str = "", notes: str = "",
+             metrics: dict[str, float] | None = None) -> Path:
     r"""Pack a finished ``pointsam train`` run as a shipped model and its card.
 
     Reads ``run/best.pt`` (the one checkpoint format) and ``run/summary.json``,
@@ -83,7 +84,10 @@ def pack_run(run: str | Path, name: str, out: str | Path | None = None,
     class, classes, licence). ``out`` defaults to the package's
     ``pretrained/`` folder; ``command`` is the training command the card shows;
     ``notes`` (markdown) goes into the card as its "Notes" section (the training
-    data's provenance, the frame the model expects, caveats).
+    data's provenance, the frame the model expects, caveats). ``metrics``:
+    further measured figures (name -> value, e.g. the cross-drive car IoU of a
+    model trained on every labelled frame, whose run has no test split), stored
+    with the test metrics and listed in the card.
 
     Raises:
         FileNotFoundError: no ``best.pt`` or ``summary.json`` in ``run``.
@@ -113,6 +117,10 @@ def pack_run(run: str | Path, name: str, out: str | Path | None = None,
         "metrics": {"test_" + k: round(v, 4) for k, v in summ["test"].items()
                     if isinstance(v, float)},
     }
+    for k, v in (metrics or {}).items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"metrics[{k!r}] must be a number, got {v!r}")
+        state["metrics"][k] = round(float(v), 4)
     best = summ.get("best", {})
     if isinstance(best.get(meta.get("score_key", "")), float):
         state["metrics"]["val_" + meta["score_key"]] = round(best[meta["score_key"]], 4)
@@ -173,13 +181,21 @@ def _card(name: str, state: dict[str, Any], summ: dict[str, Any], command: str,
               f"\"{name}\")", "",
               f"Selection: {summ.get('selection', 'best validation score')}: "
               + ", ".join(f"{k} {v}" for k, v in summ.get("best", {}).items()), "",
-              "## Metrics", "",
-              f"Test split, evaluated once: **{score} "
-              f"{100 * float(test.get(score, float('nan'))):.1f}%**"
-              + (f", OA {100 * float(test['oa']):.1f}%" if "oa" in test and
-                 score != "oa" else "")
-              + (f", mAcc {100 * float(test['macc']):.1f}%" if "macc" in test
-                 else "") + "."]
+              "## Metrics", ""]
+    if isinstance(test.get(score), float):
+        lines += [f"Test split, evaluated once: **{score} "
+                  f"{100 * float(test[score]):.1f}%**"
+                  + (f", OA {100 * float(test['oa']):.1f}%" if "oa" in test and
+                     score != "oa" else "")
+                  + (f", mAcc {100 * float(test['macc']):.1f}%" if "macc" in test
+                     else "") + "."]
+    else:
+        lines += ["No test split: the run trained on every labelled frame it "
+                  "had (the Notes say where it was checked)."]
+    extra = {k: v for k, v in state["metrics"].items()
+             if not k.startswith(("test_", "val_"))}
+    if extra:
+        lines += [""] + [f"- {k}: {v}" for k, v in extra.items()]
     iou = test.get("iou")
     if isinstance(iou, list) and len(iou) == len(classes):
         lines += ["", "| class | IoU % |", "|---|---:|"]

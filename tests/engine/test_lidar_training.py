@@ -207,6 +207,30 @@ def test_pointsam_train_runs_a_lidar_config(tmp_path, shared_data, capsys):
     assert "non-commercial" in card
 
 
+@pytest.mark.dataset
+def test_a_both_frames_run_has_no_test_split_and_packs(tmp_path, shared_data):
+    """The shipping configs train on every labelled frame (test_frames: []):
+    no test is evaluated, and the card says so and lists the checks given."""
+    run = tmp_path / "both"
+    argv = ["train", str(LIDAR / "both_plain.yaml"),
+            *[a for o in _tiny(shared_data, steps=2) for a in ("--set", o)],
+            "--set", f"train.out_dir={run}"]
+    assert main(argv) == 0
+    summ = json.loads((run / "summary.json").read_text())
+    assert summ["dataset_sizes"]["test"] == 0 and "miou" not in summ["test"]
+    assert summ["config"]["data"]["args"]["train_frames"] == ["000700", "000750"]
+    from pointsam.engine.pretrained import pack_run
+
+    path = pack_run(run, "tiny_both", tmp_path / "zoo",
+                    metrics={"car_iou_004139": 0.5})
+    packed = torch.load(path, weights_only=True)
+    assert packed["metrics"] == {"car_iou_004139": 0.5}
+    card = path.with_suffix(".md").read_text()
+    assert "No test split" in card and "car_iou_004139: 0.5" in card
+    with pytest.raises(ValueError, match="must be a number"):
+        pack_run(run, "tiny_both", tmp_path / "zoo", metrics={"x": "high"})
+
+
 class _Killed(Exception):
     pass
 
