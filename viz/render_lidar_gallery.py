@@ -14,7 +14,8 @@ Writes into viz/gallery/ (work files in viz/out/lidar/):
 - ``lidar_000750_pred_vs_true.png``: the whole frame 000750 (every point, never
   seen in training), true labels, predicted labels and the errors (red = wrong,
   grey = right, black = unlabeled), top view;
-- from the trained axial model on a 15 m crop of 000750 around a parked car:
+- from the trained axial model on a 15 m crop of 000750 around a parked car
+  (the first stage that holds the attention):
   ``lidar_axial_axis_weights.png`` (per-point LAFF weights of the x/y/z tubes,
   RGB) and ``lidar_axial_x_tube_neighbours.png`` (a query's neighbour weights
   along the x tube);
@@ -154,28 +155,27 @@ def main() -> int:
         written.append(kitti_scan(model, ck, kitti, a.out / "lidar_kitti_004139_pred.png",
                                   a.backend))
     crop = crop_around_car(frame)
+    # file name endings of visualize()'s pictures (the stage that holds the
+    # attention: the grid configs put it after the last set abstraction)
     picks = {
-        "axial": (a.axial, {"net_backbone_stages_0_attn__axis.png":
-                            "lidar_axial_axis_weights.png",
-                            "net_backbone_stages_0_attn_branches_0__attn_neighbour.png":
+        "axial": (a.axial, {"_attn__axis.png": "lidar_axial_axis_weights.png",
+                            "_attn_branches_0__attn_neighbour.png":
                             "lidar_axial_x_tube_neighbours.png"}),
         "local_global": (a.local_global, {
-            "net_backbone_stages_0_attn_local__attn_neighbour.png":
-            "lidar_local_neighbours.png",
-            "net_backbone_stages_0_attn_glob__attn_token.png":
-            "lidar_global_tokens.png",
-            "net_backbone_stages_0_attn_fuse__a_branch.png":
-            "lidar_laff_local_vs_global.png"}),
+            "_attn_local__attn_neighbour.png": "lidar_local_neighbours.png",
+            "_attn_glob__attn_token.png": "lidar_global_tokens.png",
+            "_attn_fuse__a_branch.png": "lidar_laff_local_vs_global.png"}),
     }
     for name, (path, table) in picks.items():
         if path is None:
             continue
         m, c = load_run(path)
         paths = attention_maps(m, c, crop, a.work / name, a.backend)
-        for p in paths:
-            if p.name in table:
-                dst = a.out / table[p.name]
-                shutil.copyfile(p, dst)
+        for ending, target in table.items():
+            hits = sorted(p for p in paths if p.name.endswith(ending))
+            if hits:  # the first stage with that attention
+                dst = a.out / target
+                shutil.copyfile(hits[0], dst)
                 written.append(dst)
     for p in written:
         print(p)
