@@ -188,10 +188,6 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}"
         )
-    if cfg.train.votes > 1 and (cfg.train.voxel_size > 0 or cfg.train.chunk_points > 0):
-        raise ConfigError(
-            f"train.votes={cfg.train.votes} with train.voxel_size/chunk_points: "
-            "whole-scan evaluation has no test-time augmentation; use votes 1")
     if cfg.data.eval_batch_size is not None and cfg.data.eval_batch_size < 1:
         raise ConfigError("data.eval_batch_size must be >= 1")
     length = cfg.train.steps or cfg.train.epochs

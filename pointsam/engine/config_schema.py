@@ -121,7 +121,9 @@ class TrainConfig:
         max_batches: Batches per epoch and per evaluation (0: all); for smoke runs.
         eval_every: Validate every this many epochs (steps with ``steps``), and
             after the last.
-        votes: Test-time augmentation passes at the final test evaluation.
+        votes: Test-time augmentation passes at the final test evaluation
+            (objects: random anisotropic scales; whole scans: turns about z,
+            mirrored on odd passes).
         ignore_index: Label ignored by the semantic-segmentation loss and metrics.
         voxel_size: Whole-scan semseg evaluation: voxel edge in metres (0: off).
         chunk_points: Whole-scan semseg evaluation: max points per chunk (0: off).

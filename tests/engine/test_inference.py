@@ -68,3 +68,42 @@ def test_voxel_results_reach_every_point():
     ref = m.lin(g.pos).softmax(-1)[g.cluster]  # [N, 5]
     assert torch.allclose(p, ref, atol=1e-6)
     assert g.pos.size(0) < 4000
+
+
+def test_scan_votes_turn_about_z_and_average():
+    """Whole-scan test-time augmentation: vote v turns the scan by 2 pi v / V
+    about z (mirrored on odd votes), keeping heights, distances to the axis
+    and labels; evaluate() averages predict_scan over the votes."""
+    from torch.utils.data import DataLoader
+    from torch_geometric.data import Batch
+
+    from pointsam.engine.evaluation import evaluate, scan_vote
+    from pointsam.engine.tasks import SemSegTask
+
+    g = torch.Generator().manual_seed(0)
+    scan = Data(pos=torch.rand(3000, 3, generator=g) * 10 - 5,
+                y=torch.randint(0, 5, (3000,), generator=g))
+    assert scan_vote(scan, 0, 4) is scan
+    for v in (1, 2, 3):
+        d = scan_vote(scan, v, 4)
+        assert torch.allclose(d.pos[:, 2], scan.pos[:, 2])
+        assert torch.allclose(d.pos[:, :2].norm(dim=1), scan.pos[:, :2].norm(dim=1),
+                              atol=1e-5)
+        assert torch.equal(d.y, scan.y) and not torch.allclose(d.pos, scan.pos)
+    # vote 2 of 4 is a half turn: (x, y) -> (-x, -y)
+    assert torch.allclose(scan_vote(scan, 2, 4).pos[:, :2], -scan.pos[:, :2], atol=1e-5)
+    # vote 1 of 4: a quarter turn of the mirrored scan, (x, y) -> (y, x)
+    assert torch.allclose(scan_vote(scan, 1, 4).pos[:, :2], scan.pos[:, [1, 0]],
+                          atol=1e-5)
+    torch.manual_seed(0)
+    m = PerPoint().eval()
+    kw = dict(voxel_size=1.0, chunk_points=500)
+    loader = DataLoader([scan], batch_size=1, collate_fn=Batch.from_data_list)
+    task = SemSegTask(5)
+    got = evaluate(m, loader, task, torch.device("cpu"), votes=4, **kw)
+    probs = sum(predict_scan(m, scan_vote(scan, v, 4), **kw) for v in range(4)) / 4
+    met = task.new_metrics()
+    task.update(met, probs, scan)
+    assert got["confusion"] == met.confusion.tolist()
+    one = evaluate(m, loader, task, torch.device("cpu"), votes=1, **kw)
+    assert one["confusion"] != got["confusion"]  # the votes changed the answer
