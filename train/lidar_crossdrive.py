@@ -1,12 +1,13 @@
 """The cross-drive check of LiDAR runs or shipped models (issue 23, section 2).
 
-    python train/lidar_crossdrive.py RUN_DIR [RUN_DIR ...] [--model NAME ...]
+    python train/lidar_crossdrive.py RUN_DIR [RUN_DIR ...] [--model NAME ...] [--votes V]
 
 For each run (its best.pt) or shipped model: car, person and cyclist IoU
 against box-derived truth on the KITTI object scan 004139 and four KITTI raw
 frames of drive 2011_09_26_0001 (SqueezeSeg), drives the SemanticKITTI frames
 never saw (pointsam.engine.crossdrive). Prints a table and, for a run, writes
-RUN_DIR/crossdrive.json.
+RUN_DIR/crossdrive.json (crossdrive_votesV.json with --votes V > 1: the
+scans turned about z V times, probabilities averaged).
 """
 
 import argparse
@@ -30,6 +31,7 @@ def main(argv=None):
     p.add_argument("runs", nargs="*", type=Path)
     p.add_argument("--model", action="append", default=[])
     p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--votes", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     scans = cross_drive_scans(args.data)
@@ -49,14 +51,16 @@ def main(argv=None):
     print("|---|" + "---:|" * len(cols))
     for label, cfg, model, run in rows:
         r = cross_drive_check(model, scans, voxel_size=cfg.train.voxel_size,
-                              chunk_points=cfg.train.chunk_points)
+                              chunk_points=cfg.train.chunk_points, votes=args.votes)
         cells = []
         for s, c in cols:
             v = r[s][c]["iou"]
             cells.append("-" if math.isnan(v) else f"{100 * v:.1f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
         if run is not None:
-            (run / "crossdrive.json").write_text(json.dumps(r, indent=2) + "\n")
+            name = ("crossdrive.json" if args.votes == 1
+                    else f"crossdrive_votes{args.votes}.json")
+            (run / name).write_text(json.dumps(r, indent=2) + "\n")
 
 
 if __name__ == "__main__":

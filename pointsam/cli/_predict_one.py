@@ -153,8 +153,11 @@ def predict_file(args: argparse.Namespace, src: Source, path: str | Path,
         data = rot(data)
         tell(f"turned {up} up to z up: (x, y, z) -> "
              + ("(x, -z, y)" if up == "y" else "(-z, y, x)"))
+    votes = getattr(args, "votes", None)
+    if votes is not None and votes < 1:
+        raise ValueError(f"--votes must be >= 1, got {votes}")
     res = predict_cloud(model, task, cfg, data, category=args.category,
-                        runner=runner)
+                        runner=runner, votes=votes)
     names = meta.get("class_names") or []
     if task_name == "cls":
         label = res["label"]

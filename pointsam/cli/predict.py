@@ -108,6 +108,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="object category id (part segmentation)",
     )
+    pr.add_argument(
+        "--votes",
+        type=int,
+        default=None,
+        metavar="V",
+        help="whole scans: V passes turned about z, probabilities averaged "
+        "(test-time augmentation; default: the run's train.votes, as its test "
+        "evaluation used)",
+    )
     pr.set_defaults(func=run)
     return pr
 

@@ -62,9 +62,11 @@ def cross_drive_scans(root: str | Path) -> dict[str, list[Any]]:
 
 
 def cross_drive_check(model: nn.Module, scans: dict[str, list[Any]], *,
-                      voxel_size: float, chunk_points: int) -> dict[str, Any]:
+                      voxel_size: float, chunk_points: int,
+                      votes: int = 1) -> dict[str, Any]:
     """``{source: {class: {"iou", "tp", "union", "truth", "predicted"}}}`` plus
-    ``"points"`` per source, for :func:`cross_drive_scans`' scans.
+    ``"points"`` per source, for :func:`cross_drive_scans`' scans (``votes``:
+    test-time passes of :func:`~pointsam.engine.inference.predict_scan`).
 
     The model sees ``pos`` only (as on the SemanticKITTI frames: no intensity).
     """
@@ -78,7 +80,7 @@ def cross_drive_check(model: nn.Module, scans: dict[str, list[Any]], *,
         points = 0
         for d in frames:
             prob = predict_scan(model, Data(pos=d.pos), voxel_size=voxel_size,
-                                chunk_points=chunk_points)
+                                chunk_points=chunk_points, votes=votes)
             pred = prob.argmax(1)  # [N]
             points += int(d.pos.size(0))
             for name, cls in CROSS_DRIVE_CLASSES.items():

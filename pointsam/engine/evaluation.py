@@ -6,13 +6,13 @@ what ``pointsam eval`` runs on a checkpoint: per batch, the softmax scores of
 scales) are averaged; semantic segmentation with ``voxel_size`` or
 ``chunk_points`` goes scan by scan through
 :func:`~pointsam.engine.inference.predict_scan` (whole-scan inference), its
-votes turned about the vertical axis (:func:`scan_vote`). The loss
+votes turned about the vertical axis
+(:func:`~pointsam.engine.inference.scan_vote`). The loss
 and the metric state are summed over DDP ranks.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from contextlib import nullcontext
 from typing import Any
@@ -25,8 +25,8 @@ from .distributed import all_reduce_sum
 from .inference import predict_scan
 from .tasks import Task
 
-__all__ = ["evaluate", "vote_augment", "scan_vote", "autocast",
-           "drop_unused_features", "worker_errors"]
+__all__ = ["evaluate", "vote_augment", "autocast", "drop_unused_features",
+           "worker_errors"]
 
 
 def vote_augment(data: Any, vote: int, seed: int = 0) -> Any:
@@ -41,30 +41,6 @@ def vote_augment(data: Any, vote: int, seed: int = 0) -> Any:
     s = torch.empty(3).uniform_(0.8, 1.25, generator=g).to(data.pos)
     out = data.clone()
     out.pos = data.pos * s
-    return out
-
-
-def scan_vote(data: Any, vote: int, votes: int) -> Any:
-    r"""Test-time augmentation of a whole scan (z up) for vote ``vote`` of
-    ``votes``: a turn about the vertical axis by :math:`\theta_v = 2\pi v / V`,
-    mirrored (:math:`y \to -y`) on odd votes,
-
-    .. math::
-        \mathbf{p}' = R_z(\theta_v)\, \mathrm{diag}(1, (-1)^v, 1)\, \mathbf{p}
-
-    so the voxel grid, the chunks and the ground cells of the height feature
-    fall differently on every vote, while heights and labels stay. Vote 0 is
-    the scan itself.
-    """
-    if vote == 0:
-        return data
-    t = 2 * math.pi * vote / votes
-    c, s = math.cos(t), math.sin(t)
-    m = 1.0 if vote % 2 == 0 else -1.0
-    rot = torch.tensor([[c, -s * m, 0.0], [s, c * m, 0.0], [0.0, 0.0, 1.0]],
-                       dtype=data.pos.dtype, device=data.pos.device)  # R_z diag(1, m, 1)
-    out = data.clone()
-    out.pos = data.pos @ rot.T  # [N, 3]
     return out
 
 
@@ -95,8 +71,8 @@ def evaluate(
 
     With ``votes > 1`` the softmax scores of ``votes`` augmented passes are
     averaged. For ``semseg`` with ``voxel_size`` or ``chunk_points`` each scan goes
-    through :func:`~pointsam.engine.inference.predict_scan`, once per vote of
-    :func:`scan_vote` (turned about z), and the probabilities are averaged.
+    through :func:`~pointsam.engine.inference.predict_scan` with its votes
+    (turned about z, the probabilities averaged).
     """
     from tqdm.auto import tqdm
 
@@ -112,16 +88,14 @@ def evaluate(
         if whole_scan:
             scores = torch.cat(
                 [
-                    sum(
-                        predict_scan(
-                            model,
-                            scan_vote(d, v, votes),
-                            voxel_size=voxel_size,
-                            chunk_points=chunk_points,
-                            device=device,
-                        )
-                        for v in range(votes)
-                    ) / votes
+                    predict_scan(
+                        model,
+                        d,
+                        voxel_size=voxel_size,
+                        chunk_points=chunk_points,
+                        device=device,
+                        votes=votes,
+                    )
                     for d in data.to_data_list()
                 ]
             )  # [N, C]

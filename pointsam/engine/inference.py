@@ -13,7 +13,12 @@ a small machine. :func:`predict_scan` therefore
 3. carries the class scores back to every original point: a point takes the
    scores of its voxel (``cluster``), so every input point gets a prediction.
 
-Scores are softmax probabilities, ``[N, C]`` for the N original points.
+Scores are softmax probabilities, ``[N, C]`` for the N original points. With
+``votes`` V > 1 the scan goes through V times, turned about the vertical axis
+(:func:`scan_vote`), and the probabilities are averaged (test-time
+augmentation: the voxel grid, the chunks and the model's ground cells fall
+differently each time). ``pointsam eval``, ``pointsam predict`` (the
+checkpoint's ``train.votes``) and the cross-drive check all label scans here.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pointsam import ops
 
 from ._guards import drop_unused_features
 
-__all__ = ["predict_scan", "chunk_assignment"]
+__all__ = ["predict_scan", "chunk_assignment", "scan_vote"]
 
 
 def _split_longest(pos: Tensor, idx: Tensor, limit: int) -> list[Tensor]:
@@ -71,6 +76,30 @@ def chunk_assignment(pos: Tensor, chunk_points: int) -> list[Tensor]:
     return out
 
 
+def scan_vote(data: Any, vote: int, votes: int) -> Any:
+    r"""Test-time augmentation of a whole scan (z up) for vote ``vote`` of
+    ``votes``: a turn about the vertical axis by :math:`\theta_v = 2\pi v / V`,
+    mirrored (:math:`y \to -y`) on odd votes,
+
+    .. math::
+        \mathbf{p}' = R_z(\theta_v)\, \mathrm{diag}(1, (-1)^v, 1)\, \mathbf{p}
+
+    so the voxel grid, the chunks and the ground cells of the height feature
+    fall differently on every vote, while heights and labels stay. Vote 0 is
+    the scan itself.
+    """
+    if vote == 0:
+        return data
+    t = 2 * math.pi * vote / votes
+    c, s = math.cos(t), math.sin(t)
+    m = 1.0 if vote % 2 == 0 else -1.0
+    rot = torch.tensor([[c, -s * m, 0.0], [s, c * m, 0.0], [0.0, 0.0, 1.0]],
+                       dtype=data.pos.dtype, device=data.pos.device)  # R_z diag(1, m, 1)
+    out = data.clone()
+    out.pos = data.pos @ rot.T  # [N, 3]
+    return out
+
+
 @torch.no_grad()
 def predict_scan(
     model: nn.Module,
@@ -80,6 +109,7 @@ def predict_scan(
     chunk_points: int = 0,
     chunks_per_batch: int = 4,
     device: torch.device | str | None = None,
+    votes: int = 1,
 ) -> Tensor:
     r"""Class probabilities for every point of one scan.
 
@@ -90,6 +120,8 @@ def predict_scan(
         chunk_points: Max points per chunk (0: the whole (subsampled) scan at once).
         chunks_per_batch: Chunks pushed through the model together.
         device: Where the model runs (default: the model's device).
+        votes: Passes turned about z (:func:`scan_vote`) whose probabilities
+            are averaged (1: the scan as it is).
 
     Returns:
         ``[N, C]`` probabilities for the N original points.
@@ -105,6 +137,18 @@ def predict_scan(
         >>> p.shape, bool(right.float().mean() > 0.95)
         (torch.Size([500, 2]), True)
     """
+    ops.check_positive_int(votes, "votes")
+    if votes > 1:
+        return sum(_predict_once(model, scan_vote(data, v, votes), voxel_size,
+                                 chunk_points, chunks_per_batch, device)
+                   for v in range(votes)) / votes  # [N, C]
+    return _predict_once(model, data, voxel_size, chunk_points, chunks_per_batch,
+                         device)
+
+
+def _predict_once(model: nn.Module, data: Any, voxel_size: float, chunk_points: int,
+                  chunks_per_batch: int, device: torch.device | str | None
+                  ) -> Tensor:
     from torch_geometric.data import Batch, Data
 
     pos = data.pos

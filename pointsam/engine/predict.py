@@ -175,7 +175,7 @@ def from_prediction_record(record: Any, where: str) -> tuple[Task, Config,
 @torch.no_grad()
 def predict_cloud(
     model: nn.Module, task: Task, cfg: Config, data: Any, *,
-    category: int | None = None, runner: Any = None,
+    category: int | None = None, runner: Any = None, votes: int | None = None,
 ) -> dict[str, Any]:
     """Predict on one PyG ``Data`` cloud; see the module docstring.
 
@@ -189,6 +189,9 @@ def predict_cloud(
             ``runner(Batch) -> Tensor`` (default: ``model``): an exported
             network (:func:`pointsam.export.load_exported`) runs through the
             same preparation as the eager model.
+        votes: Whole scans: passes turned about z whose probabilities are
+            averaged (:func:`~pointsam.engine.inference.scan_vote`; default:
+            the run's ``train.votes``, as its test evaluation used).
     """
     from torch_geometric.data import Batch
 
@@ -267,6 +270,7 @@ def predict_cloud(
             voxel_size=cfg.train.voxel_size,
             chunk_points=chunk if n > chunk else 0,
             device=device,
+            votes=cfg.train.votes if votes is None else votes,
         ).cpu()
     labels = prob.argmax(-1)
     return {"task": task.name, "labels": labels, "probs": prob}

@@ -77,7 +77,8 @@ def test_scan_votes_turn_about_z_and_average():
     from torch.utils.data import DataLoader
     from torch_geometric.data import Batch
 
-    from pointsam.engine.evaluation import evaluate, scan_vote
+    from pointsam.engine.evaluation import evaluate
+    from pointsam.engine.inference import scan_vote
     from pointsam.engine.tasks import SemSegTask
 
     g = torch.Generator().manual_seed(0)
