@@ -4,7 +4,7 @@ Usage (after `pointsam train train/lidar/{plain,axial,local_global}.yaml`, or a
 `pointsam sweep` of them):
 
     PYTHONPATH=. python viz/render_lidar_gallery.py \
-        --best runs/lidar_axial/best.pt \
+        --best runs/lidar_both_plain/best.pt --held-out runs/lidar_plain/best.pt \
         --axial runs/lidar_axial/best.pt --local-global runs/lidar_local_global/best.pt
 
 Writes into viz/gallery/ (work files in viz/out/lidar/):
@@ -46,7 +46,8 @@ def load_run(path: Path):
     info = {"model": meta["model_name"], "args": dict(meta["model_args"]),
             "classes": list(meta["class_names"]),
             "inference": {"voxel_size": cfg.train.voxel_size,
-                          "chunk_points": cfg.train.chunk_points}}
+                          "chunk_points": cfg.train.chunk_points,
+                          "votes": cfg.train.votes}}
     return model, info
 
 
@@ -65,8 +66,7 @@ def pred_vs_true(model, ck, frame, out: Path, backend: str) -> Path:
 
     names = ck["classes"]
     pal = kitti_palette(names)
-    prob = predict_scan(model, frame, voxel_size=ck["inference"]["voxel_size"],
-                        chunk_points=ck["inference"]["chunk_points"])
+    prob = predict_scan(model, frame, **ck["inference"])
     pred = prob.argmax(1).numpy()
     y = frame.y.numpy()
     lab = y >= 0
@@ -99,15 +99,15 @@ def kitti_scan(model, ck, path: Path, out: Path, backend: str) -> Path:
     names = ck["classes"]
     pal = kitti_palette(names)
     d = read_cloud(path)
-    pred = predict_scan(model, d, voxel_size=ck["inference"]["voxel_size"],
-                        chunk_points=ck["inference"]["chunk_points"]).argmax(1).numpy()
+    pred = predict_scan(model, d, **ck["inference"]).argmax(1).numpy()
     near = (d.pos[:, :2].norm(dim=1) < 40).numpy()  # the dense part around the car
     legend = [(names[c], pal[c]) for c in sorted(set(pred[near].tolist()))]
     render_figure([Panel(d.pos[near], colors=pal[pred[near]], legend=legend,
                          title="predicted labels, points within 40 m of the sensor")],
                   out, size=(900, 760), views=("top",), backend=backend,
                   title=f"KITTI 004139 (sensor frame, {len(pred)} points, no labels): "
-                  f"{ck['args'].get('attention') or 'plain'}", point_size=1.5)
+                  f"{ck['args'].get('attention') or 'plain'}, "
+                  f"{ck['inference']['votes']} vote(s)", point_size=1.5)
     return out
 
 
@@ -132,7 +132,11 @@ def attention_maps(model, ck, crop, work: Path, backend: str):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--best", type=Path, required=True, help="model for pred vs true")
+    ap.add_argument("--best", type=Path, required=True,
+                    help="model for the KITTI 004139 picture (the shipped one)")
+    ap.add_argument("--held-out", type=Path, default=None,
+                    help="model for pred vs true on 000750: one that never saw "
+                    "000750 (a fold-A run; default: --best)")
     ap.add_argument("--axial", type=Path, default=None)
     ap.add_argument("--local-global", type=Path, default=None)
     ap.add_argument("--data", type=Path, default=DATA)
@@ -147,9 +151,10 @@ def main() -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     a.work.mkdir(parents=True, exist_ok=True)
     written = []
-    model, ck = load_run(a.best)
+    model, ck = load_run(a.held_out or a.best)
     written.append(pred_vs_true(model, ck, frame,
                                 a.out / "lidar_000750_pred_vs_true.png", a.backend))
+    model, ck = load_run(a.best)
     kitti = a.data.parents[2] / "kitti_object_sample/training/velodyne/004139.bin"
     if kitti.is_file():
         written.append(kitti_scan(model, ck, kitti, a.out / "lidar_kitti_004139_pred.png",
