@@ -167,8 +167,11 @@ def _card(name: str, state: dict[str, Any], summ: dict[str, Any], command: str,
     lines += [f"- {k}: {v}" for k, v in state["input"].items()]
     if state["task"] == "semseg":
         t = cfg["train"]
+        votes = int(t.get("votes", 1) or 1)
         lines += [f"- whole scans: {t['voxel_size']} m voxels, chunks of at most "
-                  f"{t['chunk_points']} points, every input point labelled"]
+                  f"{t['chunk_points']} points, every input point labelled"
+                  + (f"; {votes} passes turned about z, probabilities averaged "
+                     f"(--votes 1: one pass)" if votes > 1 else "")]
     else:
         lines += [f"- {cfg['data']['num_points']} points by farthest-point sampling"]
     d = cfg["data"]
