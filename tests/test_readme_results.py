@@ -13,6 +13,7 @@ verdict), independently of ``pointsam.engine.sweep_report``.
 
 import csv
 import math
+import re
 import runpy
 import statistics
 from pathlib import Path
@@ -122,8 +123,9 @@ def test_results_md_is_recomputed_from_its_per_run_csv(name):
     for r in runs:
         by.setdefault(r["config"], {})[int(r["seed"])] = r
     configs = _table(md, "configs")
-    base = configs[0][0]  # the baseline is the first configuration
-    assert f"Baseline: `{base}`" in md
+    found = re.search(r"Baseline: `([^`]+)`", md)  # the first config, or --baseline
+    assert found and found.group(1) in {row[0] for row in configs}
+    base = found.group(1)
     for row in configs:
         seeds = by.get(row[0], {})
         assert int(row[1]) == len(seeds)
