@@ -381,7 +381,7 @@ class TemporalLidarSegmenter(WrapperModel):
         if isinstance(self.temporal, CoarseTemporal):
             sub = self.temporal.plan(scans, b)
         elif self.temporal is not None:
-            idx_t, mask_t = self.temporal._search(
+            idx_t, mask_t = self.temporal.search_past(
                 scans[0][0], scans[0][1], [p for p, _ in scans[1:]],
                 [q for _, q in scans[1:]])  # [N_0, T k] each
             sub = {"index": idx_t, "mask": mask_t}

@@ -262,7 +262,7 @@ class TemporalAttention(PointModule):
                                    "past_index/past_mask (a geometry plan)")
             pbatch = self._check_past(x, pos.dtype, batch, past_x, past_pos,
                                       past_batch)
-            nbr, valid = self._search(pos, batch, past_pos, pbatch)
+            nbr, valid = self.search_past(pos, batch, past_pos, pbatch)
         all_x = torch.cat(list(past_x), dim=0)  # [P, C]
         all_pos = torch.cat(list(past_pos), dim=0)  # [P, 3]
         ct = torch.promote_types(x.dtype, pos.dtype)  # positions keep their precision
@@ -283,11 +283,13 @@ class TemporalAttention(PointModule):
                    "nbr_mask": valid, "nbr_frame": frames.repeat_interleave(kk)}
         return self.finish(out, rec, return_attention)
 
-    def _search(self, pos: Tensor, batch: Tensor | None,
+    def search_past(self, pos: Tensor, batch: Tensor | None,
                 past_pos: Sequence[Tensor], pbatch: Sequence[Tensor | None]
                 ) -> tuple[Tensor, Tensor]:
         """The k nearest points of each past frame, [N, T k] indices into the
-        concatenated past frames and [N, T k] validity."""
+        concatenated past frames and [N, T k] validity: what ``forward``
+        searches, and what a geometry plan passes as ``past_index`` /
+        ``past_mask``."""
         b = ops.batch_size_of(batch)
         idx_list, mask_list, offset = [], [], 0
         for tau, pp in enumerate(past_pos):
