@@ -166,6 +166,34 @@ def test_class_weights_weigh_the_loss():
 
 
 @pytest.mark.dataset
+def test_the_class_weighted_config_weighs_the_rare_classes_up(shared_data):
+    """plain_cw.yaml is plain.yaml plus ``optim.class_weights: inverse_sqrt``:
+    the weights come from the real training frame's counts, so car (a few
+    hundred points of 000700) weighs more than vegetation (tens of thousands),
+    a class absent from the frame weighs 0, and nothing else differs."""
+    from pointsam.engine.builders import build_datasets, build_task
+    from pointsam.engine.config import config_diff, config_to_dict
+
+    plain = load_config(LIDAR / "plain.yaml", [f"data.root={shared_data / FRAMES}"])
+    cw = load_config(LIDAR / "plain_cw.yaml", [f"data.root={shared_data / FRAMES}"])
+    diff = {k for k, _, _ in config_diff(config_to_dict(plain), config_to_dict(cw), frozenset())}
+    assert diff == {"optim.class_weights", "train.out_dir"}
+    train = build_datasets(cw)["train"]
+    counts = train.class_counts()  # [19] labelled points of 000700
+    w = build_task(cw, train).class_weight  # [19]
+    assert w is not None and build_task(plain, train).class_weight is None
+    car, vegetation = 0, 14  # SemanticKITTI train ids
+    assert 0 < counts[car] < counts[vegetation]
+    assert w[car] > w[vegetation] > 0
+    ratio = float(w[car] / w[vegetation])
+    expect = float((counts[vegetation] / counts[car]) ** 0.5)
+    assert float(w.max()) <= 10.0 + 1e-6  # the cap
+    if float(w[car]) < 10.0:  # not capped: w ~ n^-1/2
+        assert ratio == pytest.approx(expect, rel=1e-4)
+    assert bool((w[counts == 0] == 0).all())
+
+
+@pytest.mark.dataset
 def test_pointsam_train_runs_a_lidar_config(tmp_path, shared_data, capsys):
     run = tmp_path / "run"
     argv = ["train", str(LIDAR / "plain.yaml"),
