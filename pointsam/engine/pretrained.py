@@ -71,6 +71,15 @@ def _kitti_colors(n: int) -> list[list[float]]:
             for i in range(n)]
 
 
+def _selection_line(summ: dict[str, Any]) -> str:
+    """The card's "Selection:" line from a run's summary."""
+    sel = summ.get("selection", "best validation score")
+    best = {k: v for k, v in (summ.get("best") or {}).items() if k != "note"}
+    if sel.startswith("none"):  # no validation split: nothing was chosen
+        return f"Selection: {sel}."
+    return f"Selection: {sel}: " + ", ".join(f"{k} {v}" for k, v in best.items())
+
+
 def pack_run(run: str | Path, name: str, out: str | Path | None = None,
              *, command: str = "", notes: str = "",
              metrics: dict[str, float] | None = None) -> Path:
@@ -182,8 +191,7 @@ def _card(name: str, state: dict[str, Any], summ: dict[str, Any], command: str,
               f"{length}, {summ.get('train_time_s') or 0:.0f} s of training.", "",
               f"    {command}", f"    # then: pointsam.engine.pretrained.pack_run(RUN, "
               f"\"{name}\")", "",
-              f"Selection: {summ.get('selection', 'best validation score')}: "
-              + ", ".join(f"{k} {v}" for k, v in summ.get("best", {}).items()), "",
+              _selection_line(summ), "",
               "## Metrics", ""]
     if isinstance(test.get(score), float):
         lines += [f"Test split, evaluated once: **{score} "

@@ -405,7 +405,9 @@ class Trainer(TrainerState):
             elif "val" not in self.eval_loaders:
                 self.best = {
                     "epoch": self.epoch,
-                    "note": "no validation split: last epoch",
+                    **({"step": self.step} if t.steps else {}),
+                    "note": "no validation split: the last "
+                    + ("step" if t.steps else "epoch") + " is kept",
                 }
                 improved = True
             row["epoch_time_s"] = round(time.time() - tick, 3)
@@ -463,10 +465,14 @@ class Trainer(TrainerState):
             "dataset_sizes": {
                 k: len(v) for k, v in self.datasets.items() if v is not None
             },
-            "selection": f"best validation {self.task.score_key} ("
-            + ("the dataset's own val split)"
-               if getattr(_underlying(self.datasets["train"]), "val_split", None)
-               else f"val carved from train, seed {self.cfg.data.split_seed})"),
+            "selection": (
+                "none: no validation split, the last "
+                + ("step" if t.steps else "epoch") + " is kept"
+                if "val" not in self.eval_loaders
+                else f"best validation {self.task.score_key} ("
+                + ("the dataset's own val split)"
+                   if getattr(_underlying(self.datasets["train"]), "val_split", None)
+                   else f"val carved from train, seed {self.cfg.data.split_seed})")),
             "best": self.best,
             "test": {
                 "split": self.cfg.data.test_split,

@@ -247,6 +247,8 @@ def test_a_both_frames_run_has_no_test_split_and_packs(tmp_path, shared_data):
     summ = json.loads((run / "summary.json").read_text())
     assert summ["dataset_sizes"]["test"] == 0 and "miou" not in summ["test"]
     assert summ["config"]["data"]["args"]["train_frames"] == ["000700", "000750"]
+    assert summ["selection"] == "none: no validation split, the last step is kept"
+    assert summ["best"]["step"] == 2  # the last step
     from pointsam.engine.pretrained import pack_run
 
     path = pack_run(run, "tiny_both", tmp_path / "zoo",
@@ -255,6 +257,7 @@ def test_a_both_frames_run_has_no_test_split_and_packs(tmp_path, shared_data):
     assert packed["metrics"] == {"car_iou_004139": 0.5}
     card = path.with_suffix(".md").read_text()
     assert "No test split" in card and "car_iou_004139: 0.5" in card
+    assert "Selection: none: no validation split, the last step is kept" in card
     with pytest.raises(ValueError, match="must be a number"):
         pack_run(run, "tiny_both", tmp_path / "zoo", metrics={"x": "high"})
 
