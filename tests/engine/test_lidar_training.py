@@ -261,6 +261,27 @@ def test_a_both_frames_run_has_no_test_split_and_packs(tmp_path, shared_data):
     with pytest.raises(ValueError, match="must be a number"):
         pack_run(run, "tiny_both", tmp_path / "zoo", metrics={"x": "high"})
 
+    # train/pack_pretrained.py: the card's notes from a file, the cross-drive
+    # check's IoUs as metrics
+    import runpy
+
+    tool = runpy.run_path(str(ROOT / "train" / "pack_pretrained.py"), run_name="pack")
+    check = {"kitti_004139": {"car": {"iou": 0.25}, "person": {"iou": 0.125}},
+             "squeezeseg_0001": {"car": {"iou": 0.75}}}
+    (run / "crossdrive_votes8.json").write_text(json.dumps(check))
+    (tmp_path / "notes.md").write_text("- Trained on both frames.\n")
+    tool["main"]([str(run), "tiny_tool", "pointsam train Y", "--notes",
+                  str(tmp_path / "notes.md"), "--crossdrive",
+                  str(run / "crossdrive_votes8.json"), "--metric", "extra=0.5",
+                  "--out", str(tmp_path / "zoo2")])
+    packed = torch.load(tmp_path / "zoo2" / "tiny_tool.pt", weights_only=True)
+    assert packed["metrics"] == {"car_iou_kitti_004139": 0.25,
+                                 "person_iou_kitti_004139": 0.125,
+                                 "car_iou_drive_0001": 0.75, "extra": 0.5}
+    card = (tmp_path / "zoo2" / "tiny_tool.md").read_text()
+    assert "## Notes\n\n- Trained on both frames." in card
+    assert "pointsam train Y" in card
+
 
 class _Killed(Exception):
     pass
