@@ -112,7 +112,7 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
     if meta_path.is_file():  # as the runs were made
         meta = json.loads(meta_path.read_text())
         jobs = meta.get("jobs", jobs)
-        if args.report_only:
+        if args.report_only and not args.configs:  # the configs of the last run
             command = meta.get("command", command)
     names = list(dict.fromkeys(r.name for r in runs))
     from pointsam.viz.sweep_figure import sweep_figure

@@ -76,7 +76,8 @@ def _result(config: str, seed: int, s: dict[str, Any], wall: float) -> SeedResul
     task = s.get("task", "")
     cfg_train = s.get("config", {}).get("train", {})
     unit = "step" if s.get("unit") == "step" else "epoch"
-    best = s.get("best", {}).get(unit)
+    chosen = s.get("best", {})
+    best = None if "note" in chosen else chosen.get(unit)  # note: no val split, last kept
     if unit == "step":
         run = int(s.get("steps_run", 0))
         planned = int(s.get("steps_planned", cfg_train.get("steps", 0)))
@@ -278,7 +279,11 @@ def _markdown(rows: list[dict[str, Any]], results: list[SeedResult],
               seeds: Sequence[int], command: str, jobs: int | None,
               unit: str = "epoch") -> str:
     metrics = METRICS.get(task, ())
-    if unit == "step":  # train.steps runs (LiDAR frames)
+    if unit == "step" and results and all(r.best_epoch is None for r in results):
+        scored = ("Test metrics in percent over every point of the test split, "
+                  "evaluated once with the weights of the last step (no "
+                  "validation split: nothing was chosen)")
+    elif unit == "step":  # train.steps runs (LiDAR frames)
         scored = ("Test metrics in percent over every point of the test split, "
                   "evaluated once with the weights of the step chosen on the "
                   "validation split")

@@ -339,6 +339,9 @@ def test_tiny_lidar_sweep_end_to_end(tmp_path, shared_data):
         assert rows[n]["steps_run"] == "3" and rows[n]["steps_planned"] == "3"
     md = (out / "results.md").read_text()
     assert "| step chosen | steps run |" in md and "every point of the test split" in md
+    # holdout: null, so no validation split: the last step, nothing "chosen"
+    assert "the weights of the last step (no validation split" in md
+    assert "| - | 3 of 3 |" in md
 
 
 @pytest.mark.dataset

@@ -180,6 +180,11 @@ def test_tiny_sweep_end_to_end(tmp_path):
     rc, _ = _sweep(["--report-only", "--out", str(out)])
     assert rc == 0 and (out / "results.md").is_file()
     _check_tables(out, again)
+    # with configs named, the report's command is the one that makes what it shows
+    rc, _ = _sweep([configs[1], "--seeds", "0", "1", "--report-only", "--out", str(out)])
+    cmd = next(ln for ln in (out / "results.md").read_text().splitlines()
+               if ln.startswith("Command:"))
+    assert rc == 0 and "cbam.yaml" in cmd and "plain.yaml" not in cmd
 
 
 def _kill_after_one_epoch(out, configs, name, seed):
