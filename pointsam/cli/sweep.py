@@ -94,11 +94,22 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
                 log(f"[{state}] {shlex.join(r.command(state == 'resume'))}")
             return 0
         out.mkdir(parents=True, exist_ok=True)
-        meta = {"configs": [{"name": n, "path": str(p)} for n, p in
-                            dict((r.name, r.config) for r in runs).items()],
-                "seeds": seeds, "overrides": overrides, "baseline": base,
+        listed = dict((r.name, str(r.config)) for r in runs)
+        all_seeds = list(seeds)
+        if meta_path.is_file():  # a sweep extended by a later invocation:
+            old = json.loads(meta_path.read_text())  # its report covers both
+            if old.get("overrides") == overrides and old.get("task") == task:
+                listed = {**{c["name"]: c["path"] for c in old["configs"]}, **listed}
+                all_seeds = sorted(set(old["seeds"]) | set(seeds))
+        meta = {"configs": [{"name": n, "path": p} for n, p in listed.items()],
+                "seeds": all_seeds, "overrides": overrides, "baseline": base,
                 "task": task, "jobs": args.jobs,
-                "cpu_count": os.cpu_count(), "command": command}
+                "cpu_count": os.cpu_count(),
+                "command": "pointsam sweep " + shlex.join(
+                    list(listed.values()) + ["--seeds", *map(str, all_seeds)]
+                    + [a for o in overrides for a in ("--set", o)]
+                    + (["--baseline", base] if base != runs[0].name else [])
+                    + ["--jobs", str(args.jobs), "--out", str(args.out)])}
         atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
         t0 = time.time()
         outcomes = run_sweep(runs, args.jobs, log=log)
@@ -108,12 +119,17 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
             + (f"; {len(failed)} run(s) failed: " + ", ".join(failed) if failed else "")
             + (f"; {len(busy)} run(s) left to the process(es) training them: "
                + ", ".join(busy) if busy else ""))
-    jobs = args.jobs
+    jobs, asked = args.jobs, {(r.name, r.seed) for r in runs}
     if meta_path.is_file():  # as the runs were made
         meta = json.loads(meta_path.read_text())
         jobs = meta.get("jobs", jobs)
-        if args.report_only and not args.configs:  # the configs of the last run
+        if not args.report_only or not args.configs:  # every config of DIR
             command = meta.get("command", command)
+            if meta.get("overrides") == overrides:
+                seeds = list(meta["seeds"])
+                runs = plan_sweep([c["path"] for c in meta["configs"]], seeds, out,
+                                  overrides)
+                base = baseline_name(runs, base)
     names = list(dict.fromkeys(r.name for r in runs))
     from pointsam.viz.sweep_figure import sweep_figure
 
@@ -124,5 +140,6 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
     if missing:
         log(f"[sweep] {len(missing)} run(s) have no summary yet: "
             + ", ".join(r.label for r in missing))
-    return 1 if missing and not args.report_only else 0
+    failed_here = [r for r in missing if (r.name, r.seed) in asked]  # not older gaps
+    return 1 if failed_here and not args.report_only else 0
 

@@ -407,3 +407,37 @@ def test_mean_std_and_short_names():
                                                                  ddof=1))
     assert short_names(["a_b", "a_b_cbam"]) == ["b", "cbam"]
     assert short_names(["solo_name"]) == ["solo_name"]
+
+
+def test_a_sweep_extended_by_a_later_invocation_reports_every_config(tmp_path,
+                                                                     monkeypatch):
+    """A second `pointsam sweep` into the same DIR (another config, one more
+    seed) extends DIR/sweep.json: its report, and a later --report-only, show
+    every config and seed of DIR, with the command that makes them all."""
+    from pointsam.engine import sweep
+
+    def fake(self, resume=False):  # a finished run in a blink: its summary
+        s = {"task": "cls", "test": {"oa": 0.5 + self.seed / 10, "macc": 0.4},
+             "config": {}, "num_parameters": 7, "train_time_s": 1.0}
+        return [sys.executable, "-c", "import json, pathlib; pathlib.Path("
+                f"{str(self.out_dir / 'summary.json')!r}).write_text({json.dumps(s)!r})"]
+
+    monkeypatch.setattr(sweep.SweepRun, "command", fake)
+    plain, cbam = _configs(tmp_path / "cfg")
+    out = tmp_path / "sweep"
+    assert _sweep([plain, "--seeds", "0", "--out", str(out)])[0] == 0
+    assert _sweep([cbam, "--seeds", "0", "1", "--out", str(out)])[0] == 0
+    meta = json.loads((out / "sweep.json").read_text())
+    assert [c["name"] for c in meta["configs"]] == ["plain", "cbam"]
+    assert meta["seeds"] == [0, 1]
+    for argv in ([], ["--report-only"]):
+        if argv:
+            (out / "results.md").unlink()
+            assert _sweep([*argv, "--out", str(out)])[0] == 0
+        md = (out / "results.md").read_text()
+        cmd = next(ln for ln in md.splitlines() if ln.startswith("Command:"))
+        assert "plain.yaml" in cmd and "cbam.yaml" in cmd and "--seeds 0 1" in cmd
+        assert "Runs: 3 finished of 4" in md  # plain seed 1 was never asked for
+        with open(out / "results_seeds.csv", newline="") as f:
+            got = {(r["config"], r["seed"]) for r in csv.DictReader(f)}
+        assert got == {("plain", "0"), ("cbam", "0"), ("cbam", "1")}
