@@ -94,12 +94,14 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
                 log(f"[{state}] {shlex.join(r.command(state == 'resume'))}")
             return 0
         out.mkdir(parents=True, exist_ok=True)
-        listed = dict((r.name, str(r.config)) for r in runs)
+        listed = {Path(c).stem: str(c) for c in configs}  # run names, paths as given
         all_seeds = list(seeds)
         if meta_path.is_file():  # a sweep extended by a later invocation:
             old = json.loads(meta_path.read_text())  # its report covers both
             if old.get("overrides") == overrides and old.get("task") == task:
-                listed = {**{c["name"]: c["path"] for c in old["configs"]}, **listed}
+                before = {c["name"]: c["path"] for c in old["configs"]}
+                if not set(before) <= set(listed):  # added configs go last
+                    listed = {**before, **listed}
                 all_seeds = sorted(set(old["seeds"]) | set(seeds))
         meta = {"configs": [{"name": n, "path": p} for n, p in listed.items()],
                 "seeds": all_seeds, "overrides": overrides, "baseline": base,
