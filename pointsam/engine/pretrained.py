@@ -74,9 +74,10 @@ def _kitti_colors(n: int) -> list[list[float]]:
 def _selection_line(summ: dict[str, Any]) -> str:
     """The card's "Selection:" line from a run's summary."""
     sel = summ.get("selection", "best validation score")
-    best = {k: v for k, v in (summ.get("best") or {}).items() if k != "note"}
-    if sel.startswith("none"):  # no validation split: nothing was chosen
-        return f"Selection: {sel}."
+    best = summ.get("best") or {}
+    if sel.startswith("none") or "note" in best:  # no validation split
+        unit = "step" if summ.get("unit") == "step" else "epoch"
+        return f"Selection: none: no validation split, the last {unit} is kept."
     return f"Selection: {sel}: " + ", ".join(f"{k} {v}" for k, v in best.items())
 
 

@@ -47,7 +47,8 @@ def test_unknown_name_lists_the_shipped_ones():
 def test_lidar_models_score_their_cards_on_other_drives(shared_data, name):
     """The shipped LiDAR models trained on both labelled frames, so their card's
     checks are the other drives: car IoU against box-derived truth on KITTI
-    004139 and drive 2011_09_26_0001, with the votes their config names."""
+    004139 and drive 2011_09_26_0001 (and person on 004139, whose boxes hold
+    17 pedestrians), with the votes their config names."""
     from pointsam.engine.crossdrive import cross_drive_check, cross_drive_scans
 
     torch.set_num_threads(1)
@@ -60,7 +61,9 @@ def test_lidar_models_score_their_cards_on_other_drives(shared_data, name):
                           voxel_size=inf["voxel_size"],
                           chunk_points=inf["chunk_points"], votes=inf["votes"])
     got = {"car_iou_kitti_004139": r["kitti_004139"]["car"]["iou"],
+           "person_iou_kitti_004139": r["kitti_004139"]["person"]["iou"],
            "car_iou_drive_0001": r["squeezeseg_0001"]["car"]["iou"]}
+    assert set(m.pretrained["metrics"]) == set(got)  # the card lists each check
     for k, v in got.items():
         assert abs(v - m.pretrained["metrics"][k]) < 0.005, (k, v)
     assert got["car_iou_drive_0001"] > 0.2  # a trained model finds cars elsewhere
