@@ -345,7 +345,8 @@ def _markdown(rows: list[dict[str, Any]], results: list[SeedResult],
         lines.append(
             f"| {s.config} | {s.seed} | "
             + " | ".join(_pct(s.metrics[k]) for k, _ in metrics)
-            + f" | {_secs(s.train_time_s)} | {s.best_epoch} | {s.epochs_run} | "
+            + f" | {_secs(s.train_time_s)} | "
+            f"{'-' if s.best_epoch is None else s.best_epoch} | {s.epochs_run} | "
             f"{'yes' if s.stopped_by_budget else 'no'} |")
     return "\n".join(lines) + "\n"
 
