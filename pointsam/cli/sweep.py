@@ -53,6 +53,16 @@ def run(args: argparse.Namespace) -> int:
     return cmd_sweep(args)
 
 
+def _command(configs: list[str], seeds: list[int], overrides: list[str], base: str,
+             name_base: bool, jobs: int, out: str) -> str:
+    """The ``pointsam sweep`` command line that makes (or made) a sweep."""
+    return "pointsam sweep " + shlex.join(
+        configs + ["--seeds", *map(str, seeds)]
+        + [a for o in overrides for a in ("--set", o)]
+        + (["--baseline", base] if name_base else [])
+        + ["--jobs", str(jobs), "--out", str(out)])
+
+
 def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
     """Run ``pointsam sweep`` from parsed arguments; 0 when every run finished."""
     from pointsam._atomic import atomic_write_text
@@ -80,11 +90,8 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
         baseline = baseline or meta.get("baseline")
     runs = plan_sweep(configs, seeds, out, overrides)
     base = baseline_name(runs, baseline)
-    command = "pointsam sweep " + shlex.join(
-        [str(c) for c in configs] + ["--seeds", *map(str, seeds)]
-        + [a for o in overrides for a in ("--set", o)]
-        + (["--baseline", base] if base != runs[0].name else [])
-        + ["--jobs", str(args.jobs), "--out", str(args.out)])
+    command = _command([str(c) for c in configs], seeds, overrides, base,
+                       base != runs[0].name, args.jobs, args.out)
     if not args.report_only:
         task = check_plan(runs)
         if args.dry_run:
@@ -107,11 +114,9 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
                 "seeds": all_seeds, "overrides": overrides, "baseline": base,
                 "task": task, "jobs": args.jobs,
                 "cpu_count": os.cpu_count(),
-                "command": "pointsam sweep " + shlex.join(
-                    list(listed.values()) + ["--seeds", *map(str, all_seeds)]
-                    + [a for o in overrides for a in ("--set", o)]
-                    + (["--baseline", base] if base != runs[0].name else [])
-                    + ["--jobs", str(args.jobs), "--out", str(args.out)])}
+                "command": _command(list(listed.values()), all_seeds, overrides,
+                                    base, base != next(iter(listed)), args.jobs,
+                                    args.out)}
         atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
         t0 = time.time()
         outcomes = run_sweep(runs, args.jobs, log=log)

@@ -336,6 +336,12 @@ class Trainer(TrainerState):
             progress=t.progress and self.info.is_main, desc=split,
         )
 
+    @property
+    def _kept_last(self) -> str:
+        """What a run without a validation split keeps (summary and card)."""
+        unit = "step" if self.cfg.train.steps else "epoch"
+        return f"no validation split, the last {unit} is kept"
+
     def fit(self, *, stop_after: int | None = None) -> dict[str, Any]:
         """Train to ``train.epochs`` (or stop after ``stop_after`` more epochs).
 
@@ -406,8 +412,7 @@ class Trainer(TrainerState):
                 self.best = {
                     "epoch": self.epoch,
                     **({"step": self.step} if t.steps else {}),
-                    "note": "no validation split: the last "
-                    + ("step" if t.steps else "epoch") + " is kept",
+                    "note": self._kept_last,
                 }
                 improved = True
             row["epoch_time_s"] = round(time.time() - tick, 3)
@@ -466,8 +471,7 @@ class Trainer(TrainerState):
                 k: len(v) for k, v in self.datasets.items() if v is not None
             },
             "selection": (
-                "none: no validation split, the last "
-                + ("step" if t.steps else "epoch") + " is kept"
+                f"none: {self._kept_last}"
                 if "val" not in self.eval_loaders
                 else f"best validation {self.task.score_key} ("
                 + ("the dataset's own val split)"
