@@ -135,7 +135,12 @@ class LidarCrops(torch.utils.data.Dataset):
     ``max_points`` (the nearest to the axis). The crop is centred on its
     centroid, rotated about z by a uniform angle, scaled by
     :math:`s \sim U(0.9, 1.1)` (isotropic: heights stay heights), flipped in x
-    and y and jittered (1 cm, clipped at 5 cm).
+    and y, thinned by ``point_dropout`` and jittered (1 cm, clipped at 5 cm).
+    The thinning is PointNet++'s random input dropout: a ratio
+    :math:`\theta \sim U(0, \text{point\_dropout})` per crop, and
+    :math:`\lfloor \theta M \rfloor` of its M points dropped at random, so
+    the crops span the densities of near and far parts of a scan (a car 40 m
+    away holds tens of points, one at 10 m thousands).
 
     Args:
         real: Scans with ``pos`` and ``y`` (train ids, -1 ignored).
@@ -148,7 +153,11 @@ class LidarCrops(torch.utils.data.Dataset):
         radius: Cylinder radius in metres. (default: 20)
         max_points: Points per crop at most. (default: 8192)
         voxel_size: Voxel edge in metres (0: none). (default: 0.1)
-        augment: Apply the random rotation, scale, flip and jitter. (default: True)
+        augment: Apply the random rotation, scale, flip, thinning and jitter.
+            (default: True)
+        point_dropout: Largest share of a crop's points dropped
+            (:class:`~pointsam.data.transforms.PointDropout`; 0: none).
+            (default: 0)
         seed: Base seed.
 
     Shapes:
@@ -160,11 +169,15 @@ class LidarCrops(torch.utils.data.Dataset):
                  num_samples: int = 1000, real_fraction: float = 0.5,
                  radius: float = 20.0, max_points: int = 8192,
                  voxel_size: float = 0.1, augment: bool = True, seed: int = 0,
-                 boxed: Sequence[Data] = (), box_fraction: float = 0.0) -> None:
+                 boxed: Sequence[Data] = (), box_fraction: float = 0.0,
+                 point_dropout: float = 0.0) -> None:
         if not real and not synthetic:
             raise ValueError("LidarCrops needs at least one scan")
         if not 0 <= box_fraction < 1:
             raise ValueError(f"box_fraction must be in [0, 1), got {box_fraction}")
+        if not 0 <= point_dropout < 1:
+            raise ValueError(f"point_dropout must be in [0, 1), got {point_dropout}")
+        self.point_dropout = float(point_dropout)
         self.boxed = list(boxed)
         self.box_fraction = box_fraction if self.boxed else 0.0
         if not 0 <= real_fraction <= 1:
@@ -209,6 +222,8 @@ class LidarCrops(torch.utils.data.Dataset):
                 T.RandomRotate("z", degrees=180.0, seed=seed),
                 T.RandomScale(0.9, 1.1, anisotropic=False, seed=seed + 1),
                 RandomFlipXY(seed + 2),
+                *([T.PointDropout(self.point_dropout, seed=seed + 4)]
+                  if self.point_dropout > 0 else []),
                 T.Jitter(0.01, 0.05, seed=seed + 3),
             ])(crop)
         return crop
@@ -222,7 +237,9 @@ class LidarCrops(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return (f"LidarCrops({len(self.real)} real + {len(self.synthetic)} synthetic "
                 f"scans, radius={self.radius}, max_points={self.max_points}, "
-                f"voxel={self.voxel_size}, real_fraction={self.real_fraction})")
+                f"voxel={self.voxel_size}, real_fraction={self.real_fraction}"
+                + (f", point_dropout={self.point_dropout}" if self.point_dropout else "")
+                + ")")
 
 
 def _box_scan(path: str | os.PathLike[str]) -> Data:
@@ -297,7 +314,8 @@ class LidarFrames(PointDataset):
             only their box points labelled; every other point is ignored, never
             taken as background. (default: none)
         box_fraction: Share of the crops drawn from ``box_scans``. (default: 0.25)
-        real_fraction, radius, max_points, voxel_size: As :class:`LidarCrops`.
+        real_fraction, radius, max_points, voxel_size, point_dropout: As
+            :class:`LidarCrops`.
         seed: Seed of the crops and of the synthetic scenes.
 
     Shapes:
@@ -321,6 +339,7 @@ class LidarFrames(PointDataset):
                  box_scans: Sequence[str] = (), box_fraction: float = 0.25,
                  real_fraction: float = 0.5, radius: float = 20.0,
                  max_points: int = 8192, voxel_size: float = 0.1,
+                 point_dropout: float = 0.0,
                  seed: int = 0, transform: Callable[[Data], Data] | None = None) -> None:
         from .kitti import class_names
 
@@ -384,7 +403,8 @@ class LidarFrames(PointDataset):
             self._crops: LidarCrops | None = LidarCrops(
                 rest, synth, num_samples=num_samples, real_fraction=real_fraction,
                 radius=radius, max_points=max_points, voxel_size=voxel_size,
-                seed=seed, boxed=boxed, box_fraction=box_fraction)
+                seed=seed, boxed=boxed, box_fraction=box_fraction,
+                point_dropout=point_dropout)
             self._scans: list[Data] = []
         else:
             self._crops = None

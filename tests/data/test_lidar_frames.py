@@ -123,6 +123,26 @@ def test_crop_mixture_draws_from_both_pools():
     assert ds.class_counts()[:2].tolist() == [500, 500]
 
 
+def test_point_dropout_thins_each_crop_within_its_bounds():
+    # PointNet++'s random input dropout: theta ~ U(0, p) per crop, floor(theta M)
+    # of the crop's M points dropped; the crop is drawn before the thinning, so a
+    # thinned crop's labels are a sub-multiset of the same item's unthinned crop
+    kw = dict(num_samples=60, radius=10.0, max_points=400, voxel_size=0.0, seed=5)
+    full = LidarCrops([_scene()], **kw)
+    thin = LidarCrops([_scene()], point_dropout=0.875, **kw)
+    kept = []
+    for i in range(60):
+        a, b = full[i], thin[i]
+        m = a.pos.size(0)
+        assert b.y.numel() == b.pos.size(0)
+        assert m - int(0.875 * m) <= b.pos.size(0) <= m
+        assert (torch.bincount(b.y, minlength=2) <= torch.bincount(a.y, minlength=2)).all()
+        kept.append(b.pos.size(0) / m)
+    # E[kept share] = 1 - p / 2 = 0.5625; 60 crops: sd of the mean 0.875 / sqrt(12 * 60)
+    assert abs(float(np.mean(kept)) - 0.5625) < 4 * 0.875 / (12 * 60) ** 0.5
+    assert "point_dropout=0.875" in repr(thin) and "point_dropout" not in repr(full)
+
+
 def test_crops_refuse_bad_arguments():
     with pytest.raises(ValueError, match="at least one scan"):
         LidarCrops([])
@@ -130,6 +150,8 @@ def test_crops_refuse_bad_arguments():
         LidarCrops([_scene()], real_fraction=1.5)
     with pytest.raises(ValueError, match="per-point labels"):
         LidarCrops([Data(pos=torch.rand(5, 3))])
+    with pytest.raises(ValueError, match="point_dropout"):
+        LidarCrops([_scene()], point_dropout=1.0)
 
 
 def test_class_weights():
