@@ -110,6 +110,8 @@ def cmd_sweep(args: Any, log: Callable[[str], None] = print) -> int:
                 if not set(before) <= set(listed):  # added configs go last
                     listed = {**before, **listed}
                 all_seeds = sorted(set(old["seeds"]) | set(seeds))
+                if args.baseline is None and old.get("baseline") in before:
+                    base = old["baseline"]  # the sweep's baseline stays, unless asked
         meta = {"configs": [{"name": n, "path": p} for n, p in listed.items()],
                 "seeds": all_seeds, "overrides": overrides, "baseline": base,
                 "task": task, "jobs": args.jobs,

@@ -430,6 +430,9 @@ def test_a_sweep_extended_by_a_later_invocation_reports_every_config(tmp_path,
     meta = json.loads((out / "sweep.json").read_text())
     assert [c["name"] for c in meta["configs"]] == ["plain", "cbam"]
     assert meta["seeds"] == [0, 1]
+    # the first invocation's baseline (its first config) stays the sweep's: the
+    # second invocation named no --baseline
+    assert meta["baseline"] == "plain" and "--baseline" not in meta["command"]
     for argv in ([], ["--report-only"]):
         if argv:
             (out / "results.md").unlink()
@@ -438,6 +441,7 @@ def test_a_sweep_extended_by_a_later_invocation_reports_every_config(tmp_path,
         cmd = next(ln for ln in md.splitlines() if ln.startswith("Command:"))
         assert "plain.yaml" in cmd and "cbam.yaml" in cmd and "--seeds 0 1" in cmd
         assert "Runs: 3 finished of 4" in md  # plain seed 1 was never asked for
+        assert "Baseline: `plain`" in md
         with open(out / "results_seeds.csv", newline="") as f:
             got = {(r["config"], r["seed"]) for r in csv.DictReader(f)}
         assert got == {("plain", "0"), ("cbam", "0"), ("cbam", "1")}
