@@ -14,9 +14,18 @@ gap of more than ``--gap`` degrees between sorted angles), a plane
 points within ``--inlier`` metres of it, and each ring's median residual over
 its inliers is printed. Rings closer together than ``--gap`` merge (far from
 the sensor the beams' ground rings are closer than the angle noise).
+
+With ``--labels-of`` (a run folder or a shipped model's name, repeatable) the
+scan is labelled as ``pointsam predict`` labels it (one vote, the run's voxel
+and chunk sizes) and the share of the band's points labelled road and
+sidewalk is printed per range band (``--bands``, metres):
+
+    PYTHONPATH=. python train/lidar_rings.py .../004139.bin \
+        --labels-of pointnet2_lite_lidarseg_kitti --labels-of runs/lidar_plain_cw
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +39,9 @@ def main(argv=None):
     p.add_argument("--gap", type=float, default=0.15)
     p.add_argument("--inlier", type=float, default=0.08)
     p.add_argument("--min-points", type=int, default=200)
+    p.add_argument("--labels-of", action="append", default=[],
+                   help="a run folder (its best.pt) or a shipped model's name")
+    p.add_argument("--bands", type=float, nargs="+", default=[4, 5, 6, 7, 9, 11, 14])
     a = p.parse_args(argv)
     pts = np.fromfile(a.scan, np.float32)
     if pts.size % 4:
@@ -67,6 +79,46 @@ def main(argv=None):
     if meds:
         print(f"spread of the ring medians: {100 * (max(meds) - min(meds)):.1f} cm "
               f"({len(meds)} rings with >= {a.min_points} inliers)")
+    if a.labels_of:
+        _label_bands(pts, sel, a.labels_of, a.bands)
+
+
+def _label_bands(pts, sel, sources, bands):
+    """Share of the band's points labelled road / sidewalk per range band."""
+    import torch
+    from torch_geometric.data import Data
+
+    from pointsam.data.kitti import class_names
+    from pointsam.engine.inference import predict_scan
+
+    names = class_names()
+    road, side = names.index("road"), names.index("sidewalk")
+    r = np.linalg.norm(pts[sel, :2], axis=1)  # [M]
+    edges = list(zip(bands[:-1], bands[1:]))
+    print("| labelled by | " + " | ".join(f"{lo:g}-{hi:g} m: sidewalk / road %"
+                                          for lo, hi in edges) + " |")
+    print("|---|" + "---:|" * len(edges))
+    for src in sources:
+        if Path(src).is_dir():
+            from pointsam.engine.predict import load_trained
+
+            model, _, cfg, _ = load_trained(Path(src) / "best.pt")
+        else:
+            from pointsam.engine.pretrained import load_pretrained_trained
+
+            model, _, cfg, _ = load_pretrained_trained(src)
+        model.eval()
+        prob = predict_scan(model, Data(pos=torch.from_numpy(pts).float()),
+                            voxel_size=cfg.train.voxel_size,
+                            chunk_points=cfg.train.chunk_points)  # [N, C]
+        pred = prob.argmax(1).numpy()[sel]  # [M]
+        cells = []
+        for lo, hi in edges:
+            b = (r >= lo) & (r < hi)
+            n = max(int(b.sum()), 1)
+            cells.append(f"{100 * (pred[b] == side).sum() / n:.0f} / "
+                         f"{100 * (pred[b] == road).sum() / n:.0f}")
+        print(f"| {src} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
