@@ -34,7 +34,8 @@ from .base import WrapperModel
 from .heads import unpack
 from .registry import create_model, register_model
 
-__all__ = ["height_above_ground", "GroundHeightSegmenter", "pointnet2_lite_lidarseg"]
+__all__ = ["height_above_ground", "local_shape", "GroundHeightSegmenter",
+           "pointnet2_lite_lidarseg"]
 
 _BIG = 1 << 31  # key = i * _BIG + j for cell indices (i, j) >= -1
 
@@ -125,6 +126,64 @@ def height_above_ground(pos: Tensor, batch: Tensor | None = None, *,
     return torch.cat(parts)  # [N]
 
 
+@torch.no_grad()
+def local_shape(pos: Tensor, batch: Tensor | None = None, *, radius: float = 0.5,
+                k: int = 32) -> Tensor:
+    r"""Eigenvalue shape features of each point's neighbourhood (Weinmann et al.
+    2015; Hackel et al. 2016): four numbers in [0, 1] that do not depend on
+    the scan's frame, rotation about z, or (within the ball) its density.
+
+    With :math:`\mathcal{N}_i` the at most ``k`` nearest points of i's cloud
+    within ``radius`` (i included), :math:`C_i` their covariance,
+    :math:`\lambda_1 \ge \lambda_2 \ge \lambda_3 \ge 0` its eigenvalues and
+    :math:`\mathbf{n}_i` the eigenvector of :math:`\lambda_3` (the normal):
+
+    .. math::
+        \Big[\frac{\lambda_1 - \lambda_2}{\lambda_1},\;
+        \frac{\lambda_2 - \lambda_3}{\lambda_1},\;
+        \frac{\lambda_3}{\lambda_1},\; |n_{i,z}|\Big]
+
+    (linearity, planarity, scattering, and the normal's vertical share: 1 on a
+    road, 0 on a wall). A point with fewer than 3 neighbours gets zeros.
+
+    Args:
+        pos: Coordinates, z up, metres.
+        batch: Sorted cloud index per point (default: one cloud).
+        radius: Neighbourhood radius in metres. (default: 0.5)
+        k: At most this many nearest neighbours. (default: 32)
+
+    Shapes:
+        - **input:** pos :math:`(N, 3)`, batch :math:`(N)` (optional)
+        - **output:** :math:`(N, 4)`
+
+    Example:
+        >>> road = torch.cat([torch.rand(500, 2) * 4, torch.zeros(500, 1)], 1)
+        >>> pole = torch.zeros(30, 3); pole[:, 2] = torch.linspace(0, 3, 30)
+        >>> f, g = local_shape(road), local_shape(pole)
+        >>> bool(f[:, 2].max() < 1e-6), bool((f[:, 3] > 0.99).all())  # flat, normal up
+        (True, True)
+        >>> bool((g[:, 0] > 0.99).all())  # a line: linearity 1
+        True
+    """
+    ops.check_pos(pos, "pos")
+    nbr, mask = ops.radius(pos, radius, batch, max_num_neighbors=k)  # [N, K] each
+    w = mask.to(torch.float64).unsqueeze(-1)  # [N, K, 1]
+    p = pos[nbr].to(torch.float64)  # [N, K, 3] gather of the neighbours
+    p = p - pos.to(torch.float64).unsqueeze(1)  # [N, K, 3] relative (exact for world frames)
+    cnt = w.sum(1)  # [N, 1]
+    mean = (p * w).sum(1) / cnt  # [N, 3]
+    d = (p - mean.unsqueeze(1)) * w  # [N, K, 3]
+    cov = d.transpose(1, 2) @ d / cnt.unsqueeze(-1)  # [N, 3, 3]
+    lam, vec = torch.linalg.eigh(cov)  # [N, 3] ascending, [N, 3, 3]
+    lam = lam.clamp(min=0.0)
+    l1, l2, l3 = lam[:, 2], lam[:, 1], lam[:, 0]  # [N] each
+    ok = (cnt.squeeze(1) >= 3) & (l1 > 0)  # [N]
+    den = torch.where(ok, l1, torch.ones_like(l1))
+    out = torch.stack([(l1 - l2) / den, (l2 - l3) / den, l3 / den,
+                       vec[:, 2, 0].abs()], dim=1)  # [N, 4]
+    return torch.where(ok.unsqueeze(1), out, torch.zeros_like(out)).to(pos.dtype)
+
+
 class GroundHeightSegmenter(WrapperModel):
     r"""A segmenter fed with the height above the local ground, nothing else.
 
@@ -159,20 +218,25 @@ class GroundHeightSegmenter(WrapperModel):
                      "which takes scans of any size")
 
     def __init__(self, net: nn.Module, *, cell: float = 4.0,
-                 quantile: float = 0.05) -> None:
+                 quantile: float = 0.05, shape_radius: float | None = None) -> None:
         super().__init__()
         self.net, self.cell, self.quantile = net, float(cell), float(quantile)
+        self.shape_radius = None if shape_radius is None else float(shape_radius)
 
     def reset_parameters(self) -> None:
         reset_children(self)
 
     def extra_repr(self) -> str:
-        return f"cell={self.cell}, quantile={self.quantile}"
+        extra = "" if self.shape_radius is None else f", shape_radius={self.shape_radius}"
+        return f"cell={self.cell}, quantile={self.quantile}{extra}"
 
     def features(self, pos: Tensor, batch: Tensor) -> Tensor:
         """The input channel [N, 1]: height above the local ground."""
         h = height_above_ground(pos, batch, cell=self.cell, quantile=self.quantile)
-        return h.unsqueeze(1).to(pos.dtype)  # [N, 1]
+        h = h.unsqueeze(1).to(pos.dtype)  # [N, 1]
+        if self.shape_radius is None:
+            return h
+        return torch.cat([h, local_shape(pos, batch, radius=self.shape_radius)], 1)  # [N, 5]
 
     def forward(self, data: Any = None, **tensors: Tensor) -> Tensor:
         _, pos, batch, _, b = unpack(data, **{k: v for k, v in tensors.items()
@@ -208,9 +272,11 @@ class GroundHeightSegmenter(WrapperModel):
 
 @register_model
 def pointnet2_lite_lidarseg(num_classes: int = 19, *, cell: float = 4.0,
-                            quantile: float = 0.05, **kwargs: Any
-                            ) -> GroundHeightSegmenter:
-    """``pointnet2_lite_semseg`` fed with height above ground (scans in any frame)."""
+                            quantile: float = 0.05, shape_radius: float | None = None,
+                            **kwargs: Any) -> GroundHeightSegmenter:
+    """``pointnet2_lite_semseg`` fed with height above ground (scans in any frame),
+    and with ``shape_radius`` the four :func:`local_shape` features too."""
     net = create_model("pointnet2_lite_semseg", num_classes=num_classes,
-                       in_channels=1, **kwargs)
-    return GroundHeightSegmenter(net, cell=cell, quantile=quantile)
+                       in_channels=1 if shape_radius is None else 5, **kwargs)
+    return GroundHeightSegmenter(net, cell=cell, quantile=quantile,
+                                 shape_radius=shape_radius)

@@ -226,6 +226,35 @@ def test_lidarseg_plan_then_network_is_forward(shared_data):
         assert torch.equal(model.network(None, pos, plan), model(pos=pos))
 
 
+
+def test_lidarseg_with_shape_features_exports(shared_data, tmp_path):
+    """With the local-shape features the plan holds five input channels (height
+    and four eigenvalue ratios, computed in Python); torch.export and ONNX run
+    the network on them and match eager on real frame crops."""
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = create_model("pointnet2_lite_lidarseg", shape_radius=0.5)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    ep, _ = export_program(model)
+    path = export_onnx(model, tmp_path / "shape.onnx", program=ep,
+                       model_name="pointnet2_lite_lidarseg",
+                       model_args={"shape_radius": 0.5}, optimize=False)
+    sess = OnnxModel(path, model=model, threads=2)
+    for c in _clouds(shared_data, "pointnet2_lite_lidarseg"):
+        with torch.no_grad():
+            plan = model.plan(c["pos"], c["batch"])
+            ref = model(pos=c["pos"], batch=c["batch"])
+        assert plan["height"].shape == (c["pos"].size(0), 5)
+        _, tensors = plan_inputs(model, c["pos"], c["batch"])
+        with torch.no_grad():
+            _assert_close(ep.module()(*tensors), ref, model, ("shape", None, "pt2"))
+        out = sess(c["pos"], c["batch"])
+        _assert_close(torch.from_numpy(out["logits"]), ref, model, ("shape", None, "onnx"))
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["pointnet2_lite_cls", "dgcnn_lite_cls",
                                   "pointnet2_lite_semseg"])

@@ -3,7 +3,10 @@
 import pytest
 import torch
 
+import numpy as np
+
 from pointsam.models import create_model, height_above_ground
+from pointsam.models.lidar import local_shape
 
 
 def _street(seed=0, n=4000):
@@ -84,3 +87,71 @@ def test_lidarseg_model_trains():
     m(pos=pos).sum().backward()
     grads = [p.grad for p in m.parameters() if p.requires_grad]
     assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def _shape_reference(pos, radius, k):
+    """Slow reference: per point, numpy's eigh of its <= k nearest within radius."""
+    p = pos.double().numpy()
+    out = np.zeros((len(p), 4))
+    for i in range(len(p)):
+        d = np.linalg.norm(p - p[i], axis=1)
+        near = np.argsort(d, kind="stable")[:k]
+        near = near[d[near] <= radius]
+        if len(near) < 3:
+            continue
+        q = p[near] - p[near].mean(0)
+        lam, vec = np.linalg.eigh(q.T @ q / len(near))
+        lam = np.clip(lam, 0, None)
+        l3, l2, l1 = lam
+        if l1 <= 0:
+            continue
+        out[i] = [(l1 - l2) / l1, (l2 - l3) / l1, l3 / l1, abs(vec[2, 0])]
+    return out
+
+
+def test_local_shape_equals_a_slow_reference():
+    pos, _ = _street(n=600)
+    pos = pos[torch.randperm(len(pos), generator=torch.Generator().manual_seed(0))[:400]]
+    f = local_shape(pos, radius=3.0, k=12).double().numpy()
+    ref = _shape_reference(pos, 3.0, 12)
+    assert (ref.any(1) == f.any(1)).all()  # the same points have < 3 neighbours
+    # the ratios are float32 at the end: 1e-4 on values in [0, 1]; the normal's
+    # sign is free, so |n_z| is compared
+    np.testing.assert_allclose(f, ref, atol=1e-4)
+
+
+def test_local_shape_is_frame_free_and_per_cloud():
+    pos, _ = _street(n=1500)
+    f = local_shape(pos, radius=3.0, k=16)  # the road holds ~0.4 points per m^2
+    c, s = np.cos(0.7), np.sin(0.7)
+    rot = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float32)
+    moved = pos @ rot.T + torch.tensor([100.0, -157.0, 3.0])
+    assert torch.allclose(local_shape(moved, radius=3.0, k=16), f, atol=2e-3)  # rotation about z, shift
+    other, _ = _street(seed=1, n=900)
+    batch = torch.cat([torch.zeros(len(pos)), torch.ones(len(other))]).long()
+    both = local_shape(torch.cat([pos, other]), batch, radius=3.0, k=16)  # overlapping clouds
+    assert torch.allclose(both[: len(pos)], f, atol=1e-5)
+    assert torch.allclose(both[len(pos):], local_shape(other, radius=3.0, k=16), atol=1e-5)
+    # the wall (x = 12, vertical) reads vertical, the road horizontal
+    assert f[1500:, 3].median() < 0.2 and f[:1500, 3].median() > 0.95
+
+
+def test_local_shape_bad_input_and_isolated_points():
+    with pytest.raises(ValueError, match="NaN"):
+        local_shape(torch.full((5, 3), float("nan")))
+    far = torch.tensor([[0.0, 0, 0], [10.0, 0, 0], [20.0, 0, 0]])
+    assert torch.equal(local_shape(far), torch.zeros(3, 4))  # < 3 neighbours: zeros
+    with pytest.raises(ValueError, match="empty"):
+        local_shape(torch.zeros(0, 3))
+
+
+def test_lidarseg_model_with_shape_features_is_frame_independent():
+    torch.manual_seed(0)
+    m = create_model("pointnet2_lite_lidarseg", num_classes=5, shape_radius=0.5).eval()
+    pos, _ = _street(n=1500)
+    out = m(pos=pos)
+    assert out.shape == (1800, 5)
+    assert torch.allclose(out, m(pos=pos + torch.tensor([3.0, -100.0, -4.0])), atol=1e-3)
+    plan = m.plan(pos)
+    assert plan["height"].shape == (1800, 5)
+    torch.testing.assert_close(m.network(None, pos, plan), out, atol=1e-4, rtol=1e-4)
