@@ -44,7 +44,7 @@ from .attention import ATTENTION, build_attention
 from .base import PointModel
 from .dgcnn import DGCNN, EdgeConv, feature_knn
 from .heads import ClsHead, PointClassifier, PointSegmenter, SegHead
-from .lidar import GroundHeightSegmenter, height_above_ground
+from .lidar import GroundHeightSegmenter, height_above_ground, local_shape
 from .pointnet2 import FeaturePropagation, PointNet2, SetAbstraction
 from .pretrained import list_pretrained, load_pretrained
 from .registry import create_model, list_models, register_model
@@ -56,5 +56,6 @@ __all__ = [
     "EdgeConv", "SetAbstraction", "FeaturePropagation", "feature_knn", "heads",
     "ClsHead", "SegHead", "PointClassifier", "PointSegmenter", "ATTENTION",
     "build_attention", "shapenet_parts", "GroundHeightSegmenter", "height_above_ground",
+    "local_shape",
     "load_pretrained", "list_pretrained", "TemporalLidarSegmenter",
 ]

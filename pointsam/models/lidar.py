@@ -16,8 +16,10 @@ with :math:`c(i)` the ``cell`` x ``cell`` metre x-y cell of point i and
 :math:`Q_q` the ``quantile`` of the heights in a cell (robust to a few points
 below the road). :class:`GroundHeightSegmenter` feeds :math:`h` as the only
 input channel (on a slope s the 3 x 3 minimum reads the ground up to about
-:math:`3\,\text{cell}\,|s|` low: 0.4 m at 4 m cells on a 3.6% slope), so no intensity and no absolute coordinate is used: the model
-reads a world-frame frame and a sensor-frame scan the same way.
+:math:`3\,\text{cell}\,|s|` low: 0.4 m at 4 m cells on a 3.6% slope), with
+``shape_radius`` also the four eigenvalue ratios of :func:`local_shape`; no
+intensity and no absolute coordinate is used: the model reads a world-frame
+frame and a sensor-frame scan the same way.
 """
 
 from __future__ import annotations
@@ -131,7 +133,9 @@ def local_shape(pos: Tensor, batch: Tensor | None = None, *, radius: float = 0.5
                 k: int = 32) -> Tensor:
     r"""Eigenvalue shape features of each point's neighbourhood (Weinmann et al.
     2015; Hackel et al. 2016): four numbers in [0, 1] that do not depend on
-    the scan's frame, rotation about z, or (within the ball) its density.
+    the scan's frame or its rotation about z, and, being ratios, not on the
+    neighbourhood's scale. They do depend on how the sensor samples a surface:
+    on a road a 0.5 m ball holds one or two laser rings and reads as lines.
 
     With :math:`\mathcal{N}_i` the at most ``k`` nearest points of i's cloud
     within ``radius`` (i included), :math:`C_i` their covariance,
@@ -169,7 +173,7 @@ def local_shape(pos: Tensor, batch: Tensor | None = None, *, radius: float = 0.5
     nbr, mask = ops.radius(pos, radius, batch, max_num_neighbors=k)  # [N, K] each
     w = mask.to(torch.float64).unsqueeze(-1)  # [N, K, 1]
     p = pos[nbr].to(torch.float64)  # [N, K, 3] gather of the neighbours
-    p = p - pos.to(torch.float64).unsqueeze(1)  # [N, K, 3] relative (exact for world frames)
+    p = p - pos.to(torch.float64).unsqueeze(1)  # [N, K, 3] relative to the point
     cnt = w.sum(1)  # [N, 1]
     mean = (p * w).sum(1) / cnt  # [N, 3]
     d = (p - mean.unsqueeze(1)) * w  # [N, K, 3]
@@ -185,19 +189,23 @@ def local_shape(pos: Tensor, batch: Tensor | None = None, *, radius: float = 0.5
 
 
 class GroundHeightSegmenter(WrapperModel):
-    r"""A segmenter fed with the height above the local ground, nothing else.
+    r"""A segmenter fed with the height above the local ground (and, with
+    ``shape_radius``, the local shape), nothing else.
 
     .. math::
-        \text{logits} = f(p, h(p)),\qquad h = \text{height\_above\_ground}(p)
+        \text{logits} = f(p, [h(p), s(p)]),\qquad h = \text{height\_above\_ground}(p),
+        \quad s = \text{local\_shape}(p) \text{ or nothing}
 
-    where ``f`` is a segmenter taking one input channel; the cloud is centred on
-    its mean first (only relative positions matter to ``f``; centring keeps
-    float32 exact for world-frame coordinates).
+    where ``f`` is a segmenter taking one input channel (five with the shape);
+    the cloud is centred on its mean first (only relative positions matter to
+    ``f``; centring keeps float32 exact for world-frame coordinates).
 
     Args:
-        net: A segmenter built with ``in_channels=1``.
+        net: A segmenter built with ``in_channels=1`` (5 with ``shape_radius``).
         cell: Ground cell edge in metres. (default: 4.0)
         quantile: Ground quantile per cell. (default: 0.05)
+        shape_radius: Radius in metres of :func:`local_shape`'s neighbourhoods
+            (at most 32 points), or ``None`` for the height alone. (default: ``None``)
 
     Shapes:
         - **input:** a ``Data``/``Batch`` with pos :math:`(N, 3)` (x is ignored)
@@ -227,16 +235,19 @@ class GroundHeightSegmenter(WrapperModel):
         reset_children(self)
 
     def extra_repr(self) -> str:
-        extra = "" if self.shape_radius is None else f", shape_radius={self.shape_radius}"
+        r = self.shape_radius
+        extra = "" if r is None else f", shape_radius={r}"
         return f"cell={self.cell}, quantile={self.quantile}{extra}"
 
     def features(self, pos: Tensor, batch: Tensor) -> Tensor:
-        """The input channel [N, 1]: height above the local ground."""
+        """The input channels [N, 1] (height above the local ground) or [N, 5]
+        (and the four :func:`local_shape` ratios)."""
         h = height_above_ground(pos, batch, cell=self.cell, quantile=self.quantile)
         h = h.unsqueeze(1).to(pos.dtype)  # [N, 1]
         if self.shape_radius is None:
             return h
-        return torch.cat([h, local_shape(pos, batch, radius=self.shape_radius)], 1)  # [N, 5]
+        s = local_shape(pos, batch, radius=self.shape_radius)  # [N, 4]
+        return torch.cat([h, s], 1)  # [N, 5]
 
     def forward(self, data: Any = None, **tensors: Tensor) -> Tensor:
         _, pos, batch, _, b = unpack(data, **{k: v for k, v in tensors.items()
@@ -250,10 +261,12 @@ class GroundHeightSegmenter(WrapperModel):
              batch_size: int | None = None) -> dict[str, Tensor]:
         r"""Everything that depends on the coordinates alone (DESIGN.md section 9):
         ``offset`` :math:`(N, 3)`, each point's cloud mean (the network centres
-        on it), ``height`` :math:`(N, 1)`, the input feature, and the inner
-        segmenter's plan on the centred cloud as ``net.<key>``. The ground
-        height (per-cell quantiles) is computed here, in Python, so an exported
-        network takes it as an input and the graph holds no search."""
+        on it), ``height`` :math:`(N, 1)`, the input feature (:math:`(N, 5)`
+        with ``shape_radius``: every input channel), and the inner segmenter's
+        plan on the centred cloud as ``net.<key>``. The ground height
+        (per-cell quantiles) and the shape (a neighbour search) are computed
+        here, in Python, so an exported network takes them as an input and the
+        graph holds no search."""
         if batch is None:
             batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
         b = ops.batch_size_of(batch, batch_size)

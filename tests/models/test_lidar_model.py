@@ -1,12 +1,10 @@
 """Height above the local ground and the frame-independent LiDAR segmenter."""
 
+import numpy as np
 import pytest
 import torch
 
-import numpy as np
-
-from pointsam.models import create_model, height_above_ground
-from pointsam.models.lidar import local_shape
+from pointsam.models import create_model, height_above_ground, local_shape
 
 
 def _street(seed=0, n=4000):
