@@ -87,9 +87,9 @@ def _eager(model, c) -> torch.Tensor:
         return model(pos=c["pos"], batch=c["batch"], **kw)
 
 
-def _model(name: str, attention):
+def _model(name: str, attention, **kwargs):
     torch.manual_seed(0)
-    m = create_model(name, attention=attention)
+    m = create_model(name, attention=attention, **kwargs)
     # non-trivial BatchNorm statistics, so eval differs from identity
     for mod in m.modules():
         if isinstance(mod, torch.nn.BatchNorm1d):
@@ -226,19 +226,12 @@ def test_lidarseg_plan_then_network_is_forward(shared_data):
         assert torch.equal(model.network(None, pos, plan), model(pos=pos))
 
 
-
 def test_lidarseg_with_shape_features_exports(shared_data, tmp_path):
     """With the local-shape features the plan holds five input channels (height
     and four eigenvalue ratios, computed in Python); torch.export and ONNX run
     the network on them and match eager on real frame crops."""
     pytest.importorskip("onnxruntime")
-    torch.manual_seed(0)
-    model = create_model("pointnet2_lite_lidarseg", shape_radius=0.5)
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.BatchNorm1d):
-            mod.running_mean.uniform_(-0.1, 0.1)
-            mod.running_var.uniform_(0.5, 1.5)
-    model.eval()
+    model = _model("pointnet2_lite_lidarseg", None, shape_radius=0.5)
     ep, _ = export_program(model)
     path = export_onnx(model, tmp_path / "shape.onnx", program=ep,
                        model_name="pointnet2_lite_lidarseg",
